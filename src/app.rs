@@ -1,0 +1,76 @@
+//! Wiring: builds the stores, the hasher and the signer from a [`Config`] into one [`App`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::Service;
+use crate::auth::passwords::Hasher;
+use crate::auth::secret::{self, SecretSource};
+use crate::auth::tokens::Signer;
+use crate::config::{Config, SessionBackend, UserBackend};
+use crate::store::database::{self, OpenError};
+use crate::store::embedded::EmbeddedStore;
+use crate::store::redb_users::RedbUserStore;
+use crate::store::{SessionStore, StoreError, UserStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Secret(#[from] secret::SecretError),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot start the password hashers: {0}")]
+    Hasher(#[from] crate::auth::passwords::HashError),
+}
+
+/// Everything a request handler needs, shared by all connections.
+pub struct App {
+    pub config: Config,
+    pub auth: Service,
+}
+
+impl App {
+    /// Opens the data dir and builds the services. `jwt_secret` is the value of `JWT_SECRET`.
+    pub fn build(config: Config, jwt_secret: Option<String>) -> Result<Arc<App>, StartError> {
+        let db = database::open(&config.data_dir, &config.database_path())?;
+        let store: Arc<dyn SessionStore> = match config.sessions.backend {
+            SessionBackend::Embedded => Arc::new(EmbeddedStore::open(
+                db.clone(),
+                config.sessions.cache_capacity,
+                Duration::from_secs(config.sessions.purge_interval),
+            )?),
+        };
+        let users: Arc<dyn UserStore> = match config.users.backend {
+            UserBackend::Redb => Arc::new(RedbUserStore::open(db)?),
+        };
+
+        let (secret, source) = secret::load(jwt_secret, &config.data_dir)?;
+        match source {
+            SecretSource::Environment => tracing::debug!("signing secret from JWT_SECRET"),
+            SecretSource::File => tracing::debug!("signing secret from the data dir"),
+            SecretSource::Generated => tracing::info!(
+                path = %config.data_dir.join("jwt_secret").display(),
+                "JWT_SECRET is unset: generated a random signing secret into the data dir; it is reused on later starts"
+            ),
+        }
+        let signer = Signer::hs256(&secret, config.tokens.leeway);
+
+        let params = config.argon2_params()?;
+        if params.m_cost() < 19_456 || params.t_cost() < 2 {
+            tracing::warn!(
+                memory_kib = params.m_cost(),
+                iterations = params.t_cost(),
+                "argon2 parameters are below the OWASP minimum (m=19456 KiB, t=2)"
+            );
+        }
+        let threads = config.argon2_max_concurrent();
+        let hasher = Hasher::start(params, threads, threads * 16)?;
+
+        let auth = Service::new(&config, users, store, hasher, signer);
+        Ok(Arc::new(App { config, auth }))
+    }
+}

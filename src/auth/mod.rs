@@ -1,0 +1,17 @@
+//! The rules of authentication, independent of HTTP and of storage backends.
+//!
+//! - [`passwords`]: argon2id hashing on a fixed pool of low-priority threads.
+//! - [`tokens`]: signing and strictly verifying access tokens (JWT).
+//! - [`secret`]: where the signing secret comes from.
+//! - [`sessions`]: the stored records of a session and its refresh tokens.
+//! - [`service`]: the operations (register, login, refresh, logout, …) that the HTTP
+//!   handlers and the CLI call.
+
+pub mod passwords;
+pub mod policy;
+pub mod secret;
+pub mod service;
+pub mod sessions;
+pub mod tokens;
+
+pub use service::{AuthError, ClientInfo, Issued, Service};

@@ -1,0 +1,212 @@
+//! The command line: `serve`, `check-config` and the `user` admin commands.
+
+mod user;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::config::{Config, LogFormat};
+use crate::store::Role;
+
+#[derive(Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "A single-binary authentication server"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct ConfigArg {
+    /// Path of the TOML config file.
+    #[arg(long, env = "GATEHOUSE_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve(ConfigArg),
+    /// Validate the configuration and exit.
+    CheckConfig(ConfigArg),
+    /// Manage accounts (passwords are read from a prompt or standard input, never arguments).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create an account.
+    Add {
+        email: String,
+        #[arg(long, default_value = "user")]
+        role: Role,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// List accounts.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Change an account's role (`user` or `admin`); ends its sessions.
+    SetRole {
+        email: String,
+        role: Role,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Disable an account and end its sessions.
+    Disable {
+        email: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Enable a disabled account.
+    Enable {
+        email: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Set a new password; ends every session of the account.
+    Passwd {
+        email: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+impl UserCommand {
+    fn config(&self) -> &ConfigArg {
+        match self {
+            UserCommand::Add { config, .. }
+            | UserCommand::List { config }
+            | UserCommand::SetRole { config, .. }
+            | UserCommand::Disable { config, .. }
+            | UserCommand::Enable { config, .. }
+            | UserCommand::Passwd { config, .. } => config,
+        }
+    }
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gatehouse: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(arg) => serve(&arg).await,
+            Command::CheckConfig(arg) => check_config(&arg),
+            Command::User(cmd) => {
+                let config = load(cmd.config(), "warn")?;
+                user::run(cmd, config).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("gatehouse: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Loads the config and starts logging; `default_level` applies when the config and
+/// `RUST_LOG` leave the level at its default.
+fn load(arg: &ConfigArg, default_level: &str) -> Result<Config, String> {
+    let config = Config::load(arg.config.as_deref()).map_err(|e| e.to_string())?;
+    let level = if config.log.level == "info" {
+        default_level
+    } else {
+        &config.log.level
+    };
+    init_logging(config.log.format, level);
+    Ok(config)
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn serve(arg: &ConfigArg) -> Result<(), String> {
+    let config = load(arg, "info")?;
+    let listen = config.listen;
+    let app = App::build(config, std::env::var("JWT_SECRET").ok()).map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening");
+    crate::http::serve(app.clone(), listener, shutdown_signal()).await;
+    app.auth
+        .store()
+        .close()
+        .await
+        .map_err(|e| format!("flushing the session store failed: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn check_config(arg: &ConfigArg) -> Result<(), String> {
+    let config = Config::load(arg.config.as_deref()).map_err(|e| e.to_string())?;
+    if let Ok(secret) = std::env::var("JWT_SECRET") {
+        if secret.len() < crate::auth::secret::MIN_SECRET_LEN {
+            return Err(crate::auth::secret::SecretError::TooShort(secret.len()).to_string());
+        }
+    }
+    println!(
+        "configuration OK: listen {}, data dir {}, sessions {:?}, users {:?}",
+        config.listen,
+        config.data_dir.display(),
+        config.sessions.backend,
+        config.users.backend
+    );
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

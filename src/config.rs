@@ -1,0 +1,327 @@
+//! Configuration: built-in defaults < the TOML file (`--config` / `GATEHOUSE_CONFIG`) <
+//! `GATEHOUSE_*` environment variables (`__` between levels, e.g. `GATEHOUSE_TOKENS__ACCESS_TTL`).
+//!
+//! Every key is documented, with its default, in the repository's top-level `config.toml`.
+//! Unknown keys and bad values stop start-up with an error that names the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("{0}")]
+    Figment(#[from] Box<figment::Error>),
+    #[error("invalid value for `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the HTTP listener.
+    pub listen: SocketAddr,
+    /// Where the redb database and the generated secret live.
+    pub data_dir: PathBuf,
+    /// External URL of gatehouse: the CSRF origin check compares against it.
+    pub public_url: Option<Url>,
+    pub registration: Registration,
+    pub tokens: Tokens,
+    pub sessions: Sessions,
+    pub users: Users,
+    pub cookies: Cookies,
+    pub argon2: Argon2,
+    pub log: Log,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    Open,
+    Closed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tokens {
+    /// Access-token lifetime, seconds.
+    pub access_ttl: u64,
+    /// Refresh-token (and idle session) lifetime, seconds.
+    pub refresh_ttl: u64,
+    /// Seconds in which a repeated refresh answers with the current pair instead of
+    /// counting as reuse.
+    pub refresh_reuse_grace: u64,
+    /// Seconds of clock skew tolerated on `exp`/`nbf`.
+    pub leeway: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionBackend {
+    Embedded,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sessions {
+    pub backend: SessionBackend,
+    /// Entries the embedded backend keeps in memory in front of redb.
+    pub cache_capacity: u64,
+    /// Seconds between sweeps that delete expired entries from disk.
+    pub purge_interval: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserBackend {
+    Redb,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Users {
+    pub backend: UserBackend,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cookies {
+    /// `Secure` attribute; turn off only for plain-HTTP development.
+    pub secure: bool,
+    /// `Domain` attribute, for one login across subdomains.
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Argon2 {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Hashes allowed at once; each holds `memory_kib` of memory. Default: number of CPUs.
+    pub max_concurrent: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub format: LogFormat,
+    /// A tracing filter directive, e.g. `info` or `gatehouse=debug`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest accepted request body, bytes.
+    pub max_body: usize,
+    /// Largest accepted request head (request line and headers), bytes.
+    pub max_header_bytes: usize,
+    /// Most headers accepted in one request.
+    pub max_headers: usize,
+    /// Seconds a client has to send the request head.
+    pub header_read_timeout: u64,
+    /// Seconds a request may take from head to response.
+    pub request_timeout: u64,
+    /// Open connections accepted at once; further ones wait in the kernel backlog.
+    pub max_connections: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            public_url: None,
+            registration: Registration::Open,
+            tokens: Tokens::default(),
+            sessions: Sessions::default(),
+            users: Users::default(),
+            cookies: Cookies::default(),
+            argon2: Argon2::default(),
+            log: Log::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for Tokens {
+    fn default() -> Self {
+        Tokens {
+            access_ttl: 900,
+            refresh_ttl: 604_800,
+            refresh_reuse_grace: 10,
+            leeway: 30,
+        }
+    }
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            backend: SessionBackend::Embedded,
+            cache_capacity: 10_000,
+            purge_interval: 60,
+        }
+    }
+}
+
+impl Default for Users {
+    fn default() -> Self {
+        Users {
+            backend: UserBackend::Redb,
+        }
+    }
+}
+
+impl Default for Cookies {
+    fn default() -> Self {
+        Cookies {
+            secure: true,
+            domain: None,
+        }
+    }
+}
+
+impl Default for Argon2 {
+    fn default() -> Self {
+        Argon2 {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+            max_concurrent: None,
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: 65_536,
+            max_header_bytes: 16_384,
+            max_headers: 64,
+            header_read_timeout: 10,
+            request_timeout: 30,
+            max_connections: 4_096,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the layered configuration and validates it.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.to_owned()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // GATEHOUSE_CONFIG names the file; it is not a key.
+        figment = figment.merge(Env::prefixed("GATEHOUSE_").split("__").ignore(&["config"]));
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("tokens.access_ttl", self.tokens.access_ttl),
+            ("tokens.refresh_ttl", self.tokens.refresh_ttl),
+            ("sessions.purge_interval", self.sessions.purge_interval),
+            (
+                "limits.header_read_timeout",
+                self.limits.header_read_timeout,
+            ),
+            ("limits.request_timeout", self.limits.request_timeout),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(invalid(key, "must be a positive number of seconds"));
+            }
+        }
+        if self.tokens.refresh_reuse_grace >= self.tokens.refresh_ttl {
+            return Err(invalid(
+                "tokens.refresh_reuse_grace",
+                "must be shorter than tokens.refresh_ttl",
+            ));
+        }
+        if self.argon2.max_concurrent == Some(0) {
+            return Err(invalid("argon2.max_concurrent", "must be at least 1"));
+        }
+        self.argon2_params()?;
+        if self.limits.max_body < 1024 {
+            return Err(invalid("limits.max_body", "must be at least 1024 bytes"));
+        }
+        if self.limits.max_header_bytes < 8192 {
+            // hyper's smallest read buffer.
+            return Err(invalid(
+                "limits.max_header_bytes",
+                "must be at least 8192 bytes",
+            ));
+        }
+        if self.limits.max_headers == 0 {
+            return Err(invalid("limits.max_headers", "must be at least 1"));
+        }
+        if self.limits.max_connections == 0 {
+            return Err(invalid("limits.max_connections", "must be at least 1"));
+        }
+        if let Some(url) = &self.public_url {
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(invalid("public_url", "must be an absolute http(s) URL"));
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| invalid("log.level", &e.to_string()))?;
+        Ok(())
+    }
+
+    /// The argon2id parameters, validated.
+    pub fn argon2_params(&self) -> Result<argon2::Params, ConfigError> {
+        let a = &self.argon2;
+        argon2::Params::new(a.memory_kib, a.iterations, a.parallelism, None)
+            .map_err(|e| invalid("argon2", &e.to_string()))
+    }
+
+    /// How many argon2 hashes may run at once.
+    pub fn argon2_max_concurrent(&self) -> usize {
+        self.argon2.max_concurrent.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        })
+    }
+
+    /// Path of the redb database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("gatehouse.redb")
+    }
+}
+
+fn invalid(key: &'static str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.to_owned(),
+    }
+}

@@ -1,0 +1,217 @@
+//! The one error type of the HTTP API. Every variant renders as an RFC 9457
+//! `application/problem+json` body with a stable `type`, so clients can branch on it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use serde::Serialize;
+
+use crate::auth::AuthError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the request body must be {expected}")]
+    UnsupportedMediaType { expected: &'static str },
+    #[error("the request body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("the email or password is wrong")]
+    InvalidCredentials,
+    #[error(
+        "an access token is required: send `Authorization: Bearer <token>` or the access cookie"
+    )]
+    MissingToken,
+    #[error("{0}")]
+    InvalidToken(&'static str),
+    #[error("the refresh token is invalid, expired or already used")]
+    InvalidRefreshToken,
+    #[error("the current password is wrong")]
+    WrongPassword,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("no such resource")]
+    NotFound,
+    #[error("method not allowed; use {allow}")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("the request took too long")]
+    RequestTimeout,
+    #[error("the server is busy; retry in {} s", retry_after.as_secs())]
+    Busy { retry_after: Duration },
+    #[error("the store is unavailable; retry shortly")]
+    StoreUnavailable,
+    #[error("the store has no space left; writes are refused until space is freed")]
+    StoreFull,
+    #[error("internal error")]
+    Internal,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    r#type: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError::*;
+        match self {
+            BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
+            UnsupportedMediaType { .. } => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            PayloadTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            ),
+            Unprocessable(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation-failed",
+                "Validation failed",
+            ),
+            InvalidCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "invalid-credentials",
+                "Invalid credentials",
+            ),
+            MissingToken => (StatusCode::UNAUTHORIZED, "missing-token", "Missing token"),
+            InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid-token", "Invalid token"),
+            InvalidRefreshToken => (
+                StatusCode::UNAUTHORIZED,
+                "invalid-refresh-token",
+                "Invalid refresh token",
+            ),
+            WrongPassword => (
+                StatusCode::UNAUTHORIZED,
+                "wrong-password",
+                "Wrong current password",
+            ),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            MethodNotAllowed { .. } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            EmailTaken => (StatusCode::CONFLICT, "email-taken", "Email taken"),
+            RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Request timeout",
+            ),
+            Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy", "Server busy"),
+            StoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "Store unavailable",
+            ),
+            StoreFull => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "store-full",
+                "Insufficient storage",
+            ),
+            Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            ),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// Renders the problem document with the headers its status calls for.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let (status, slug, title) = self.parts();
+        let problem = Problem {
+            r#type: format!("urn:gatehouse:problem:{slug}"),
+            title,
+            status: status.as_u16(),
+            detail: self.to_string(),
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = match self {
+                ApiError::InvalidToken(_) => "Bearer error=\"invalid_token\"",
+                _ => "Bearer",
+            };
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        let retry_after = match self {
+            ApiError::Busy { retry_after } => Some(retry_after.as_secs().max(1)),
+            ApiError::StoreUnavailable => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let ApiError::MethodNotAllowed { allow } = self {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Full(_) => ApiError::StoreFull,
+            StoreError::Unavailable(_) => ApiError::StoreUnavailable,
+            StoreError::Corrupt(_) => ApiError::Internal,
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::InvalidEmail(why) | AuthError::WeakPassword(why) => {
+                ApiError::Unprocessable(why)
+            }
+            AuthError::EmailTaken => ApiError::EmailTaken,
+            AuthError::RegistrationClosed => ApiError::Forbidden("registration is closed"),
+            AuthError::InvalidCredentials => ApiError::InvalidCredentials,
+            AuthError::InvalidToken(e) => ApiError::InvalidToken(e.message()),
+            AuthError::SessionEnded => ApiError::InvalidToken("the session has ended"),
+            AuthError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
+            AuthError::WrongPassword => ApiError::WrongPassword,
+            AuthError::SessionNotFound | AuthError::UserNotFound(_) => ApiError::NotFound,
+            AuthError::Busy => ApiError::Busy {
+                retry_after: Duration::from_secs(1),
+            },
+            AuthError::Store(e) => {
+                tracing::error!(error = %e, "store error");
+                e.into()
+            }
+            AuthError::Internal(e) => {
+                tracing::error!(error = %e, "internal error");
+                ApiError::Internal
+            }
+        }
+    }
+}

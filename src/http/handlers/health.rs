@@ -1,0 +1,22 @@
+//! `GET /healthz` (the process is up) and `GET /readyz` (the store answers).
+
+use http::StatusCode;
+use serde_json::json;
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::http::response::{HttpResponse, json};
+
+pub fn healthz() -> HttpResponse {
+    json(StatusCode::OK, &json!({ "status": "ok" }))
+}
+
+pub async fn readyz(app: &App) -> HttpResponse {
+    match app.auth.store().ping().await {
+        Ok(()) => json(StatusCode::OK, &json!({ "status": "ready" })),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            ApiError::StoreUnavailable.into_response()
+        }
+    }
+}

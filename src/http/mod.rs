@@ -1,0 +1,12 @@
+//! The HTTP side: [`server`] (listener, connection limit, graceful shutdown), [`router`]
+//! (method and path to handler), [`request`] (bodies, credentials, CSRF), [`response`],
+//! [`cookies`], and one module per group of endpoints.
+
+pub mod cookies;
+pub mod handlers;
+pub mod request;
+pub mod response;
+pub mod router;
+pub mod server;
+
+pub use server::serve;

@@ -1,0 +1,183 @@
+//! Reading requests: JSON bodies with a size limit, the caller's credential, the CSRF
+//! defence for cookie-authenticated writes, and who the client is.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::cookies;
+use crate::auth::ClientInfo;
+use crate::config::Config;
+use crate::error::ApiError;
+
+pub type HttpRequest = http::Request<Incoming>;
+
+/// Longest user agent kept with a session.
+const MAX_USER_AGENT_CHARS: usize = 256;
+
+/// Reads a JSON body: 415 unless `Content-Type: application/json`, 413 past `limit`,
+/// 400 for an empty body, malformed JSON or wrong field types.
+pub async fn read_json<T: DeserializeOwned>(req: HttpRequest, limit: usize) -> Result<T, ApiError> {
+    if !is_json(req.headers()) {
+        return Err(ApiError::UnsupportedMediaType {
+            expected: "application/json",
+        });
+    }
+    let bytes = read_body(req, limit).await?;
+    if bytes.is_empty() {
+        return Err(ApiError::BadRequest(
+            "the request body is empty; send a JSON object".into(),
+        ));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// Whether the request declares a JSON body.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether the request announces a body (a length above zero, or chunked).
+pub fn has_body(headers: &HeaderMap) -> bool {
+    match headers.get(header::CONTENT_LENGTH) {
+        Some(len) => len.to_str().ok().and_then(|l| l.parse::<u64>().ok()) != Some(0),
+        None => headers.contains_key(header::TRANSFER_ENCODING),
+    }
+}
+
+/// Reads the whole body, refusing more than `limit` bytes without reading them.
+pub async fn read_body(req: HttpRequest, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = ApiError::PayloadTooLarge { limit };
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
+        let len = len
+            .to_str()
+            .ok()
+            .and_then(|l| l.parse::<u64>().ok())
+            .ok_or_else(|| ApiError::BadRequest("the Content-Length header is invalid".into()))?;
+        if len > limit as u64 {
+            return Err(too_large);
+        }
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large),
+        Err(_) => Err(ApiError::BadRequest(
+            "the request body could not be read".into(),
+        )),
+    }
+}
+
+/// Where the access token of a request came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Bearer(String),
+    Cookie(String),
+}
+
+impl Credential {
+    pub fn token(&self) -> &str {
+        match self {
+            Credential::Bearer(t) | Credential::Cookie(t) => t,
+        }
+    }
+}
+
+/// The access token: `Authorization: Bearer` wins over the access cookie.
+pub fn credential(headers: &HeaderMap) -> Result<Credential, ApiError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::InvalidToken("the Authorization header is not valid text"))?;
+        let (scheme, token) = value.split_once(' ').ok_or(ApiError::InvalidToken(
+            "the Authorization header must be `Bearer <token>`",
+        ))?;
+        let token = token.trim();
+        if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+            return Err(ApiError::InvalidToken(
+                "the Authorization header must be `Bearer <token>`",
+            ));
+        }
+        return Ok(Credential::Bearer(token.to_owned()));
+    }
+    match cookies::get(headers, cookies::ACCESS) {
+        Some(token) if !token.is_empty() => Ok(Credential::Cookie(token.to_owned())),
+        _ => Err(ApiError::MissingToken),
+    }
+}
+
+/// Whether the client asked for cookie mode (`X-Auth-Mode: cookie`).
+pub fn wants_cookies(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-auth-mode")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("cookie"))
+}
+
+/// The CSRF defence for a state-changing request authenticated by cookie: its `Origin`
+/// (or, without one, its `Referer`) must be gatehouse's own site: `public_url` when set,
+/// else the request's own `Host`. A request with neither header is refused.
+pub fn check_same_origin(
+    method: &Method,
+    headers: &HeaderMap,
+    config: &Config,
+) -> Result<(), ApiError> {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    const MISMATCH: &str = "cross-site request refused: the Origin does not match this site";
+    let source = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ApiError::Forbidden(
+            "cross-site request refused: a cookie-authenticated request needs an Origin or Referer header",
+        ))?;
+    let source = Url::parse(source).map_err(|_| ApiError::Forbidden(MISMATCH))?;
+    let same = match &config.public_url {
+        Some(public) => {
+            source.scheme() == public.scheme()
+                && source.host_str() == public.host_str()
+                && source.port_or_known_default() == public.port_or_known_default()
+        }
+        None => {
+            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+            host.is_some_and(|host| authority(&source).eq_ignore_ascii_case(host))
+        }
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(MISMATCH))
+    }
+}
+
+/// `host[:port]` of a URL, the port only when it is not the scheme's default.
+fn authority(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// The client as recorded with a session: the peer address and the user agent.
+pub fn client_info(headers: &HeaderMap, peer: SocketAddr) -> ClientInfo {
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect());
+    ClientInfo {
+        user_agent,
+        ip: Some(peer.ip().to_string()),
+    }
+}

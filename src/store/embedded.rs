@@ -1,0 +1,491 @@
+//! The `embedded` session store: moka in front, redb behind.
+//!
+//! Reads are served from an in-process moka cache, falling back to a redb read transaction.
+//! All writes go through one writer thread that groups whatever requests are waiting into a
+//! single redb transaction and one fsync (group commit): a durable commit costs about 2 ms,
+//! so one commit per request would cap writes near 500/s. Because that thread applies every
+//! write in order, `take_then_apply` is atomic without locks.
+//!
+//! Cache coherence: writes invalidate (never fill) the cache after they commit; reads fill it.
+//! A read that raced a commit could insert a stale value after the invalidation, so readers
+//! compare a generation counter, bumped after each commit, before and after filling, and drop
+//! what they inserted if it moved.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use moka::sync::Cache;
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
+use tokio::sync::oneshot;
+
+use super::database::storage_error;
+use super::{Op, SessionStore, StoreError};
+use crate::clock::now_ms;
+
+/// key → (expires_at in Unix ms, value)
+const KV: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("session_kv");
+/// (set, member) → expires_at in Unix ms
+const SETS: TableDefinition<(&str, &str), u64> = TableDefinition::new("session_sets");
+/// (expires_at, tagged key) → (): lets the purge find expired entries by a range scan.
+const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("session_expiry");
+
+/// Most requests folded into one transaction.
+const MAX_BATCH: usize = 1024;
+/// Most expired entries deleted per purge transaction.
+const PURGE_BATCH: usize = 10_000;
+
+#[derive(Clone)]
+struct Entry {
+    value: Bytes,
+    expires_at: u64,
+}
+
+enum Job {
+    Apply {
+        ops: Vec<Op>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    TakeThenApply {
+        key: String,
+        ops: Vec<Op>,
+        reply: oneshot::Sender<Result<Option<Bytes>, StoreError>>,
+    },
+    Close {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+struct Shared {
+    db: Arc<Database>,
+    cache: Cache<String, Entry>,
+    generation: AtomicU64,
+}
+
+pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl EmbeddedStore {
+    /// Starts the writer thread over `db`. `cache_capacity` bounds the cached entries.
+    pub fn open(
+        db: Arc<Database>,
+        cache_capacity: u64,
+        purge_interval: Duration,
+    ) -> Result<Self, StoreError> {
+        // Create the tables up front so read transactions never find them missing.
+        let txn = db.begin_write().map_err(storage_error)?;
+        txn.open_table(KV).map_err(storage_error)?;
+        txn.open_table(SETS).map_err(storage_error)?;
+        txn.open_table(EXPIRY).map_err(storage_error)?;
+        txn.commit().map_err(storage_error)?;
+
+        let cache = Cache::builder()
+            .max_capacity(cache_capacity)
+            .expire_after(EntryExpiry)
+            .build();
+        let shared = Arc::new(Shared {
+            db,
+            cache,
+            generation: AtomicU64::new(0),
+        });
+        let (jobs, rx) = mpsc::channel();
+        let writer = Writer {
+            shared: shared.clone(),
+            rx,
+            purge_interval,
+        };
+        std::thread::Builder::new()
+            .name("gatehouse-store-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
+        Ok(EmbeddedStore { shared, jobs })
+    }
+
+    fn send<T>(
+        &self,
+        job: Job,
+        rx: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> impl Future<Output = Result<T, StoreError>> + use<T> {
+        let sent = self.jobs.send(job).is_ok();
+        async move {
+            if !sent {
+                return Err(StoreError::Unavailable("the store is closed".into()));
+            }
+            rx.await
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("the store writer stopped".into())))
+        }
+    }
+
+    fn read(&self, key: &str) -> Result<Option<Entry>, StoreError> {
+        let txn = self.shared.db.begin_read().map_err(storage_error)?;
+        let table = txn.open_table(KV).map_err(storage_error)?;
+        let now = now_ms();
+        Ok(table.get(key).map_err(storage_error)?.and_then(|guard| {
+            let (expires_at, value) = guard.value();
+            (expires_at > now).then(|| Entry {
+                value: Bytes::copy_from_slice(value),
+                expires_at,
+            })
+        }))
+    }
+}
+
+#[async_trait]
+impl SessionStore for EmbeddedStore {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        if let Some(entry) = self.shared.cache.get(key) {
+            return Ok((entry.expires_at > now_ms()).then_some(entry.value));
+        }
+        // A redb read is a few microseconds from the page cache: done inline, not on a
+        // blocking thread, since this is the token-check hot path.
+        let before = self.shared.generation.load(Ordering::Acquire);
+        let found = self.read(key)?;
+        if let Some(entry) = &found {
+            self.shared.cache.insert(key.to_owned(), entry.clone());
+            if self.shared.generation.load(Ordering::Acquire) != before {
+                self.shared.cache.invalidate(key);
+            }
+        }
+        Ok(found.map(|e| e.value))
+    }
+
+    async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Job::Apply { ops, reply }, rx).await
+    }
+
+    async fn take_then_apply(&self, key: &str, ops: Vec<Op>) -> Result<Option<Bytes>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let key = key.to_owned();
+        self.send(Job::TakeThenApply { key, ops, reply }, rx).await
+    }
+
+    async fn set_members(&self, set: &str) -> Result<Vec<String>, StoreError> {
+        let txn = self.shared.db.begin_read().map_err(storage_error)?;
+        let table = txn.open_table(SETS).map_err(storage_error)?;
+        let now = now_ms();
+        let mut members = Vec::new();
+        for item in table.range((set, "")..).map_err(storage_error)? {
+            let (key, expires_at) = item.map_err(storage_error)?;
+            let (s, member) = key.value();
+            if s != set {
+                break;
+            }
+            if expires_at.value() > now {
+                members.push(member.to_owned());
+            }
+        }
+        Ok(members)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let txn = self.shared.db.begin_read().map_err(storage_error)?;
+        txn.open_table(KV).map_err(storage_error)?;
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Job::Close { reply }, rx).await
+    }
+}
+
+/// Makes moka drop an entry when its stored expiry passes.
+struct EntryExpiry;
+
+impl moka::Expiry<String, Entry> for EntryExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Entry,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(Duration::from_millis(
+            value.expires_at.saturating_sub(now_ms()),
+        ))
+    }
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Job>,
+    purge_interval: Duration,
+}
+
+type Tables<'t> = (
+    Table<'t, &'static str, (u64, &'static [u8])>,
+    Table<'t, (&'static str, &'static str), u64>,
+    Table<'t, (u64, &'static str), ()>,
+);
+
+enum Outcome {
+    Done,
+    Taken(Option<Bytes>),
+}
+
+impl Writer {
+    fn run(self) {
+        let mut next_purge = std::time::Instant::now() + self.purge_interval;
+        loop {
+            let wait = next_purge.saturating_duration_since(std::time::Instant::now());
+            let first = match self.rx.recv_timeout(wait) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Err(e) = self.purge() {
+                        tracing::warn!(error = %e, "purging expired sessions failed");
+                    }
+                    next_purge = std::time::Instant::now() + self.purge_interval;
+                    continue;
+                }
+                // Every sender is gone: the store was dropped.
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let closing = batch.iter().any(|j| matches!(j, Job::Close { .. }));
+            self.commit_batch(batch);
+            if closing {
+                return;
+            }
+        }
+    }
+
+    /// Applies every job of the batch in one transaction, commits once, then answers each.
+    fn commit_batch(&self, batch: Vec<Job>) {
+        let mut touched = HashSet::new();
+        let result = self.write(&batch, &mut touched);
+        if result.is_ok() {
+            self.shared.generation.fetch_add(1, Ordering::AcqRel);
+            for key in &touched {
+                self.shared.cache.invalidate(key);
+            }
+        }
+        let outcomes = match result {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "session store commit failed");
+                batch.iter().map(|_| Err(e.clone())).collect::<Vec<_>>()
+            }
+        };
+        for (job, outcome) in batch.into_iter().zip(outcomes) {
+            match job {
+                Job::Apply { reply, .. } | Job::Close { reply } => {
+                    let _ = reply.send(outcome.map(|_| ()));
+                }
+                Job::TakeThenApply { reply, .. } => {
+                    let _ = reply.send(outcome.map(|o| match o {
+                        Outcome::Taken(v) => v,
+                        Outcome::Done => None,
+                    }));
+                }
+            }
+        }
+    }
+
+    fn write(
+        &self,
+        batch: &[Job],
+        touched: &mut HashSet<String>,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let txn = self.shared.db.begin_write().map_err(storage_error)?;
+        let now = now_ms();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        {
+            let mut t: Tables = (
+                txn.open_table(KV).map_err(storage_error)?,
+                txn.open_table(SETS).map_err(storage_error)?,
+                txn.open_table(EXPIRY).map_err(storage_error)?,
+            );
+            for job in batch {
+                let outcome = match job {
+                    Job::Apply { ops, .. } => {
+                        for op in ops {
+                            apply_op(&mut t, op, now, touched)?;
+                        }
+                        Outcome::Done
+                    }
+                    Job::TakeThenApply { key, ops, .. } => {
+                        let taken = remove_key(&mut t, key)?
+                            .filter(|(expires_at, _)| *expires_at > now)
+                            .map(|(_, v)| Bytes::from(v));
+                        touched.insert(key.clone());
+                        if taken.is_some() {
+                            for op in ops {
+                                apply_op(&mut t, op, now, touched)?;
+                            }
+                        }
+                        Outcome::Taken(taken)
+                    }
+                    Job::Close { .. } => Outcome::Done,
+                };
+                outcomes.push(outcome);
+            }
+        }
+        txn.commit().map_err(storage_error)?;
+        Ok(outcomes)
+    }
+
+    /// Deletes entries whose time has passed, a bounded number per transaction.
+    fn purge(&self) -> Result<(), StoreError> {
+        loop {
+            let txn = self.shared.db.begin_write().map_err(storage_error)?;
+            let mut touched = HashSet::new();
+            let done;
+            {
+                let mut t: Tables = (
+                    txn.open_table(KV).map_err(storage_error)?,
+                    txn.open_table(SETS).map_err(storage_error)?,
+                    txn.open_table(EXPIRY).map_err(storage_error)?,
+                );
+                let now = now_ms();
+                let mut due = Vec::new();
+                for item in t.2.range(..(now, "")).map_err(storage_error)? {
+                    let (key, _) = item.map_err(storage_error)?;
+                    let (at, tagged) = key.value();
+                    due.push((at, tagged.to_owned()));
+                    if due.len() == PURGE_BATCH {
+                        break;
+                    }
+                }
+                done = due.len() < PURGE_BATCH;
+                for (at, tagged) in &due {
+                    t.2.remove((*at, tagged.as_str())).map_err(storage_error)?;
+                    if let Some(key) = tagged.strip_prefix("k:") {
+                        t.0.remove(key).map_err(storage_error)?;
+                        touched.insert(key.to_owned());
+                    } else if let Some((set, member)) =
+                        tagged.strip_prefix("s:").and_then(|s| s.split_once('\0'))
+                    {
+                        t.1.remove((set, member)).map_err(storage_error)?;
+                    }
+                }
+                if !due.is_empty() {
+                    tracing::debug!(count = due.len(), "purged expired session entries");
+                }
+            }
+            txn.commit().map_err(storage_error)?;
+            self.shared.generation.fetch_add(1, Ordering::AcqRel);
+            for key in &touched {
+                self.shared.cache.invalidate(key);
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn key_tag(key: &str) -> String {
+    format!("k:{key}")
+}
+
+fn member_tag(set: &str, member: &str) -> String {
+    format!("s:{set}\0{member}")
+}
+
+/// Removes `key` and its expiry index entry; returns what it held, expired or not.
+fn remove_key(t: &mut Tables, key: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+    let old = t.0.remove(key).map_err(storage_error)?.map(|g| {
+        let (at, v) = g.value();
+        (at, v.to_vec())
+    });
+    if let Some((at, _)) = &old {
+        t.2.remove((*at, key_tag(key).as_str()))
+            .map_err(storage_error)?;
+    }
+    Ok(old)
+}
+
+fn apply_op(
+    t: &mut Tables,
+    op: &Op,
+    now: u64,
+    touched: &mut HashSet<String>,
+) -> Result<(), StoreError> {
+    match op {
+        Op::Set {
+            key,
+            value,
+            ttl,
+            only_if_exists,
+        } => {
+            let old = remove_key(t, key)?;
+            let live = old.as_ref().is_some_and(|(at, _)| *at > now);
+            if *only_if_exists && !live {
+                return Ok(());
+            }
+            let at = expires_at(now, *ttl);
+            t.0.insert(key.as_str(), (at, value.as_slice()))
+                .map_err(storage_error)?;
+            t.2.insert((at, key_tag(key).as_str()), ())
+                .map_err(storage_error)?;
+            touched.insert(key.clone());
+        }
+        Op::Delete { key } => {
+            // Like Redis' DEL, this removes a value or a whole set.
+            remove_key(t, key)?;
+            for member in set_members_of(t, key)? {
+                remove_member(t, key, &member)?;
+            }
+            touched.insert(key.clone());
+        }
+        Op::SetAdd { set, member, ttl } => {
+            // Redis' TTL belongs to the whole set: re-arm every member, as PEXPIRE would.
+            let at = expires_at(now, *ttl);
+            let mut members = set_members_of(t, set)?;
+            if !members.contains(member) {
+                members.push(member.clone());
+            }
+            for m in &members {
+                remove_member(t, set, m)?;
+                t.1.insert((set.as_str(), m.as_str()), at)
+                    .map_err(storage_error)?;
+                t.2.insert((at, member_tag(set, m).as_str()), ())
+                    .map_err(storage_error)?;
+            }
+        }
+        Op::SetRemove { set, member } => remove_member(t, set, member)?,
+    }
+    Ok(())
+}
+
+/// Every member of `set` in the write transaction, expired or not.
+fn set_members_of(t: &Tables, set: &str) -> Result<Vec<String>, StoreError> {
+    let mut members = Vec::new();
+    for item in t.1.range((set, "")..).map_err(storage_error)? {
+        let (key, _) = item.map_err(storage_error)?;
+        let (s, m) = key.value();
+        if s != set {
+            break;
+        }
+        members.push(m.to_owned());
+    }
+    Ok(members)
+}
+
+fn remove_member(t: &mut Tables, set: &str, member: &str) -> Result<(), StoreError> {
+    let old =
+        t.1.remove((set, member))
+            .map_err(storage_error)?
+            .map(|g| g.value());
+    if let Some(at) = old {
+        t.2.remove((at, member_tag(set, member).as_str()))
+            .map_err(storage_error)?;
+    }
+    Ok(())
+}
+
+fn expires_at(now: u64, ttl: Duration) -> u64 {
+    now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+}
