@@ -325,3 +325,36 @@ fn invalid(key: &'static str, reason: &str) -> ConfigError {
         reason: reason.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented `config.toml` must load and state exactly the built-in defaults.
+    #[test]
+    fn documented_config_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let from_file = Figment::new()
+            .merge(Toml::file_exact(&path))
+            .extract::<Config>()
+            .expect("config.toml loads");
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        assert_eq!(serde_json::to_value(from_file).unwrap(), defaults);
+
+        // Every key is documented, optional ones as a commented-out example.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut missing = Vec::new();
+        for (name, value) in defaults.as_object().unwrap() {
+            let leaves = match value.as_object() {
+                Some(table) => table.keys().cloned().collect(),
+                None => vec![name.clone()],
+            };
+            for leaf in leaves {
+                if !text.contains(&format!("\n{leaf} = ")) && !text.contains(&format!("# {leaf} = ")) {
+                    missing.push(leaf);
+                }
+            }
+        }
+        assert!(missing.is_empty(), "config.toml lacks {missing:?}");
+    }
+}
