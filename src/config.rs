@@ -350,7 +350,9 @@ mod tests {
                 None => vec![name.clone()],
             };
             for leaf in leaves {
-                if !text.contains(&format!("\n{leaf} = ")) && !text.contains(&format!("# {leaf} = ")) {
+                if !text.contains(&format!("\n{leaf} = "))
+                    && !text.contains(&format!("# {leaf} = "))
+                {
                     missing.push(leaf);
                 }
             }

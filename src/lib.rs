@@ -4,6 +4,8 @@
 //! A request flows through these parts, top to bottom:
 //!
 //! - [`cli`]: the command line (`serve`, `check-config`, `user …`); `main.rs` only calls it.
+//! - [`admin`]: account administration, run by the CLI directly or, while a server holds the
+//!   database, through the server's admin socket.
 //! - [`config`]: layered configuration (defaults < `config.toml` < `GATEHOUSE_*` env) and its validation.
 //! - [`app`]: builds the shared [`app::App`] (stores, hasher, keys) from a [`config::Config`].
 //! - [`http`]: the hyper listener, graceful shutdown, routing, body and cookie handling,
@@ -14,6 +16,7 @@
 //!   The handlers never know which backend runs.
 //! - [`error`]: the one error type that every endpoint renders as `application/problem+json`.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -163,7 +163,10 @@ async fn serve(arg: &ConfigArg) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening");
+    let admin = tokio::spawn(crate::admin::serve(app.clone()));
     crate::http::serve(app.clone(), listener, shutdown_signal()).await;
+    admin.abort();
+    let _ = std::fs::remove_file(crate::admin::socket_path(&app.config.data_dir));
     app.auth
         .store()
         .close()

@@ -1,68 +1,50 @@
-//! `gatehouse user …`: account administration on the data dir.
+//! `gatehouse user …`: account administration, directly on the data dir or, while a server
+//! holds it, through the server's admin socket (see [`crate::admin`]).
 
 use std::io::{BufRead, IsTerminal};
 
-use crate::app::App;
-use crate::config::Config;
-
 use super::UserCommand;
+use crate::admin::{self, AdminRequest};
+use crate::app::{App, StartError};
+use crate::config::Config;
+use crate::store::database::OpenError;
 
 pub async fn run(cmd: UserCommand, config: Config) -> Result<(), String> {
-    let app = App::build(config, std::env::var("JWT_SECRET").ok()).map_err(|e| e.to_string())?;
-    let auth = &app.auth;
-    let result = match cmd {
-        UserCommand::Add { email, role, .. } => {
-            let password = read_password()?;
-            auth.create_user(&email, &password, role).await.map(|u| {
-                println!(
-                    "created {} ({}) with role {}",
-                    u.email,
-                    u.id,
-                    u.role.as_str()
-                );
-            })
-        }
-        UserCommand::List { .. } => auth.list_users().await.map(|users| {
-            println!(
-                "{:<36}  {:<6}  {:<8}  {:<20}  email",
-                "id", "role", "status", "created"
-            );
-            for u in users {
-                println!(
-                    "{:<36}  {:<6}  {:<8}  {:<20}  {}",
-                    u.id,
-                    u.role.as_str(),
-                    if u.disabled { "disabled" } else { "active" },
-                    crate::clock::rfc3339(u.created_at),
-                    u.email
-                );
-            }
-        }),
-        UserCommand::SetRole { email, role, .. } => auth.set_role(&email, role).await.map(|u| {
-            println!(
-                "{} now has role {}; their sessions were ended",
-                u.email,
-                u.role.as_str()
-            )
-        }),
-        UserCommand::Disable { email, .. } => auth
-            .set_disabled(&email, true)
-            .await
-            .map(|u| println!("{} is disabled; their sessions were ended", u.email)),
-        UserCommand::Enable { email, .. } => auth
-            .set_disabled(&email, false)
-            .await
-            .map(|u| println!("{} is enabled", u.email)),
-        UserCommand::Passwd { email, .. } => {
-            let password = read_password()?;
-            auth.set_password(&email, &password)
-                .await
-                .map(|u| println!("password of {} changed; their sessions were ended", u.email))
-        }
+    let request = match cmd {
+        UserCommand::Add { email, role, .. } => AdminRequest::AddUser {
+            email,
+            password: read_password()?,
+            role,
+        },
+        UserCommand::List { .. } => AdminRequest::ListUsers,
+        UserCommand::SetRole { email, role, .. } => AdminRequest::SetRole { email, role },
+        UserCommand::Disable { email, .. } => AdminRequest::SetDisabled {
+            email,
+            disabled: true,
+        },
+        UserCommand::Enable { email, .. } => AdminRequest::SetDisabled {
+            email,
+            disabled: false,
+        },
+        UserCommand::Passwd { email, .. } => AdminRequest::SetPassword {
+            email,
+            password: read_password()?,
+        },
     };
-    let closed = auth.store().close().await;
-    result.map_err(|e| e.to_string())?;
-    closed.map_err(|e| e.to_string())
+    let data_dir = config.data_dir.clone();
+    let text = match App::build(config, std::env::var("JWT_SECRET").ok()) {
+        Ok(app) => {
+            let result = admin::execute(&app.auth, request).await;
+            let closed = app.auth.store().close().await;
+            let text = result?;
+            closed.map_err(|e| e.to_string())?;
+            text
+        }
+        Err(StartError::Open(OpenError::InUse(_))) => admin::send(&data_dir, &request).await?,
+        Err(e) => return Err(e.to_string()),
+    };
+    println!("{text}");
+    Ok(())
 }
 
 /// From a prompt, asked twice, on a terminal; otherwise the first line of standard input.

@@ -27,6 +27,16 @@ pub fn open(data_dir: &Path, file: &Path) -> Result<Arc<Database>, OpenError> {
         path: data_dir.display().to_string(),
         source,
     })?;
+    // The file holds password hashes and sessions: readable by the service's user only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(file);
+    }
     match Database::create(file) {
         Ok(db) => Ok(Arc::new(db)),
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => {

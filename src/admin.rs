@@ -1,0 +1,203 @@
+//! Account administration, shared by the CLI and a running server.
+//!
+//! redb lets one process hold the database. When `gatehouse serve` holds it, the `user`
+//! commands send their [`AdminRequest`] over a Unix socket in the data dir (`admin.sock`,
+//! mode 0600 inside the 0700 data dir, so only the service's user and root reach it) and the
+//! server executes it; otherwise the CLI opens the database and executes it itself. Either
+//! way the same [`execute`] runs, so the same rules apply (a password change ends sessions).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use crate::app::App;
+use crate::auth::Service;
+use crate::store::Role;
+
+/// Longest request line accepted on the socket.
+const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AdminRequest {
+    AddUser {
+        email: String,
+        password: String,
+        role: Role,
+    },
+    ListUsers,
+    SetRole {
+        email: String,
+        role: Role,
+    },
+    SetDisabled {
+        email: String,
+        disabled: bool,
+    },
+    SetPassword {
+        email: String,
+        password: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum AdminResponse {
+    Ok(String),
+    Error(String),
+}
+
+/// Path of the admin socket for a data dir.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.sock")
+}
+
+/// Runs one request; the text is what the CLI prints.
+pub async fn execute(auth: &Service, request: AdminRequest) -> Result<String, String> {
+    let text = match request {
+        AdminRequest::AddUser {
+            email,
+            password,
+            role,
+        } => {
+            let u = auth
+                .create_user(&email, &password, role)
+                .await
+                .map_err(|e| e.to_string())?;
+            format!(
+                "created {} ({}) with role {}",
+                u.email,
+                u.id,
+                u.role.as_str()
+            )
+        }
+        AdminRequest::ListUsers => {
+            let users = auth.list_users().await.map_err(|e| e.to_string())?;
+            let mut out = format!(
+                "{:<36}  {:<5}  {:<8}  {:<20}  email",
+                "id", "role", "status", "created"
+            );
+            for u in users {
+                out.push_str(&format!(
+                    "\n{:<36}  {:<5}  {:<8}  {:<20}  {}",
+                    u.id,
+                    u.role.as_str(),
+                    if u.disabled { "disabled" } else { "active" },
+                    crate::clock::rfc3339(u.created_at),
+                    u.email
+                ));
+            }
+            out
+        }
+        AdminRequest::SetRole { email, role } => {
+            let u = auth
+                .set_role(&email, role)
+                .await
+                .map_err(|e| e.to_string())?;
+            format!(
+                "{} now has role {}; their sessions were ended",
+                u.email,
+                u.role.as_str()
+            )
+        }
+        AdminRequest::SetDisabled { email, disabled } => {
+            let u = auth
+                .set_disabled(&email, disabled)
+                .await
+                .map_err(|e| e.to_string())?;
+            if disabled {
+                format!("{} is disabled; their sessions were ended", u.email)
+            } else {
+                format!("{} is enabled", u.email)
+            }
+        }
+        AdminRequest::SetPassword { email, password } => {
+            let u = auth
+                .set_password(&email, &password)
+                .await
+                .map_err(|e| e.to_string())?;
+            format!("password of {} changed; their sessions were ended", u.email)
+        }
+    };
+    Ok(text)
+}
+
+/// Serves the admin socket until the task is dropped. Failing to bind is logged, not fatal:
+/// the HTTP API does not depend on it.
+#[cfg(unix)]
+pub async fn serve(app: Arc<App>) {
+    let path = socket_path(&app.config.data_dir);
+    // We hold the database lock, so a socket file left here is from a dead process.
+    let _ = std::fs::remove_file(&path);
+    let listener = match tokio::net::UnixListener::bind(&path) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::warn!(error = %e, path = %path.display(), "cannot open the admin socket; `gatehouse user` commands will not work while the server runs");
+            return;
+        }
+    };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut line = String::new();
+            let mut reader = BufReader::new(read).take(MAX_REQUEST_BYTES);
+            let response = match reader.read_line(&mut line).await {
+                Ok(_) => match serde_json::from_str::<AdminRequest>(&line) {
+                    Ok(request) => match execute(&app.auth, request).await {
+                        Ok(text) => AdminResponse::Ok(text),
+                        Err(e) => AdminResponse::Error(e),
+                    },
+                    Err(e) => AdminResponse::Error(format!("bad admin request: {e}")),
+                },
+                Err(e) => AdminResponse::Error(format!("cannot read the admin request: {e}")),
+            };
+            let mut out = serde_json::to_vec(&response).unwrap_or_default();
+            out.push(b'\n');
+            let _ = write.write_all(&out).await;
+        });
+    }
+}
+
+#[cfg(not(unix))]
+pub async fn serve(_app: Arc<App>) {}
+
+/// Sends one request to the server holding `data_dir`.
+#[cfg(unix)]
+pub async fn send(data_dir: &Path, request: &AdminRequest) -> Result<String, String> {
+    let path = socket_path(data_dir);
+    let stream = tokio::net::UnixStream::connect(&path).await.map_err(|e| {
+        format!(
+            "the database is in use, and the server's admin socket {} does not answer: {e}",
+            path.display()
+        )
+    })?;
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    line.push(b'\n');
+    write.write_all(&line).await.map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    BufReader::new(read)
+        .read_line(&mut answer)
+        .await
+        .map_err(|e| e.to_string())?;
+    match serde_json::from_str::<AdminResponse>(&answer) {
+        Ok(AdminResponse::Ok(text)) => Ok(text),
+        Ok(AdminResponse::Error(e)) => Err(e),
+        Err(_) => Err("the server gave no answer on the admin socket".into()),
+    }
+}
+
+#[cfg(not(unix))]
+pub async fn send(_data_dir: &Path, _request: &AdminRequest) -> Result<String, String> {
+    Err("the database is in use by a running server; stop it first".into())
+}
