@@ -1,0 +1,698 @@
+//! Hostile and malformed input over real HTTP: bad JSON bodies on every JSON endpoint,
+//! oversized bodies (with and without Content-Length), forged and malformed access tokens,
+//! unknown paths, wrong methods and oversized headers. Every answer must be the documented
+//! 4xx problem, never a 5xx.
+
+mod common;
+use common::*;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use uuid::Uuid;
+
+backend_tests!(
+    json_endpoints_reject_bad_bodies,
+    chunked_body_over_limit_is_413,
+    forged_and_malformed_tokens_get_401,
+    unknown_path_wrong_method_and_huge_headers,
+);
+
+/// The secret the token tests start the server with: 40 bytes, so tokens can be forged.
+const SECRET: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCD";
+/// Another secret of the same length, which the server does not know.
+const OTHER_SECRET: &str = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxw";
+/// 100 KiB: over the default `limits.max_body` of 64 KiB.
+const BIG: usize = 100 * 1024;
+
+/// Sends a request and asserts that the server did not answer with a 5xx.
+async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
+    let response = request.send().await.expect("request");
+    assert!(
+        response.status().as_u16() < 500,
+        "server error {} for a bad request",
+        response.status()
+    );
+    response
+}
+
+/// A JSON endpoint and a well-formed body for it (valid JSON, right types), so that each
+/// failure below is caused by the one thing the case changes.
+struct Endpoint {
+    path: &'static str,
+    /// Sent as `Authorization: Bearer`, for endpoints that need a signed-in caller.
+    bearer: Option<String>,
+    valid_body: Value,
+    wrong_types: Value,
+}
+
+/// One malformed request: how to build it, and the status it must get.
+struct Case {
+    name: &'static str,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    status: u16,
+}
+
+fn cases(endpoint: &Endpoint) -> Vec<Case> {
+    let valid = serde_json::to_vec(&endpoint.valid_body).unwrap();
+    // A syntactically valid JSON object of 100 KiB, so 413 cannot be a parse error.
+    let big = serde_json::to_vec(&json!({ "email": "a".repeat(BIG) })).unwrap();
+    assert!(big.len() > BIG);
+    let json_ct = Some("application/json");
+    vec![
+        Case {
+            name: "malformed JSON",
+            content_type: json_ct,
+            body: br#"{"email":"#.to_vec(),
+            status: 400,
+        },
+        Case {
+            name: "wrong field types",
+            content_type: json_ct,
+            body: serde_json::to_vec(&endpoint.wrong_types).unwrap(),
+            status: 400,
+        },
+        Case {
+            name: "foreign fields of wrong types",
+            content_type: json_ct,
+            body: br#"{"email":5,"password":true}"#.to_vec(),
+            status: 400,
+        },
+        Case {
+            name: "a JSON array",
+            content_type: json_ct,
+            body: serde_json::to_vec(&json!([endpoint.valid_body])).unwrap(),
+            status: 400,
+        },
+        Case {
+            name: "a JSON string",
+            content_type: json_ct,
+            body: br#""hello""#.to_vec(),
+            status: 400,
+        },
+        Case {
+            name: "empty body with a JSON content type",
+            content_type: json_ct,
+            body: Vec::new(),
+            status: 400,
+        },
+        Case {
+            name: "missing content type",
+            content_type: None,
+            body: valid.clone(),
+            status: 415,
+        },
+        Case {
+            name: "text/plain content type",
+            content_type: Some("text/plain"),
+            body: valid.clone(),
+            status: 415,
+        },
+        Case {
+            name: "form content type",
+            content_type: Some("application/x-www-form-urlencoded"),
+            body: b"email=a%40example.org&password=x".to_vec(),
+            status: 415,
+        },
+        Case {
+            name: "100 KiB body",
+            content_type: json_ct,
+            body: big,
+            status: 413,
+        },
+    ]
+}
+
+async fn json_endpoints_reject_bad_bodies(backend: Backend) {
+    let server = Server::start(backend);
+    let user = email("badbody");
+    let tokens = server.signup(&user).await;
+
+    let endpoints = [
+        Endpoint {
+            path: "/auth/register",
+            bearer: None,
+            valid_body: json!({"email": email("fresh"), "password": PASSWORD}),
+            wrong_types: json!({"email": 5, "password": true}),
+        },
+        Endpoint {
+            path: "/auth/login",
+            bearer: None,
+            valid_body: json!({"email": user, "password": PASSWORD}),
+            wrong_types: json!({"email": ["a"], "password": {"x": 1}}),
+        },
+        Endpoint {
+            path: "/auth/refresh",
+            bearer: None,
+            valid_body: json!({"refresh_token": tokens.refresh}),
+            wrong_types: json!({"refresh_token": 5}),
+        },
+        Endpoint {
+            path: "/auth/password",
+            bearer: Some(tokens.access.clone()),
+            valid_body: json!({"current_password": PASSWORD, "new_password": "another good password"}),
+            wrong_types: json!({"current_password": 5, "new_password": false}),
+        },
+    ];
+
+    for endpoint in &endpoints {
+        for case in cases(endpoint) {
+            let mut request = server
+                .http
+                .post(server.url(endpoint.path))
+                .body(case.body.clone());
+            if let Some(ct) = case.content_type {
+                request = request.header("content-type", ct);
+            }
+            if let Some(token) = &endpoint.bearer {
+                request = request.bearer_auth(token);
+            }
+            let response = send(request).await;
+            let got = response.status().as_u16();
+            assert_eq!(
+                got, case.status,
+                "{} {}: expected {}, got {got}",
+                endpoint.path, case.name, case.status
+            );
+            let problem = assert_problem(response, case.status).await;
+            let detail = problem["detail"].as_str().unwrap_or_default();
+            assert!(
+                !detail.is_empty() && !detail.contains("panicked"),
+                "{} {}: detail {detail:?}",
+                endpoint.path,
+                case.name
+            );
+        }
+    }
+
+    // None of the rejected requests had an effect: no account was created from a bad body,
+    // the password did not change, and the caller's session and refresh token are intact.
+    assert_eq!(server.me_status(&tokens.access).await, 200);
+    let r = server.login(&user, PASSWORD).await;
+    assert_eq!(
+        r.status(),
+        200,
+        "the password changed through a bad request"
+    );
+    let r = server.refresh(&tokens.refresh).await;
+    assert_eq!(
+        r.status(),
+        200,
+        "a bad refresh body used up the refresh token"
+    );
+    assert!(
+        !server.logs().contains("panicked"),
+        "server logs: {}",
+        server.logs()
+    );
+}
+
+/// A raw HTTP/1.1 answer: status, headers (lower-case names) and body.
+struct RawResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RawResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Posts `total` bytes of JSON with `Transfer-Encoding: chunked` (so no Content-Length)
+/// over a plain TCP connection, in chunks of 4 KiB, and reads the answer.
+async fn post_chunked(
+    server: &Server,
+    path: &str,
+    bearer: Option<&str>,
+    total: usize,
+) -> RawResponse {
+    let stream = tokio::net::TcpStream::connect(&server.addr)
+        .await
+        .expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n",
+        server.addr
+    );
+    if let Some(token) = bearer {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    head.push_str("\r\n");
+    let writer_task = tokio::spawn(async move {
+        // The server may answer and close before it has read everything: write errors
+        // after that point are expected and ignored.
+        writer.write_all(head.as_bytes()).await?;
+        let mut sent = 0;
+        let mut first = true;
+        while sent < total {
+            let mut chunk = Vec::with_capacity(4096);
+            if first {
+                chunk.extend_from_slice(br#"{"email":""#);
+                first = false;
+            }
+            chunk.resize(4096.min(total - sent).max(chunk.len()), b'a');
+            sent += chunk.len();
+            writer
+                .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await?;
+            writer.write_all(&chunk).await?;
+            writer.write_all(b"\r\n").await?;
+        }
+        writer.write_all(b"\"}\r\n0\r\n\r\n").await?;
+        writer.flush().await?;
+        Ok::<_, std::io::Error>(writer)
+    });
+
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 8192];
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    raw.extend_from_slice(&buf[..n]);
+                    if response_complete(&raw) {
+                        break;
+                    }
+                }
+                // A reset after the full answer arrived is fine; before it, the check
+                // below fails with what was read.
+                Err(_) => break,
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a chunked body within 20 s");
+    // Keep the writer alive until the answer is read, then let it go.
+    writer_task.abort();
+    parse_response(&raw)
+}
+
+fn split_head(raw: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    Some((&raw[..end], &raw[end + 4..]))
+}
+
+fn response_complete(raw: &[u8]) -> bool {
+    let Some((head, body)) = split_head(raw) else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(head).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    length.is_some_and(|len| body.len() >= len)
+}
+
+fn parse_response(raw: &[u8]) -> RawResponse {
+    let (head, body) = split_head(raw)
+        .unwrap_or_else(|| panic!("incomplete HTTP answer: {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(head);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    RawResponse {
+        status,
+        headers,
+        body: body.to_vec(),
+    }
+}
+
+async fn chunked_body_over_limit_is_413(backend: Backend) {
+    let server = Server::start(backend);
+    let tokens = server.signup(&email("chunked")).await;
+    for (path, bearer) in [
+        ("/auth/register", None),
+        ("/auth/login", None),
+        ("/auth/refresh", None),
+        ("/auth/password", Some(tokens.access.as_str())),
+    ] {
+        let response = post_chunked(&server, path, bearer, BIG).await;
+        let body = String::from_utf8_lossy(&response.body).into_owned();
+        assert_eq!(response.status, 413, "{path}: {body}");
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/problem+json"),
+            "{path}"
+        );
+        assert!(
+            response.header("content-length").is_some(),
+            "{path}: the 413 must be a complete answer"
+        );
+        let problem: Value = serde_json::from_slice(&response.body).expect("problem JSON");
+        assert_eq!(problem["status"], 413, "{path}: {body}");
+        for field in ["type", "title", "detail"] {
+            assert!(
+                problem[field].is_string(),
+                "{path}: problem lacks {field}: {body}"
+            );
+        }
+    }
+    // The session used for /auth/password survived the rejected request.
+    assert_eq!(server.me_status(&tokens.access).await, 200);
+}
+
+/// The claims the server puts in access tokens, plus an optional `nbf`.
+#[derive(Serialize, Clone)]
+struct Claims {
+    sub: String,
+    email: String,
+    role: String,
+    iat: u64,
+    exp: u64,
+    jti: String,
+    sid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The server's key id for a secret: base64url of the first 8 bytes of its SHA-256.
+fn key_id(secret: &str) -> String {
+    URL_SAFE_NO_PAD.encode(&Sha256::digest(secret.as_bytes())[..8])
+}
+
+fn b64_json(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
+}
+
+/// Signs `claims` with `alg` under `secret`, with `kid` in the header (if any).
+fn forge(claims: &Claims, secret: &str, alg: Algorithm, kid: Option<&str>) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}
+
+/// A token whose header is exactly `header`, signed with HMAC-SHA256 under `secret`
+/// whatever the header claims.
+fn forge_raw_header(header: &Value, claims: &Claims, secret: &str) -> String {
+    let message = format!(
+        "{}.{}",
+        b64_json(header),
+        b64_json(&serde_json::to_value(claims).unwrap())
+    );
+    let signature = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        &EncodingKey::from_secret(secret.as_bytes()),
+        Algorithm::HS256,
+    )
+    .expect("sign");
+    format!("{message}.{signature}")
+}
+
+/// The payload of a JWT, read without verifying it.
+fn payload(token: &str) -> Value {
+    let part = token.split('.').nth(1).expect("a JWT has a payload");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("JSON")
+}
+
+/// How a case presents its credential to `GET /auth/me`.
+enum Auth {
+    None,
+    Header(String),
+    Bearer(String),
+}
+
+async fn forged_and_malformed_tokens_get_401(backend: Backend) {
+    let server = Server::builder(backend).env("JWT_SECRET", SECRET).start();
+    let user = email("forge");
+    let tokens = server.signup(&user).await;
+    let real = payload(&tokens.access);
+    let kid = key_id(SECRET);
+    let now = now();
+    let genuine = Claims {
+        sub: real["sub"].as_str().expect("sub").to_owned(),
+        email: user.clone(),
+        role: "user".into(),
+        iat: now,
+        exp: now + 600,
+        jti: Uuid::new_v4().to_string(),
+        sid: real["sid"].as_str().expect("sid").to_owned(),
+        nbf: None,
+    };
+
+    // Control: a token forged with the right secret, kid and a live session is accepted,
+    // so every 401 below is caused by the one thing its case changes.
+    let control = forge(&genuine, SECRET, Algorithm::HS256, Some(&kid));
+    let r = send(
+        server
+            .http
+            .get(server.url("/auth/me"))
+            .bearer_auth(&control),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        200,
+        "the control token was refused: {}",
+        r.text().await.unwrap()
+    );
+
+    // Another user's id with this user's live session.
+    let other = server.register(&email("victim"), PASSWORD).await;
+    assert_eq!(other.status(), 201);
+    let other_id = other.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    let header_none = json!({"alg": "none", "typ": "JWT", "kid": kid});
+    let alg_none = format!(
+        "{}.{}.",
+        b64_json(&header_none),
+        b64_json(&serde_json::to_value(&genuine).unwrap())
+    );
+    let rs_swap = forge_raw_header(
+        &json!({"alg": "RS256", "typ": "JWT", "kid": kid}),
+        &genuine,
+        SECRET,
+    );
+    let expired = Claims {
+        iat: now - 3600,
+        exp: now - 120,
+        ..genuine.clone()
+    };
+    let not_yet = Claims {
+        nbf: Some(now + 3600),
+        ..genuine.clone()
+    };
+    let no_session = Claims {
+        sid: Uuid::new_v4().simple().to_string(),
+        ..genuine.clone()
+    };
+    let wrong_user = Claims {
+        sub: other_id,
+        ..genuine.clone()
+    };
+    let header_only = control.split('.').next().unwrap().to_owned();
+    // The genuine token with its payload changed to claim admin, signature unchanged.
+    let tampered = {
+        let parts: Vec<&str> = tokens.access.split('.').collect();
+        let mut claims = real.clone();
+        claims["role"] = json!("admin");
+        format!("{}.{}.{}", parts[0], b64_json(&claims), parts[2])
+    };
+    let no_exp_claims = {
+        let mut claims = serde_json::to_value(&genuine).unwrap();
+        claims.as_object_mut().unwrap().remove("exp");
+        let message = format!(
+            "{}.{}",
+            b64_json(&json!({"alg": "HS256", "typ": "JWT", "kid": kid})),
+            b64_json(&claims)
+        );
+        let signature = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        format!("{message}.{signature}")
+    };
+
+    let table: Vec<(&str, Auth)> = vec![
+        ("garbage string", Auth::Bearer("garbage".into())),
+        ("three garbage segments", Auth::Bearer("a.b.c".into())),
+        ("header segment only", Auth::Bearer(header_only)),
+        (
+            "signed with another secret, right kid",
+            Auth::Bearer(forge(&genuine, OTHER_SECRET, Algorithm::HS256, Some(&kid))),
+        ),
+        ("alg none", Auth::Bearer(alg_none)),
+        (
+            "HS256 signature under an RS256 header",
+            Auth::Bearer(rs_swap),
+        ),
+        (
+            "HS384",
+            Auth::Bearer(forge(&genuine, SECRET, Algorithm::HS384, Some(&kid))),
+        ),
+        (
+            "HS512",
+            Auth::Bearer(forge(&genuine, SECRET, Algorithm::HS512, Some(&kid))),
+        ),
+        (
+            "expired beyond the leeway",
+            Auth::Bearer(forge(&expired, SECRET, Algorithm::HS256, Some(&kid))),
+        ),
+        (
+            "not valid for another hour",
+            Auth::Bearer(forge(&not_yet, SECRET, Algorithm::HS256, Some(&kid))),
+        ),
+        ("no exp claim", Auth::Bearer(no_exp_claims)),
+        (
+            "unknown kid",
+            Auth::Bearer(forge(
+                &genuine,
+                SECRET,
+                Algorithm::HS256,
+                Some("AAAAAAAAAAA"),
+            )),
+        ),
+        (
+            "no kid",
+            Auth::Bearer(forge(&genuine, SECRET, Algorithm::HS256, None)),
+        ),
+        (
+            "session that does not exist",
+            Auth::Bearer(forge(&no_session, SECRET, Algorithm::HS256, Some(&kid))),
+        ),
+        (
+            "live session of another user",
+            Auth::Bearer(forge(&wrong_user, SECRET, Algorithm::HS256, Some(&kid))),
+        ),
+        ("payload tampered after signing", Auth::Bearer(tampered)),
+        ("Basic scheme", Auth::Header("Basic xxx".into())),
+        ("Bearer with no token", Auth::Header("Bearer".into())),
+        ("no Authorization header", Auth::None),
+    ];
+
+    for (name, auth) in table {
+        let mut request = server.http.get(server.url("/auth/me"));
+        match &auth {
+            Auth::None => {}
+            Auth::Header(value) => request = request.header("authorization", value),
+            Auth::Bearer(token) => request = request.bearer_auth(token),
+        }
+        let response = send(request).await;
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let status = response.status().as_u16();
+        let body = assert_problem(response, 401).await;
+        assert_eq!(status, 401, "{name}: {body}");
+        assert!(
+            challenge.starts_with("Bearer"),
+            "{name}: WWW-Authenticate is {challenge:?}"
+        );
+    }
+
+    // The genuine token still works (nothing above disturbed the session), and dies with
+    // the session at logout.
+    assert_eq!(server.me_status(&tokens.access).await, 200);
+    let r = send(
+        server
+            .http
+            .post(server.url("/auth/logout"))
+            .bearer_auth(&tokens.access),
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    for token in [&tokens.access, &control] {
+        let r = send(server.http.get(server.url("/auth/me")).bearer_auth(token)).await;
+        let challenge = r.headers().get("www-authenticate").cloned();
+        assert_problem(r, 401).await;
+        assert!(challenge.is_some_and(|c| c.to_str().unwrap().starts_with("Bearer")));
+    }
+}
+
+async fn unknown_path_wrong_method_and_huge_headers(backend: Backend) {
+    let server = Server::start(backend);
+
+    for path in [
+        "/nope",
+        "/auth/nope",
+        "/auth/login/extra",
+        "/auth/sessions/a/b",
+    ] {
+        let r = send(server.http.get(server.url(path))).await;
+        assert_problem(r, 404).await;
+    }
+
+    for (method, path, allowed) in [
+        (reqwest::Method::GET, "/auth/login", "POST"),
+        (reqwest::Method::PUT, "/auth/register", "POST"),
+        (reqwest::Method::DELETE, "/auth/me", "GET"),
+        (reqwest::Method::POST, "/healthz", "GET"),
+    ] {
+        let r = send(server.http.request(method.clone(), server.url(path))).await;
+        let allow = r
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert_problem(r, 405).await;
+        assert!(
+            allow.split(',').any(|m| m.trim() == allowed),
+            "{method} {path}: Allow is {allow:?}"
+        );
+    }
+
+    // One 20 KiB header value: over the 16 KiB limit on the request head.
+    let r = send(
+        server
+            .http
+            .get(server.url("/healthz"))
+            .header("x-filler", "a".repeat(20 * 1024)),
+    )
+    .await;
+    assert_eq!(r.status(), 431);
+
+    // Many small headers: over the limit on their number.
+    let mut request = server.http.get(server.url("/healthz"));
+    for i in 0..200 {
+        request = request.header(format!("x-filler-{i}"), "a");
+    }
+    let r = send(request).await;
+    assert_eq!(r.status(), 431);
+
+    // The server is still serving after all that.
+    let r = send(server.http.get(server.url("/healthz"))).await;
+    assert_eq!(r.status(), 200);
+}
