@@ -11,6 +11,7 @@ use crate::config::{Config, SessionBackend, UserBackend};
 use crate::store::database::{self, OpenError};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redb_users::RedbUserStore;
+use crate::store::redis::{RedisConnection, RedisSessionStore, RedisUserStore};
 use crate::store::{SessionStore, StoreError, UserStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,18 +37,47 @@ pub struct App {
 impl App {
     /// Opens the data dir and builds the services. `jwt_secret` is the value of `JWT_SECRET`.
     pub fn build(config: Config, jwt_secret: Option<String>) -> Result<Arc<App>, StartError> {
-        let db = database::open(&config.data_dir, &config.database_path())?;
-        let store: Arc<dyn SessionStore> = match config.sessions.backend {
-            SessionBackend::Embedded => Arc::new(EmbeddedStore::open(
-                db.clone(),
-                config.sessions.cache_capacity,
-                Duration::from_secs(config.sessions.purge_interval),
-            )?),
+        database::create_private_dir(&config.data_dir).map_err(|source| OpenError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        // The redb file is opened only when a backend lives in it: two Redis backends make a
+        // stateless node.
+        let db = if config.sessions.backend == SessionBackend::Embedded
+            || config.users.backend == UserBackend::Redb
+        {
+            Some(database::open(&config.data_dir, &config.database_path())?)
+        } else {
+            None
         };
-        let users: Arc<dyn UserStore> = match config.users.backend {
-            UserBackend::Redb => Arc::new(RedbUserStore::open(db)?),
+        let redis = |url: &str| {
+            RedisConnection::open(
+                url,
+                &config.redis.prefix,
+                Duration::from_millis(config.redis.connect_timeout_ms),
+                Duration::from_millis(config.redis.command_timeout_ms),
+            )
+        };
+        let store: Arc<dyn SessionStore> =
+            match (config.sessions.backend, &db, &config.sessions.redis_url) {
+                (SessionBackend::Embedded, Some(db), _) => Arc::new(EmbeddedStore::open(
+                    db.clone(),
+                    config.sessions.cache_capacity,
+                    Duration::from_secs(config.sessions.purge_interval),
+                )?),
+                (SessionBackend::Redis, _, Some(url)) => {
+                    Arc::new(RedisSessionStore::new(redis(url)?))
+                }
+                _ => unreachable_config("sessions.backend")?,
+            };
+        let users: Arc<dyn UserStore> = match (config.users.backend, &db, config.users_redis_url())
+        {
+            (UserBackend::Redb, Some(db), _) => Arc::new(RedbUserStore::open(db.clone())?),
+            (UserBackend::Redis, _, Some(url)) => Arc::new(RedisUserStore::new(redis(url)?)),
+            _ => unreachable_config("users.backend")?,
         };
 
+        let shared_store = config.sessions.backend == SessionBackend::Redis;
         let (secret, source) = secret::load(jwt_secret, &config.data_dir)?;
         match source {
             SecretSource::Environment => tracing::debug!("signing secret from JWT_SECRET"),
@@ -56,6 +86,11 @@ impl App {
                 path = %config.data_dir.join("jwt_secret").display(),
                 "JWT_SECRET is unset: generated a random signing secret into the data dir; it is reused on later starts"
             ),
+        }
+        if shared_store && source != SecretSource::Environment {
+            tracing::warn!(
+                "sessions are shared through Redis but JWT_SECRET is unset: every node must use the same secret, or tokens of one node are refused by the others"
+            );
         }
         let signer = Signer::hs256(&secret, config.tokens.leeway);
 
@@ -73,4 +108,12 @@ impl App {
         let auth = Service::new(&config, users, store, hasher, signer);
         Ok(Arc::new(App { config, auth }))
     }
+}
+
+/// Validation guarantees the database or URL a backend needs; this names the key if not.
+fn unreachable_config<T>(key: &'static str) -> Result<T, StartError> {
+    Err(StartError::Config(crate::config::ConfigError::Invalid {
+        key,
+        reason: "the backend's database or URL is missing".into(),
+    }))
 }

@@ -37,6 +37,7 @@ pub struct Config {
     pub users: Users,
     pub cookies: Cookies,
     pub argon2: Argon2,
+    pub redis: Redis,
     pub log: Log,
     pub limits: Limits,
 }
@@ -66,12 +67,15 @@ pub struct Tokens {
 #[serde(rename_all = "lowercase")]
 pub enum SessionBackend {
     Embedded,
+    Redis,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Sessions {
     pub backend: SessionBackend,
+    /// Redis URL for `backend = "redis"`: `redis://`, `rediss://` (TLS) or `redis+unix://`.
+    pub redis_url: Option<String>,
     /// Entries the embedded backend keeps in memory in front of redb.
     pub cache_capacity: u64,
     /// Seconds between sweeps that delete expired entries from disk.
@@ -82,12 +86,27 @@ pub struct Sessions {
 #[serde(rename_all = "lowercase")]
 pub enum UserBackend {
     Redb,
+    Redis,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Users {
     pub backend: UserBackend,
+    /// Redis URL for `backend = "redis"`; defaults to `sessions.redis_url`.
+    pub redis_url: Option<String>,
+}
+
+/// Settings shared by the Redis backends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Redis {
+    /// Prepended to every key gatehouse writes.
+    pub prefix: String,
+    /// Milliseconds to establish a connection.
+    pub connect_timeout_ms: u64,
+    /// Milliseconds for one command; past it the request answers 503.
+    pub command_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,6 +172,7 @@ impl Default for Config {
             users: Users::default(),
             cookies: Cookies::default(),
             argon2: Argon2::default(),
+            redis: Redis::default(),
             log: Log::default(),
             limits: Limits::default(),
         }
@@ -174,6 +194,7 @@ impl Default for Sessions {
     fn default() -> Self {
         Sessions {
             backend: SessionBackend::Embedded,
+            redis_url: None,
             cache_capacity: 10_000,
             purge_interval: 60,
         }
@@ -184,6 +205,17 @@ impl Default for Users {
     fn default() -> Self {
         Users {
             backend: UserBackend::Redb,
+            redis_url: None,
+        }
+    }
+}
+
+impl Default for Redis {
+    fn default() -> Self {
+        Redis {
+            prefix: "gatehouse:".to_owned(),
+            connect_timeout_ms: 2_000,
+            command_timeout_ms: 1_000,
         }
     }
 }
@@ -269,6 +301,32 @@ impl Config {
                 "must be shorter than tokens.refresh_ttl",
             ));
         }
+        if self.sessions.backend == SessionBackend::Redis && self.sessions.redis_url.is_none() {
+            return Err(invalid(
+                "sessions.redis_url",
+                "is required with sessions.backend = \"redis\"",
+            ));
+        }
+        if self.users.backend == UserBackend::Redis && self.users_redis_url().is_none() {
+            return Err(invalid(
+                "users.redis_url",
+                "is required with users.backend = \"redis\" (or set sessions.redis_url)",
+            ));
+        }
+        for (key, url) in [
+            ("sessions.redis_url", &self.sessions.redis_url),
+            ("users.redis_url", &self.users.redis_url),
+        ] {
+            if let Some(url) = url {
+                redis::Client::open(url.as_str()).map_err(|e| invalid(key, &e.to_string()))?;
+            }
+        }
+        if self.redis.connect_timeout_ms == 0 || self.redis.command_timeout_ms == 0 {
+            return Err(invalid(
+                "redis.connect_timeout_ms / redis.command_timeout_ms",
+                "must be positive",
+            ));
+        }
         if self.argon2.max_concurrent == Some(0) {
             return Err(invalid("argon2.max_concurrent", "must be at least 1"));
         }
@@ -304,6 +362,14 @@ impl Config {
         let a = &self.argon2;
         argon2::Params::new(a.memory_kib, a.iterations, a.parallelism, None)
             .map_err(|e| invalid("argon2", &e.to_string()))
+    }
+
+    /// The Redis URL of the user store: `users.redis_url`, else `sessions.redis_url`.
+    pub fn users_redis_url(&self) -> Option<&str> {
+        self.users
+            .redis_url
+            .as_deref()
+            .or(self.sessions.redis_url.as_deref())
     }
 
     /// How many argon2 hashes may run at once.

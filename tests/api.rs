@@ -101,7 +101,7 @@ async fn emails_are_unique_case_insensitively(backend: Backend) {
 }
 
 async fn registration_validates_and_can_be_closed(backend: Backend) {
-    let server = Server::start(backend);
+    let server = Server::start(backend.clone());
     let problem = assert_problem(server.register("not-an-email", PASSWORD).await, 422).await;
     assert!(problem["detail"].as_str().unwrap().contains("email"));
     let problem = assert_problem(server.register(&email("weak"), "short").await, 422).await;

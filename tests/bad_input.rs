@@ -19,7 +19,9 @@ use uuid::Uuid;
 
 backend_tests!(
     json_endpoints_reject_bad_bodies,
+    refresh_with_empty_json_body_is_400,
     chunked_body_over_limit_is_413,
+    oversized_body_leaves_connection_usable,
     forged_and_malformed_tokens_get_401,
     unknown_path_wrong_method_and_huge_headers,
 );
@@ -28,6 +30,8 @@ backend_tests!(
 const SECRET: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCD";
 /// Another secret of the same length, which the server does not know.
 const OTHER_SECRET: &str = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxw";
+/// The case that `refresh_with_empty_json_body_is_400` covers for `/auth/refresh`.
+const EMPTY_JSON: &str = "empty body with a JSON content type";
 /// 100 KiB: over the default `limits.max_body` of 64 KiB.
 const BIG: usize = 100 * 1024;
 
@@ -98,7 +102,7 @@ fn cases(endpoint: &Endpoint) -> Vec<Case> {
             status: 400,
         },
         Case {
-            name: "empty body with a JSON content type",
+            name: EMPTY_JSON,
             content_type: json_ct,
             body: Vec::new(),
             status: 400,
@@ -134,12 +138,13 @@ async fn json_endpoints_reject_bad_bodies(backend: Backend) {
     let server = Server::start(backend);
     let user = email("badbody");
     let tokens = server.signup(&user).await;
+    let fresh = email("fresh");
 
     let endpoints = [
         Endpoint {
             path: "/auth/register",
             bearer: None,
-            valid_body: json!({"email": email("fresh"), "password": PASSWORD}),
+            valid_body: json!({"email": fresh, "password": PASSWORD}),
             wrong_types: json!({"email": 5, "password": true}),
         },
         Endpoint {
@@ -162,10 +167,20 @@ async fn json_endpoints_reject_bad_bodies(backend: Backend) {
         },
     ];
 
+    // A 413 may be sent before the body is read, after which the server closes the
+    // connection; a fresh connection per case keeps one case from disturbing the next
+    // (`oversized_body_leaves_connection_usable` covers connection reuse).
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
     for endpoint in &endpoints {
         for case in cases(endpoint) {
-            let mut request = server
-                .http
+            if endpoint.path == "/auth/refresh" && case.name == EMPTY_JSON {
+                // Its own test below, so that the rest of this table stays meaningful.
+                continue;
+            }
+            let mut request = client
                 .post(server.url(endpoint.path))
                 .body(case.body.clone());
             if let Some(ct) = case.content_type {
@@ -195,6 +210,8 @@ async fn json_endpoints_reject_bad_bodies(backend: Backend) {
     // None of the rejected requests had an effect: no account was created from a bad body,
     // the password did not change, and the caller's session and refresh token are intact.
     assert_eq!(server.me_status(&tokens.access).await, 200);
+    let r = server.register(&fresh, PASSWORD).await;
+    assert_eq!(r.status(), 201, "a bad register body created the account");
     let r = server.login(&user, PASSWORD).await;
     assert_eq!(
         r.status(),
@@ -212,6 +229,19 @@ async fn json_endpoints_reject_bad_bodies(backend: Backend) {
         "server logs: {}",
         server.logs()
     );
+}
+
+/// `Content-Type: application/json` with an empty body declares a JSON body that is not
+/// valid JSON: 400, as on the other JSON endpoints, not the 401 of a missing refresh cookie.
+async fn refresh_with_empty_json_body_is_400(backend: Backend) {
+    let server = Server::start(backend);
+    let request = server
+        .http
+        .post(server.url("/auth/refresh"))
+        .header("content-type", "application/json")
+        .body("");
+    let response = send(request).await;
+    assert_problem(response, 400).await;
 }
 
 /// A raw HTTP/1.1 answer: status, headers (lower-case names) and body.
@@ -276,6 +306,14 @@ async fn post_chunked(
         Ok::<_, std::io::Error>(writer)
     });
 
+    let response = read_response(&mut reader).await;
+    // Keep the writer alive until the answer is read, then let it go.
+    writer_task.abort();
+    response
+}
+
+/// Reads one HTTP/1.1 answer (it must carry Content-Length) from `reader`, within 20 s.
+async fn read_response(reader: &mut (impl AsyncReadExt + Unpin)) -> RawResponse {
     let mut raw = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(20), async {
         let mut buf = [0u8; 8192];
@@ -288,17 +326,34 @@ async fn post_chunked(
                         break;
                     }
                 }
-                // A reset after the full answer arrived is fine; before it, the check
+                // A reset after the full answer arrived is fine; before it, the parse
                 // below fails with what was read.
                 Err(_) => break,
             }
         }
     })
     .await;
-    assert!(read.is_ok(), "no answer to a chunked body within 20 s");
-    // Keep the writer alive until the answer is read, then let it go.
-    writer_task.abort();
+    assert!(read.is_ok(), "no answer within 20 s");
     parse_response(&raw)
+}
+
+/// Asserts a raw answer is a problem+json document with `status`.
+fn assert_raw_problem(response: &RawResponse, status: u16, what: &str) {
+    let body = String::from_utf8_lossy(&response.body).into_owned();
+    assert_eq!(response.status, status, "{what}: {body}");
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/problem+json"),
+        "{what}"
+    );
+    let problem: Value = serde_json::from_slice(&response.body).expect("problem JSON");
+    assert_eq!(problem["status"], status, "{what}: {body}");
+    for field in ["type", "title", "detail"] {
+        assert!(
+            problem[field].is_string(),
+            "{what}: problem lacks {field}: {body}"
+        );
+    }
 }
 
 fn split_head(raw: &[u8]) -> Option<(&[u8], &[u8])> {
@@ -350,28 +405,62 @@ async fn chunked_body_over_limit_is_413(backend: Backend) {
         ("/auth/password", Some(tokens.access.as_str())),
     ] {
         let response = post_chunked(&server, path, bearer, BIG).await;
-        let body = String::from_utf8_lossy(&response.body).into_owned();
-        assert_eq!(response.status, 413, "{path}: {body}");
-        assert_eq!(
-            response.header("content-type"),
-            Some("application/problem+json"),
-            "{path}"
-        );
+        assert_raw_problem(&response, 413, path);
         assert!(
             response.header("content-length").is_some(),
             "{path}: the 413 must be a complete answer"
         );
-        let problem: Value = serde_json::from_slice(&response.body).expect("problem JSON");
-        assert_eq!(problem["status"], 413, "{path}: {body}");
-        for field in ["type", "title", "detail"] {
-            assert!(
-                problem[field].is_string(),
-                "{path}: problem lacks {field}: {body}"
-            );
-        }
     }
     // The session used for /auth/password survived the rejected request.
     assert_eq!(server.me_status(&tokens.access).await, 200);
+}
+
+/// A keep-alive client that sends an oversized body gets its 413 and can go on using the
+/// connection, or the 413 says `Connection: close` so that the client does not reuse it.
+/// (A 413 without `Connection: close` followed by a silent close makes pooling clients
+/// fail their next request.)
+async fn oversized_body_leaves_connection_usable(backend: Backend) {
+    let server = Server::start(backend);
+    let stream = tokio::net::TcpStream::connect(&server.addr)
+        .await
+        .expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    let body = serde_json::to_vec(&json!({ "email": "a".repeat(BIG) })).unwrap();
+    let head = format!(
+        "POST /auth/login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        server.addr,
+        body.len()
+    );
+    writer.write_all(head.as_bytes()).await.expect("write head");
+    // The server may answer before reading the body; a failed write is then fine.
+    let _ = writer.write_all(&body).await;
+    let first = read_response(&mut reader).await;
+    assert_raw_problem(&first, 413, "Content-Length over the limit");
+
+    let closes = first
+        .header("connection")
+        .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    if !closes {
+        let next = format!(
+            "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            server.addr
+        );
+        let wrote = writer.write_all(next.as_bytes()).await;
+        assert!(
+            wrote.is_ok(),
+            "the 413 kept the connection open (no `Connection: close`) but the server \
+             closed it: {wrote:?}"
+        );
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(20), reader.read_to_end(&mut rest)).await;
+        let text = String::from_utf8_lossy(&rest);
+        assert!(
+            text.starts_with("HTTP/1.1 200"),
+            "the 413 kept the connection open (no `Connection: close`) but the next request \
+             on it got {text:?}"
+        );
+    }
 }
 
 /// The claims the server puts in access tokens, plus an optional `nbf`.

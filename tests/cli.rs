@@ -116,8 +116,18 @@ fn list_row(listing: &str, email: &str) -> Vec<String> {
         .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
         .filter(|cols| cols.last().is_some_and(|e| e == email))
         .collect();
-    assert_eq!(rows.len(), 1, "{email} listed {} times in:\n{listing}", rows.len());
-    assert_eq!(rows[0].len(), 5, "unexpected row for {email}: {:?}", rows[0]);
+    assert_eq!(
+        rows.len(),
+        1,
+        "{email} listed {} times in:\n{listing}",
+        rows.len()
+    );
+    assert_eq!(
+        rows[0].len(),
+        5,
+        "unexpected row for {email}: {:?}",
+        rows[0]
+    );
     rows[0].clone()
 }
 
@@ -160,8 +170,16 @@ async fn user_add_list_set_role_disable() {
     let listing = list(dir);
     let a = list_row(&listing, &alice);
     let b = list_row(&listing, &bob);
-    assert_eq!((a[1].as_str(), a[2].as_str()), ("user", "active"), "{listing}");
-    assert_eq!((b[1].as_str(), b[2].as_str()), ("admin", "active"), "{listing}");
+    assert_eq!(
+        (a[1].as_str(), a[2].as_str()),
+        ("user", "active"),
+        "{listing}"
+    );
+    assert_eq!(
+        (b[1].as_str(), b[2].as_str()),
+        ("admin", "active"),
+        "{listing}"
+    );
     assert_ne!(a[0], b[0], "ids must differ: {listing}");
 
     let out = run(dir, &["user", "set-role", &alice, "admin"], "");
@@ -177,8 +195,16 @@ async fn user_add_list_set_role_disable() {
     let listing = list(dir);
     let a = list_row(&listing, &alice);
     let b = list_row(&listing, &bob);
-    assert_eq!((a[1].as_str(), a[2].as_str()), ("admin", "active"), "{listing}");
-    assert_eq!((b[1].as_str(), b[2].as_str()), ("admin", "disabled"), "{listing}");
+    assert_eq!(
+        (a[1].as_str(), a[2].as_str()),
+        ("admin", "active"),
+        "{listing}"
+    );
+    assert_eq!(
+        (b[1].as_str(), b[2].as_str()),
+        ("admin", "disabled"),
+        "{listing}"
+    );
 
     // The server on this data dir (the CLI has exited, so the database is free) sees it all.
     let server = Server::builder(Backend::Embedded).data_dir(dir).start();
@@ -275,6 +301,96 @@ async fn user_passwd_revokes_sessions() {
     assert_eq!(server.me_status(&fresh.access).await, 200);
 }
 
+/// While `serve` holds the database, the user commands go through the server (its admin
+/// socket in the data dir), and their effects are live on the very next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_commands_reach_a_running_server() {
+    let mut server = Server::start(Backend::Embedded);
+    let dir = server.data_dir.clone();
+    let frank = email("frank");
+    let grace = email("grace");
+    let new_password = "grace's new passphrase";
+    let frank_tokens = server.signup(&frank).await;
+
+    let listing = list(&dir);
+    let row = list_row(&listing, &frank);
+    assert_eq!(
+        (row[1].as_str(), row[2].as_str()),
+        ("user", "active"),
+        "{listing}"
+    );
+
+    let out = run(
+        &dir,
+        &["user", "add", &grace, "--role", "admin"],
+        &format!("{PASSWORD}\n"),
+    );
+    out.assert_success("user add while serving");
+    let r = server.login(&grace, PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let grace_tokens = Tokens::from(r.json::<Value>().await.unwrap());
+    let me: Value = server
+        .get_auth("/auth/me", &grace_tokens.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "admin");
+
+    let out = run(&dir, &["user", "add", &email("weak")], "short\n");
+    out.assert_failure("user add of a weak password while serving");
+    assert!(out.stderr.contains("at least 8"), "{out:#?}");
+
+    // Disabling ends frank's session at once.
+    run(&dir, &["user", "disable", &frank], "").assert_success("user disable while serving");
+    assert_eq!(server.me_status(&frank_tokens.access).await, 401);
+    assert_problem(server.refresh(&frank_tokens.refresh).await, 401).await;
+    assert_problem(server.login(&frank, PASSWORD).await, 401).await;
+
+    // A new password ends grace's session at once, and only the new one logs in.
+    run(
+        &dir,
+        &["user", "passwd", &grace],
+        &format!("{new_password}\n"),
+    )
+    .assert_success("user passwd while serving");
+    assert_eq!(server.me_status(&grace_tokens.access).await, 401);
+    assert_problem(server.login(&grace, PASSWORD).await, 401).await;
+    let r = server.login(&grace, new_password).await;
+    assert_eq!(r.status(), 200);
+    let grace_tokens = Tokens::from(r.json::<Value>().await.unwrap());
+
+    // A role change ends the session too (its token carries the old role).
+    run(&dir, &["user", "set-role", &grace, "user"], "")
+        .assert_success("user set-role while serving");
+    assert_eq!(server.me_status(&grace_tokens.access).await, 401);
+    let r = server.login(&grace, new_password).await;
+    let access = Tokens::from(r.json::<Value>().await.unwrap()).access;
+    let me: Value = server
+        .get_auth("/auth/me", &access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "user");
+
+    // After the server stops, the CLI opens the database itself and sees the same state.
+    assert!(server.stop().success());
+    let listing = list(&dir);
+    let f = list_row(&listing, &frank);
+    let g = list_row(&listing, &grace);
+    assert_eq!(
+        (f[1].as_str(), f[2].as_str()),
+        ("user", "disabled"),
+        "{listing}"
+    );
+    assert_eq!(
+        (g[1].as_str(), g[2].as_str()),
+        ("user", "active"),
+        "{listing}"
+    );
+}
+
 #[test]
 fn user_add_rejects_weak_password_and_bad_input() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -292,11 +408,19 @@ fn user_add_rejects_weak_password_and_bad_input() {
     out.assert_failure("user add without a password");
     assert!(out.stderr.contains("password"), "{out:#?}");
 
-    let out = run(dir, &["user", "add", "not-an-email"], &format!("{PASSWORD}\n"));
+    let out = run(
+        dir,
+        &["user", "add", "not-an-email"],
+        &format!("{PASSWORD}\n"),
+    );
     out.assert_failure("user add with an invalid email");
     assert!(out.stderr.contains("email"), "{out:#?}");
 
-    let out = run(dir, &["user", "add", &erin, "--role", "root"], &format!("{PASSWORD}\n"));
+    let out = run(
+        dir,
+        &["user", "add", &erin, "--role", "root"],
+        &format!("{PASSWORD}\n"),
+    );
     out.assert_failure("user add with an unknown role");
 
     // Nothing was created by the failed attempts.
@@ -343,23 +467,23 @@ fn check_config_names_the_bad_key() {
 
     let out = check_config(&[], &[("GATEHOUSE_TOKENS__ACCESS_TTL", "soon")]);
     out.assert_failure("check-config with a non-numeric env value");
-    assert!(out.stderr.contains("access_ttl"), "{out:#?}");
+    assert!(out.stderr.to_lowercase().contains("access_ttl"), "{out:#?}");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let path = write_config(dir.path(), "[tokens]\nnope = 1\n");
     let out = check_config(&["--config", &path], &[]);
     out.assert_failure("check-config with an unknown key in the file");
-    assert!(out.stderr.contains("nope"), "{out:#?}");
+    assert!(out.stderr.to_lowercase().contains("nope"), "{out:#?}");
 
     let path = write_config(dir.path(), "[tokens]\naccess_ttl = \"x\"\n");
     let out = check_config(&["--config", &path], &[]);
     out.assert_failure("check-config with a bad value in the file");
-    assert!(out.stderr.contains("access_ttl"), "{out:#?}");
+    assert!(out.stderr.to_lowercase().contains("access_ttl"), "{out:#?}");
 
     let path = write_config(dir.path(), "[tokens]\naccess_ttl = 0\n");
     let out = check_config(&["--config", &path], &[]);
     out.assert_failure("check-config with a zero TTL");
-    assert!(out.stderr.contains("access_ttl"), "{out:#?}");
+    assert!(out.stderr.to_lowercase().contains("access_ttl"), "{out:#?}");
 
     let path = write_config(dir.path(), "[tokens\naccess_ttl = 1\n");
     check_config(&["--config", &path], &[]).assert_failure("check-config with broken TOML");
@@ -400,7 +524,10 @@ fn serve_refuses_a_bad_config() {
     let out = run_with(
         &["serve"],
         Some(dir.path()),
-        &[("GATEHOUSE_LISTEN", "127.0.0.1:0"), ("GATEHOUSE_BOGUS", "1")],
+        &[
+            ("GATEHOUSE_LISTEN", "127.0.0.1:0"),
+            ("GATEHOUSE_BOGUS", "1"),
+        ],
         "",
         Duration::from_secs(20),
     );

@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::Method;
 
 use super::handlers::{auth, health, sessions};
-use super::request::HttpRequest;
+use super::request::{HttpRequest, has_body};
 use super::response::HttpResponse;
 use crate::app::App;
 use crate::error::ApiError;
@@ -14,11 +14,23 @@ use crate::error::ApiError;
 /// Answers one request; never fails, never panics on bad input.
 pub async fn handle(app: &App, req: HttpRequest, peer: SocketAddr) -> HttpResponse {
     let limit = Duration::from_secs(app.config.limits.request_timeout);
+    let had_body = has_body(req.headers());
     let result = match tokio::time::timeout(limit, route(app, req, peer)).await {
         Ok(result) => result,
         Err(_) => Err(ApiError::RequestTimeout),
     };
-    result.unwrap_or_else(ApiError::into_response)
+    result.unwrap_or_else(|err| {
+        let mut response = err.into_response();
+        if had_body {
+            // The body may be left unread (413, or refused before reading): the connection
+            // cannot carry another request, so tell the client instead of resetting it.
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        response
+    })
 }
 
 async fn route(app: &App, req: HttpRequest, peer: SocketAddr) -> Result<HttpResponse, ApiError> {

@@ -5,13 +5,15 @@
 //!   [`keys`] names every key.
 //! - [`UserStore`]: accounts, unique by case-folded email.
 //!
-//! Backends: [`embedded`] (moka in front of redb, the zero-dependency default) for sessions,
-//! [`redb_users`] for users; both share one redb file opened by [`database`].
+//! Backends: [`embedded`] (moka in front of redb, the zero-dependency default) for sessions
+//! and [`redb_users`] for users, sharing one redb file opened by [`database`]; [`redis`] for
+//! either or both, shared by many nodes.
 
 pub mod database;
 pub mod embedded;
 pub mod keys;
 pub mod redb_users;
+pub mod redis;
 
 use std::time::Duration;
 

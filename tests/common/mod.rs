@@ -11,10 +11,31 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// A session backend the suite runs against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A backend the suite runs against: `Embedded` (sessions and users in the data dir) or
+/// `Redis` (sessions and users in a real `redis-server` that lives as long as the value).
+#[derive(Debug, Clone)]
 pub enum Backend {
     Embedded,
+    Redis(Arc<RedisServer>),
+}
+
+impl Backend {
+    /// A Redis backend on a fresh `redis-server`, or `None` (said loudly) when it is not
+    /// installed outside CI. With `CI=true` a missing `redis-server` fails the test.
+    pub fn redis() -> Option<Backend> {
+        RedisServer::start().map(|r| Backend::Redis(Arc::new(r)))
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Backend::Embedded => Vec::new(),
+            Backend::Redis(redis) => vec![
+                ("GATEHOUSE_SESSIONS__BACKEND".into(), "redis".into()),
+                ("GATEHOUSE_SESSIONS__REDIS_URL".into(), redis.url()),
+                ("GATEHOUSE_USERS__BACKEND".into(), "redis".into()),
+            ],
+        }
+    }
 }
 
 /// Generates one `#[tokio::test]` per backend for each named `async fn(Backend)`.
@@ -29,7 +50,142 @@ macro_rules! backend_tests {
                 }
             )*
         }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(backend) = $crate::common::Backend::redis() {
+                        super::$name(backend).await
+                    }
+                }
+            )*
+        }
     };
+}
+
+/// A real `redis-server` on a free loopback port, without persistence unless asked; killed
+/// on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Mutex<Option<Child>>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    pub fn start() -> Option<RedisServer> {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra `redis-server` arguments (e.g. `["--appendonly", "yes"]`).
+    pub fn start_with(extra: &[&str]) -> Option<RedisServer> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!(
+                    "redis-server is not installed; CI must install it (apt-get install redis-server)"
+                );
+            }
+            eprintln!(
+                "SKIPPED: redis-server is not installed; the Redis variant of this test did not run"
+            );
+            return None;
+        }
+        let server = RedisServer {
+            child: Mutex::new(None),
+            port: 0,
+            dir: tempfile::tempdir().expect("tempdir"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        Some(server.launch_on_free_port())
+    }
+
+    fn launch_on_free_port(mut self) -> RedisServer {
+        for _ in 0..20 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            self.port = port;
+            if self.launch() {
+                return self;
+            }
+        }
+        panic!("redis-server did not start");
+    }
+
+    /// Starts the process on `self.port`; true once it answers PING.
+    fn launch(&self) -> bool {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--dir", &self.dir.path().display().to_string()])
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        *self.child.lock().unwrap() = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.ping() {
+                return true;
+            }
+            if let Some(child) = self.child.lock().unwrap().as_mut() {
+                if child.try_wait().ok().flatten().is_some() {
+                    return false;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut buf = [0u8; 16];
+        s.write_all(b"PING\r\n").is_ok()
+            && s.read(&mut buf)
+                .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kills the server (SIGKILL: nothing is flushed that was not already persisted).
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and directory.
+    pub fn restart(&self) {
+        self.kill();
+        assert!(self.launch(), "redis-server did not restart");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// Environment every test server gets: cheap argon2 so tests run fast, plain-HTTP cookies.
@@ -60,6 +216,8 @@ impl ServerBuilder {
     }
 
     pub fn start(self) -> Server {
+        let mut env = self.backend.env();
+        env.extend(self.env.iter().cloned());
         let (tempdir, data_dir) = match self.data_dir {
             Some(dir) => (None, dir),
             None => {
@@ -79,7 +237,7 @@ impl ServerBuilder {
         for (k, v) in BASE_ENV {
             cmd.env(k, v);
         }
-        for (k, v) in &self.env {
+        for (k, v) in &env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn gatehouse");
@@ -180,7 +338,7 @@ impl Server {
         let status = self.stop();
         assert!(status.success(), "gatehouse exited with {status}");
         let tempdir = self._tempdir.take();
-        let mut builder = Server::builder(self.backend).data_dir(&self.data_dir);
+        let mut builder = Server::builder(self.backend.clone()).data_dir(&self.data_dir);
         builder.env = self.env.clone();
         let mut server = builder.start();
         server._tempdir = tempdir;

@@ -12,7 +12,8 @@ use crate::clock::rfc3339;
 use crate::error::ApiError;
 use crate::http::cookies;
 use crate::http::request::{
-    Credential, HttpRequest, check_same_origin, client_info, has_body, read_json, wants_cookies,
+    Credential, HttpRequest, check_same_origin, client_info, has_body, is_json, read_json,
+    wants_cookies,
 };
 use crate::http::response::{HttpResponse, json, no_content};
 
@@ -101,7 +102,7 @@ pub async fn login(
 }
 
 pub async fn refresh(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let (token, cookie_mode) = if has_body(req.headers()) {
+    let (token, cookie_mode) = if has_body(req.headers()) || is_json(req.headers()) {
         let cookie_mode = wants_cookies(req.headers());
         let body: RefreshBody = read_json(req, app.config.limits.max_body).await?;
         (body.refresh_token, cookie_mode)

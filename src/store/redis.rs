@@ -1,0 +1,340 @@
+//! The `redis` backends (Redis or Valkey): sessions and, optionally, users, shared by every
+//! gatehouse node that points at the same server.
+//!
+//! One [`RedisConnection`] per URL: redis-rs' `ConnectionManager` multiplexes all requests
+//! over one connection and reconnects by itself, so a Redis restart heals without a gatehouse
+//! restart. Every command is bounded by `redis.command_timeout_ms`; a failure or a timeout is
+//! [`StoreError::Unavailable`], which the API answers with 503 and `Retry-After` (fail closed:
+//! a token whose session could not be checked is never accepted).
+//!
+//! Multi-key writes run as Lua scripts, which Redis executes atomically: the batch of
+//! [`Op`]s, and `take_then_apply` (GETDEL plus the writes only when the key was present), so
+//! two nodes rotating the same refresh token at the same instant cannot both win.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, Script};
+use uuid::Uuid;
+
+use super::{Op, SessionStore, StoreError, User, UserStore, UserStoreError, normalize_email};
+
+/// Applies the ops encoded in ARGV to KEYS[k], KEYS[k+1], … (one key per op).
+/// Encoding (see [`encode_ops`]): `set value ttl_ms`, `setxx value ttl_ms`, `del`,
+/// `sadd member ttl_ms`, `srem member`.
+const APPLY_OPS: &str = r"
+local i = 1
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'set' then
+    redis.call('SET', KEYS[k], ARGV[i + 1], 'PX', ARGV[i + 2]); i = i + 3
+  elseif op == 'setxx' then
+    redis.call('SET', KEYS[k], ARGV[i + 1], 'PX', ARGV[i + 2], 'XX'); i = i + 3
+  elseif op == 'del' then
+    redis.call('DEL', KEYS[k]); i = i + 1
+  elseif op == 'sadd' then
+    redis.call('SADD', KEYS[k], ARGV[i + 1]); redis.call('PEXPIRE', KEYS[k], ARGV[i + 2]); i = i + 3
+  elseif op == 'srem' then
+    redis.call('SREM', KEYS[k], ARGV[i + 1]); i = i + 2
+  else
+    return redis.error_reply('gatehouse: unknown op ' .. op)
+  end
+  k = k + 1
+end
+";
+
+/// A connection to one Redis server, with gatehouse's key prefix and timeouts.
+#[derive(Clone)]
+pub struct RedisConnection {
+    manager: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl RedisConnection {
+    /// Prepares the connection; it is made on first use, so gatehouse starts (and answers
+    /// 503) while Redis is down.
+    pub fn open(
+        url: &str,
+        prefix: &str,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(command_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let manager =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        Ok(RedisConnection {
+            manager,
+            prefix: prefix.to_owned(),
+            timeout: command_timeout,
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// Runs one command or pipeline with the command timeout.
+    async fn run<T, F>(&self, f: impl FnOnce(ConnectionManager) -> F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, RedisError>>,
+    {
+        match tokio::time::timeout(self.timeout, f(self.manager.clone())).await {
+            Ok(result) => result.map_err(unavailable),
+            Err(_) => Err(StoreError::Unavailable(
+                "Redis did not answer in time".into(),
+            )),
+        }
+    }
+}
+
+fn unavailable(err: RedisError) -> StoreError {
+    StoreError::Unavailable(format!("Redis: {err}"))
+}
+
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Keys (prefixed) and arguments for [`APPLY_OPS`].
+fn encode_ops(conn: &RedisConnection, ops: &[Op]) -> (Vec<String>, Vec<Vec<u8>>) {
+    let mut keys = Vec::with_capacity(ops.len());
+    let mut args: Vec<Vec<u8>> = Vec::with_capacity(ops.len() * 3);
+    for op in ops {
+        match op {
+            Op::Set {
+                key,
+                value,
+                ttl,
+                only_if_exists,
+            } => {
+                keys.push(conn.key(key));
+                args.push(if *only_if_exists {
+                    b"setxx".to_vec()
+                } else {
+                    b"set".to_vec()
+                });
+                args.push(value.clone());
+                args.push(millis(*ttl).to_string().into_bytes());
+            }
+            Op::Delete { key } => {
+                keys.push(conn.key(key));
+                args.push(b"del".to_vec());
+            }
+            Op::SetAdd { set, member, ttl } => {
+                keys.push(conn.key(set));
+                args.push(b"sadd".to_vec());
+                args.push(member.clone().into_bytes());
+                args.push(millis(*ttl).to_string().into_bytes());
+            }
+            Op::SetRemove { set, member } => {
+                keys.push(conn.key(set));
+                args.push(b"srem".to_vec());
+                args.push(member.clone().into_bytes());
+            }
+        }
+    }
+    (keys, args)
+}
+
+/// Sessions in Redis; the key layout is [`super::keys`] behind `redis.prefix`.
+pub struct RedisSessionStore {
+    conn: RedisConnection,
+    apply: Script,
+    take_then_apply: Script,
+}
+
+impl RedisSessionStore {
+    pub fn new(conn: RedisConnection) -> Self {
+        RedisSessionStore {
+            conn,
+            apply: Script::new(&format!("local k = 1\n{APPLY_OPS}\nreturn 1")),
+            take_then_apply: Script::new(&format!(
+                "local v = redis.call('GETDEL', KEYS[1])\nif not v then return false end\nlocal k = 2\n{APPLY_OPS}\nreturn v"
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisSessionStore {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let key = self.conn.key(key);
+        let value: Option<Vec<u8>> = self
+            .conn
+            .run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
+            .await?;
+        Ok(value.map(Bytes::from))
+    }
+
+    async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let (keys, args) = encode_ops(&self.conn, &ops);
+        let mut invocation = self.apply.prepare_invoke();
+        invocation.key(keys).arg(args);
+        self.conn
+            .run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
+            .await?;
+        Ok(())
+    }
+
+    async fn take_then_apply(&self, key: &str, ops: Vec<Op>) -> Result<Option<Bytes>, StoreError> {
+        let (keys, args) = encode_ops(&self.conn, &ops);
+        let mut invocation = self.take_then_apply.prepare_invoke();
+        invocation.key(self.conn.key(key)).key(keys).arg(args);
+        let value: Option<Vec<u8>> = self
+            .conn
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        Ok(value.map(Bytes::from))
+    }
+
+    async fn set_members(&self, set: &str) -> Result<Vec<String>, StoreError> {
+        let set = self.conn.key(set);
+        self.conn
+            .run(|mut c| async move { redis::cmd("SMEMBERS").arg(set).query_async(&mut c).await })
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.conn
+            .run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+            .await
+            .map(|_| ())
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        // Every acknowledged write is already in Redis.
+        Ok(())
+    }
+}
+
+/// Accounts in Redis: `user:<id>` (JSON), `user_email:<normalized email>` (id), and the set
+/// `users` of all ids. Creation is one Lua script, so email uniqueness holds across nodes.
+pub struct RedisUserStore {
+    conn: RedisConnection,
+    create: Script,
+}
+
+impl RedisUserStore {
+    pub fn new(conn: RedisConnection) -> Self {
+        RedisUserStore {
+            conn,
+            create: Script::new(
+                r"if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[1])
+return 1",
+            ),
+        }
+    }
+
+    fn user_key(&self, id: Uuid) -> String {
+        self.conn.key(&format!("user:{id}"))
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<User, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("user record: {e}")))
+}
+
+#[async_trait]
+impl UserStore for RedisUserStore {
+    async fn create(&self, user: &User) -> Result<(), UserStoreError> {
+        let json = serde_json::to_vec(user).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut invocation = self.create.prepare_invoke();
+        invocation
+            .key(
+                self.conn
+                    .key(&format!("user_email:{}", normalize_email(&user.email))),
+            )
+            .key(self.user_key(user.id))
+            .key(self.conn.key("users"))
+            .arg(user.id.to_string())
+            .arg(json);
+        let created: i64 = self
+            .conn
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        if created == 1 {
+            Ok(())
+        } else {
+            Err(UserStoreError::EmailTaken)
+        }
+    }
+
+    async fn by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let key = self
+            .conn
+            .key(&format!("user_email:{}", normalize_email(email)));
+        let id: Option<String> = self
+            .conn
+            .run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
+            .await?;
+        match id.and_then(|id| Uuid::parse_str(&id).ok()) {
+            Some(id) => self.by_id(id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn by_id(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        let key = self.user_key(id);
+        let value: Option<Vec<u8>> = self
+            .conn
+            .run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
+            .await?;
+        value.map(|v| decode(&v)).transpose()
+    }
+
+    async fn update(&self, user: &User) -> Result<(), StoreError> {
+        let key = self.user_key(user.id);
+        let json = serde_json::to_vec(user).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.conn
+            .run(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(json)
+                    .arg("XX")
+                    .query_async::<Option<String>>(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<User>, StoreError> {
+        let set = self.conn.key("users");
+        let ids: Vec<String> = self
+            .conn
+            .run(|mut c| async move { redis::cmd("SMEMBERS").arg(set).query_async(&mut c).await })
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids
+            .iter()
+            .map(|id| self.conn.key(&format!("user:{id}")))
+            .collect();
+        let values: Vec<Option<Vec<u8>>> = self
+            .conn
+            .run(|mut c| async move { redis::cmd("MGET").arg(keys).query_async(&mut c).await })
+            .await?;
+        let mut users = values
+            .into_iter()
+            .flatten()
+            .map(|v| decode(&v))
+            .collect::<Result<Vec<_>, _>>()?;
+        users.sort_by_key(|u| u.created_at);
+        Ok(users)
+    }
+}
