@@ -124,24 +124,40 @@ pub async fn execute(auth: &Service, request: AdminRequest) -> Result<String, St
     Ok(text)
 }
 
-/// Serves the admin socket until the task is dropped. Failing to bind is logged, not fatal:
-/// the HTTP API does not depend on it.
 #[cfg(unix)]
-pub async fn serve(app: Arc<App>) {
-    let path = socket_path(&app.config.data_dir);
+pub type Listener = tokio::net::UnixListener;
+#[cfg(not(unix))]
+pub type Listener = ();
+
+/// Opens the admin socket (before the server says it is listening, so a `user` command run
+/// right after start-up finds it). Failing is logged, not fatal: the HTTP API does not
+/// depend on it.
+#[cfg(unix)]
+pub fn bind(data_dir: &Path) -> Option<Listener> {
+    let path = socket_path(data_dir);
     // We hold the database lock, so a socket file left here is from a dead process.
     let _ = std::fs::remove_file(&path);
-    let listener = match tokio::net::UnixListener::bind(&path) {
-        Ok(listener) => listener,
+    match tokio::net::UnixListener::bind(&path) {
+        Ok(listener) => {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+            Some(listener)
+        }
         Err(e) => {
             tracing::warn!(error = %e, path = %path.display(), "cannot open the admin socket; `gatehouse user` commands will not work while the server runs");
-            return;
+            None
         }
-    };
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
     }
+}
+
+#[cfg(not(unix))]
+pub fn bind(_data_dir: &Path) -> Option<Listener> {
+    None
+}
+
+/// Serves the admin socket until the task is dropped.
+#[cfg(unix)]
+pub async fn serve(app: Arc<App>, listener: Listener) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -169,7 +185,7 @@ pub async fn serve(app: Arc<App>) {
 }
 
 #[cfg(not(unix))]
-pub async fn serve(_app: Arc<App>) {}
+pub async fn serve(_app: Arc<App>, _listener: Listener) {}
 
 /// Sends one request to the server holding `data_dir`.
 #[cfg(unix)]

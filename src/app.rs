@@ -50,13 +50,21 @@ impl App {
         } else {
             None
         };
-        let redis = |url: &str| {
-            RedisConnection::open(
+        // One connection per URL: sessions and users on the same Redis share it, so it heals
+        // once for both after an outage.
+        let mut connections: Vec<(String, RedisConnection)> = Vec::new();
+        let mut redis = |url: &str| -> Result<RedisConnection, StoreError> {
+            if let Some((_, conn)) = connections.iter().find(|(u, _)| u == url) {
+                return Ok(conn.clone());
+            }
+            let conn = RedisConnection::open(
                 url,
                 &config.redis.prefix,
                 Duration::from_millis(config.redis.connect_timeout_ms),
                 Duration::from_millis(config.redis.command_timeout_ms),
-            )
+            )?;
+            connections.push((url.to_owned(), conn.clone()));
+            Ok(conn)
         };
         let store: Arc<dyn SessionStore> =
             match (config.sessions.backend, &db, &config.sessions.redis_url) {

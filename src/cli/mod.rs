@@ -162,10 +162,13 @@ async fn serve(arg: &ConfigArg) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin = crate::admin::bind(&app.config.data_dir)
+        .map(|socket| tokio::spawn(crate::admin::serve(app.clone(), socket)));
     tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening");
-    let admin = tokio::spawn(crate::admin::serve(app.clone()));
     crate::http::serve(app.clone(), listener, shutdown_signal()).await;
-    admin.abort();
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     let _ = std::fs::remove_file(crate::admin::socket_path(&app.config.data_dir));
     app.auth
         .store()

@@ -148,6 +148,7 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.kill();
         false
     }
 
@@ -158,9 +159,10 @@ impl RedisServer {
         };
         let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
         let mut buf = [0u8; 16];
+        // A password-protected server answers NOAUTH: it is up all the same.
         s.write_all(b"PING\r\n").is_ok()
             && s.read(&mut buf)
-                .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+                .is_ok_and(|n| buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH"))
     }
 
     pub fn url(&self) -> String {
