@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::auth::Service;
 use crate::auth::passwords::Hasher;
-use crate::auth::secret::{self, SecretSource};
+use crate::auth::secret::{self, SecretInputs, SecretSource};
 use crate::auth::tokens::Signer;
 use crate::config::{Config, SessionBackend, UserBackend};
 use crate::store::database::{self, OpenError};
@@ -35,8 +35,8 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the data dir and builds the services. `jwt_secret` is the value of `JWT_SECRET`.
-    pub fn build(config: Config, jwt_secret: Option<String>) -> Result<Arc<App>, StartError> {
+    /// Opens the data dir and builds the services.
+    pub fn build(config: Config, secrets: &SecretInputs) -> Result<Arc<App>, StartError> {
         database::create_private_dir(&config.data_dir).map_err(|source| OpenError::DataDir {
             path: config.data_dir.display().to_string(),
             source,
@@ -86,21 +86,23 @@ impl App {
         };
 
         let shared_store = config.sessions.backend == SessionBackend::Redis;
-        let (secret, source) = secret::load(jwt_secret, &config.data_dir)?;
-        match source {
+        let (keys, source) = secret::load(secrets, &config.data_dir)?;
+        match &source {
             SecretSource::Environment => tracing::debug!("signing secret from JWT_SECRET"),
-            SecretSource::File => tracing::debug!("signing secret from the data dir"),
-            SecretSource::Generated => tracing::info!(
-                path = %config.data_dir.join("jwt_secret").display(),
+            SecretSource::File(path) => {
+                tracing::debug!(path = %path.display(), keys = keys.len(), "signing secrets from a file");
+            }
+            SecretSource::Generated(path) => tracing::info!(
+                path = %path.display(),
                 "JWT_SECRET is unset: generated a random signing secret into the data dir; it is reused on later starts"
             ),
         }
-        if shared_store && source != SecretSource::Environment {
+        if shared_store && !secrets.is_configured() {
             tracing::warn!(
                 "sessions are shared through Redis but JWT_SECRET is unset: every node must use the same secret, or tokens of one node are refused by the others"
             );
         }
-        let signer = Signer::hs256(&secret, config.tokens.leeway);
+        let signer = Signer::hs256(&keys, config.tokens.leeway);
 
         let params = config.argon2_params()?;
         if params.m_cost() < 19_456 || params.t_cost() < 2 {

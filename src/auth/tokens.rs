@@ -59,29 +59,33 @@ impl TokenError {
     }
 }
 
-/// Signs and verifies access tokens with one HS256 secret.
+/// Signs access tokens with the first HS256 secret and verifies them with any of the
+/// secrets, chosen by the token's `kid` (key rotation).
 pub struct Signer {
-    kid: String,
     header: Header,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// `(kid, key)`, the signing key first.
+    decoding: Vec<(String, DecodingKey)>,
     validation: Validation,
 }
 
 impl Signer {
-    pub fn hs256(secret: &[u8], leeway: u64) -> Self {
-        let kid = key_id(secret);
+    /// `secrets` must not be empty; the first one signs.
+    pub fn hs256(secrets: &[Vec<u8>], leeway: u64) -> Self {
+        let signing: &[u8] = secrets.first().map_or(&[], Vec::as_slice);
         let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(kid.clone());
+        header.kid = Some(key_id(signing));
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = leeway;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Signer {
-            kid,
             header,
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            encoding: EncodingKey::from_secret(signing),
+            decoding: secrets
+                .iter()
+                .map(|s| (key_id(s), DecodingKey::from_secret(s)))
+                .collect(),
             validation,
         }
     }
@@ -96,10 +100,13 @@ impl Signer {
         if header.alg != Algorithm::HS256 {
             return Err(TokenError::BadAlgorithm);
         }
-        if header.kid.as_deref() != Some(self.kid.as_str()) {
-            return Err(TokenError::UnknownKey);
-        }
-        jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.decoding.iter().find(|(k, _)| k == kid))
+            .map(|(_, key)| key)
+            .ok_or(TokenError::UnknownKey)?;
+        jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
             .map(|data| data.claims)
             .map_err(map_error)
     }
@@ -138,13 +145,20 @@ mod tests {
 
     #[test]
     fn round_trip_and_rejections() {
-        let signer = Signer::hs256(&[7u8; 32], 0);
+        let signer = Signer::hs256(&[vec![7u8; 32]], 0);
         let now = crate::clock::now_secs();
         let token = signer.sign(&claims(now + 60)).unwrap();
         assert_eq!(signer.verify(&token).unwrap().sid, "s");
 
-        let other = Signer::hs256(&[8u8; 32], 0);
+        let other = Signer::hs256(&[vec![8u8; 32]], 0);
         assert_eq!(other.verify(&token).unwrap_err(), TokenError::UnknownKey);
+
+        // Rotation: a new first secret signs; the old one still verifies until removed.
+        let rotated = Signer::hs256(&[vec![8u8; 32], vec![7u8; 32]], 0);
+        assert_eq!(rotated.verify(&token).unwrap().sid, "s");
+        let fresh = rotated.sign(&claims(now + 60)).unwrap();
+        assert_eq!(other.verify(&fresh).unwrap().sid, "s");
+        assert_eq!(signer.verify(&fresh).unwrap_err(), TokenError::UnknownKey);
 
         let expired = signer.sign(&claims(now - 10)).unwrap();
         assert_eq!(signer.verify(&expired).unwrap_err(), TokenError::Expired);

@@ -157,7 +157,8 @@ fn init_logging(format: LogFormat, level: &str) {
 async fn serve(arg: &ConfigArg) -> Result<(), String> {
     let config = load(arg, "info")?;
     let listen = config.listen;
-    let app = App::build(config, std::env::var("JWT_SECRET").ok()).map_err(|e| e.to_string())?;
+    let app = App::build(config, &crate::auth::secret::SecretInputs::from_env())
+        .map_err(|e| e.to_string())?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -181,10 +182,10 @@ async fn serve(arg: &ConfigArg) -> Result<(), String> {
 
 fn check_config(arg: &ConfigArg) -> Result<(), String> {
     let config = Config::load(arg.config.as_deref()).map_err(|e| e.to_string())?;
-    if let Ok(secret) = std::env::var("JWT_SECRET") {
-        if secret.len() < crate::auth::secret::MIN_SECRET_LEN {
-            return Err(crate::auth::secret::SecretError::TooShort(secret.len()).to_string());
-        }
+    let secrets = crate::auth::secret::SecretInputs::from_env();
+    if secrets.is_configured() {
+        // Checks length and readability without generating anything.
+        crate::auth::secret::load(&secrets, &config.data_dir).map_err(|e| e.to_string())?;
     }
     println!(
         "configuration OK: listen {}, data dir {}, sessions {:?}, users {:?}",

@@ -32,7 +32,7 @@ pub async fn run(cmd: UserCommand, config: Config) -> Result<(), String> {
         },
     };
     let data_dir = config.data_dir.clone();
-    let text = match App::build(config, std::env::var("JWT_SECRET").ok()) {
+    let text = match App::build(config, &crate::auth::secret::SecretInputs::from_env()) {
         Ok(app) => {
             let result = admin::execute(&app.auth, request).await;
             let closed = app.auth.store().close().await;
