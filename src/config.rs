@@ -263,6 +263,17 @@ impl Default for Limits {
 }
 
 impl Config {
+    /// Parses and validates a config file's text alone (no environment): what `--config`
+    /// feeds through [`Config::load`], exposed for the fuzz target.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Loads the layered configuration and validates it.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));

@@ -1,7 +1,9 @@
 //! The HTTP side: [`server`] (listener, connection limit, graceful shutdown), [`router`]
-//! (method and path to handler), [`request`] (bodies, credentials, CSRF), [`response`],
+//! (method and path to handler), [`request`] (bodies, credentials, CSRF), [`bodies`] (the
+//! JSON request types), [`response`],
 //! [`cookies`], and one module per group of endpoints.
 
+pub mod bodies;
 pub mod cookies;
 pub mod handlers;
 pub mod request;

@@ -3,36 +3,20 @@
 use std::net::SocketAddr;
 
 use http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::authenticate;
 use crate::app::App;
 use crate::auth::Issued;
 use crate::clock::rfc3339;
 use crate::error::ApiError;
+use crate::http::bodies::{Credentials, PasswordChange, RefreshBody};
 use crate::http::cookies;
 use crate::http::request::{
     Credential, HttpRequest, check_same_origin, client_info, has_body, is_json, read_json,
     wants_cookies,
 };
 use crate::http::response::{HttpResponse, json, no_content};
-
-#[derive(Deserialize)]
-struct Credentials {
-    email: String,
-    password: String,
-}
-
-#[derive(Deserialize)]
-struct RefreshBody {
-    refresh_token: String,
-}
-
-#[derive(Deserialize)]
-struct PasswordChange {
-    current_password: String,
-    new_password: String,
-}
 
 #[derive(Serialize)]
 struct UserBody<'a> {
