@@ -40,6 +40,10 @@ pub enum AdminRequest {
         email: String,
         password: String,
     },
+    ListBans,
+    LiftBan {
+        target: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -111,6 +115,26 @@ pub async fn execute(auth: &Service, request: AdminRequest) -> Result<String, St
                 format!("{} is disabled; their sessions were ended", u.email)
             } else {
                 format!("{} is enabled", u.email)
+            }
+        }
+        AdminRequest::ListBans => {
+            let bans = auth.bans().await.map_err(|e| e.to_string())?;
+            let mut out = format!("{:<20}  subject", "until");
+            for ban in bans {
+                out.push_str(&format!(
+                    "\n{:<20}  {}",
+                    crate::clock::rfc3339(ban.until),
+                    ban.subject
+                ));
+            }
+            out
+        }
+        AdminRequest::LiftBan { target } => {
+            let lifted = auth.lift_ban(&target).await.map_err(|e| e.to_string())?;
+            if lifted.is_empty() {
+                format!("no live ban on {target}; its failure count was cleared")
+            } else {
+                format!("lifted: {}", lifted.join(", "))
             }
         }
         AdminRequest::SetPassword { email, password } => {

@@ -102,7 +102,12 @@ impl App {
                 "sessions are shared through Redis but JWT_SECRET is unset: every node must use the same secret, or tokens of one node are refused by the others"
             );
         }
-        let signer = Signer::hs256(&keys, config.tokens.leeway);
+        let signer = Signer::hs256(
+            &keys,
+            config.tokens.leeway,
+            config.tokens.issuer.as_deref(),
+            config.tokens.audience.as_deref(),
+        );
 
         let params = config.argon2_params()?;
         if params.m_cost() < 19_456 || params.t_cost() < 2 {

@@ -37,6 +37,13 @@ pub struct Config {
     pub users: Users,
     pub cookies: Cookies,
     pub argon2: Argon2,
+    pub passwords: Passwords,
+    pub regulation: Regulation,
+    /// Peers whose `X-Forwarded-For` is believed: addresses or CIDRs.
+    pub trusted_proxies: Vec<String>,
+    /// `trusted_proxies`, parsed at load.
+    #[serde(skip)]
+    pub trusted_networks: Vec<ipnet::IpNet>,
     pub redis: Redis,
     pub log: Log,
     pub limits: Limits,
@@ -61,6 +68,10 @@ pub struct Tokens {
     pub refresh_reuse_grace: u64,
     /// Seconds of clock skew tolerated on `exp`/`nbf`.
     pub leeway: u64,
+    /// When set, put in `iss` and required on every token presented.
+    pub issuer: Option<String>,
+    /// When set, put in `aud` and required on every token presented.
+    pub audience: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +139,28 @@ pub struct Argon2 {
     pub max_concurrent: Option<usize>,
 }
 
+/// What a new password must be.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Passwords {
+    /// Fewest characters.
+    pub min_length: usize,
+    /// Lowest zxcvbn strength score accepted, 0 (anything) to 4 (very strong).
+    pub min_score: u8,
+}
+
+/// Brute-force regulation of failed logins.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Regulation {
+    /// Failed logins per account or per address within `find_time` before a ban; 0: off.
+    pub max_retries: u64,
+    /// Seconds over which failures are counted.
+    pub find_time: u64,
+    /// Seconds a ban lasts.
+    pub ban_time: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -172,6 +205,10 @@ impl Default for Config {
             users: Users::default(),
             cookies: Cookies::default(),
             argon2: Argon2::default(),
+            passwords: Passwords::default(),
+            regulation: Regulation::default(),
+            trusted_proxies: Vec::new(),
+            trusted_networks: Vec::new(),
             redis: Redis::default(),
             log: Log::default(),
             limits: Limits::default(),
@@ -186,6 +223,8 @@ impl Default for Tokens {
             refresh_ttl: 604_800,
             refresh_reuse_grace: 10,
             leeway: 30,
+            issuer: None,
+            audience: None,
         }
     }
 }
@@ -240,6 +279,25 @@ impl Default for Argon2 {
     }
 }
 
+impl Default for Passwords {
+    fn default() -> Self {
+        Passwords {
+            min_length: 8,
+            min_score: 3,
+        }
+    }
+}
+
+impl Default for Regulation {
+    fn default() -> Self {
+        Regulation {
+            max_retries: 5,
+            find_time: 120,
+            ban_time: 300,
+        }
+    }
+}
+
 impl Default for Log {
     fn default() -> Self {
         Log {
@@ -270,8 +328,7 @@ impl Config {
             .merge(Toml::string(text))
             .extract()
             .map_err(Box::new)?;
-        config.validate()?;
-        Ok(config)
+        config.validated()
     }
 
     /// Loads the layered configuration and validates it.
@@ -286,8 +343,25 @@ impl Config {
         // GATEHOUSE_CONFIG names the file; it is not a key.
         figment = figment.merge(Env::prefixed("GATEHOUSE_").split("__").ignore(&["config"]));
         let config: Config = figment.extract().map_err(Box::new)?;
-        config.validate()?;
-        Ok(config)
+        config.validated()
+    }
+
+    /// Checks every value and derives the parsed forms.
+    fn validated(mut self) -> Result<Config, ConfigError> {
+        self.validate()?;
+        self.trusted_networks = self
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                parse_network(p).ok_or_else(|| {
+                    invalid(
+                        "trusted_proxies",
+                        &format!("{p:?} is not an address or CIDR"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(self)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -310,6 +384,20 @@ impl Config {
             return Err(invalid(
                 "tokens.refresh_reuse_grace",
                 "must be shorter than tokens.refresh_ttl",
+            ));
+        }
+        if self.passwords.min_score > 4 {
+            return Err(invalid("passwords.min_score", "must be 0 to 4"));
+        }
+        if self.passwords.min_length == 0 || self.passwords.min_length > 128 {
+            return Err(invalid("passwords.min_length", "must be 1 to 128"));
+        }
+        if self.regulation.max_retries > 0
+            && (self.regulation.find_time == 0 || self.regulation.ban_time == 0)
+        {
+            return Err(invalid(
+                "regulation.find_time / regulation.ban_time",
+                "must be positive while regulation is on",
             ));
         }
         if self.sessions.backend == SessionBackend::Redis && self.sessions.redis_url.is_none() {
@@ -394,6 +482,16 @@ impl Config {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("gatehouse.redb")
     }
+}
+
+/// `10.0.0.0/8`, `::1/128`, or a bare address (one host).
+fn parse_network(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }
 
 fn invalid(key: &'static str, reason: &str) -> ConfigError {

@@ -43,6 +43,8 @@ pub enum ApiError {
     EmailTaken,
     #[error("the request took too long")]
     RequestTimeout,
+    #[error("too many failed logins; retry in {retry_after} s")]
+    TooManyRequests { retry_after: u64 },
     #[error("the server is busy; retry in {} s", retry_after.as_secs())]
     Busy { retry_after: Duration },
     #[error("the store is unavailable; retry shortly")]
@@ -111,6 +113,11 @@ impl ApiError {
                 "request-timeout",
                 "Request timeout",
             ),
+            TooManyRequests { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                "Too many requests",
+            ),
             Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy", "Server busy"),
             StoreUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -164,6 +171,7 @@ impl ApiError {
         }
         let retry_after = match self {
             ApiError::Busy { retry_after } => Some(retry_after.as_secs().max(1)),
+            ApiError::TooManyRequests { retry_after } => Some(retry_after.max(1)),
             ApiError::StoreUnavailable => Some(1),
             _ => None,
         };
@@ -201,6 +209,7 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
             AuthError::WrongPassword => ApiError::WrongPassword,
             AuthError::SessionNotFound | AuthError::UserNotFound(_) => ApiError::NotFound,
+            AuthError::Regulated { retry_after } => ApiError::TooManyRequests { retry_after },
             AuthError::Busy => ApiError::Busy {
                 retry_after: Duration::from_secs(1),
             },

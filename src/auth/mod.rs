@@ -3,12 +3,14 @@
 //! - [`passwords`]: argon2id hashing on a fixed pool of low-priority threads.
 //! - [`tokens`]: signing and strictly verifying access tokens (JWT).
 //! - [`secret`]: where the signing secret comes from.
+//! - [`regulation`]: bans after repeated failed logins.
 //! - [`sessions`]: the stored records of a session and its refresh tokens.
 //! - [`service`]: the operations (register, login, refresh, logout, …) that the HTTP
 //!   handlers and the CLI call.
 
 pub mod passwords;
 pub mod policy;
+pub mod regulation;
 pub mod secret;
 pub mod service;
 pub mod sessions;

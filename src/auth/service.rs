@@ -17,10 +17,11 @@ use uuid::Uuid;
 
 use super::passwords::{HashError, Hasher};
 use super::policy;
+use super::regulation::{Ban, Regulation};
 use super::sessions::{self, RefreshRecord, RotatedRecord, SessionRecord, encode};
 use super::tokens::{AccessClaims, Signer, TokenError};
 use crate::clock::now_secs;
-use crate::config::{Config, Registration};
+use crate::config::{Config, Passwords, Registration};
 use crate::store::{
     Op, Role, SessionStore, StoreError, User, UserStore, UserStoreError, keys, normalize_email,
 };
@@ -51,6 +52,8 @@ pub enum AuthError {
     UserNotFound(String),
     #[error("too many password hashes are waiting")]
     Busy,
+    #[error("too many failed logins; retry in {retry_after} s")]
+    Regulated { retry_after: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -103,7 +106,11 @@ pub struct Service {
     store: Arc<dyn SessionStore>,
     hasher: Hasher,
     signer: Signer,
+    regulation: Regulation,
+    passwords: Passwords,
     registration: Registration,
+    issuer: Option<String>,
+    audience: Option<String>,
     access_ttl: u64,
     refresh_ttl: u64,
     grace: u64,
@@ -119,10 +126,14 @@ impl Service {
     ) -> Self {
         Service {
             users,
+            regulation: Regulation::new(&config.regulation, store.clone()),
             store,
             hasher,
             signer,
+            passwords: config.passwords.clone(),
             registration: config.registration,
+            issuer: config.tokens.issuer.clone(),
+            audience: config.tokens.audience.clone(),
             access_ttl: config.tokens.access_ttl,
             refresh_ttl: config.tokens.refresh_ttl,
             grace: config.tokens.refresh_reuse_grace,
@@ -149,7 +160,8 @@ impl Service {
         role: Role,
     ) -> Result<User, AuthError> {
         policy::check_email(email).map_err(AuthError::InvalidEmail)?;
-        policy::check_password(password).map_err(AuthError::WeakPassword)?;
+        policy::check_password(password, email, &self.passwords)
+            .map_err(AuthError::WeakPassword)?;
         // Hash before the uniqueness check, so a taken email costs the same time.
         let password_hash = self.hasher.hash(password).await?;
         let user = User {
@@ -166,30 +178,42 @@ impl Service {
     }
 
     /// `POST /auth/login`. Unknown emails, wrong passwords and disabled accounts all answer
-    /// [`AuthError::InvalidCredentials`] after the same argon2 work.
+    /// [`AuthError::InvalidCredentials`] after the same argon2 work; a banned account or
+    /// address answers [`AuthError::Regulated`] before any.
     pub async fn login(
         &self,
         email: &str,
         password: &str,
         client: &ClientInfo,
     ) -> Result<(User, Issued), AuthError> {
-        if password.len() > policy::MAX_PASSWORD_BYTES {
-            // No stored password is this long; refusing before hashing bounds the work.
-            return Err(AuthError::InvalidCredentials);
-        }
-        let user = self.users.by_email(email).await?;
-        let check = self
-            .hasher
-            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
-            .await?;
-        let Some(mut user) = user.filter(|u| check.matches && !u.disabled) else {
+        let ip = client.ip.as_deref();
+        if let Some(retry_after) = self.regulation.banned_for(email, ip).await? {
             tracing::info!(
-                event = "login_failed",
-                ip = client.ip.as_deref().unwrap_or("-")
+                event = "login_regulated",
+                ip = ip.unwrap_or("-"),
+                retry_after
             );
+            return Err(AuthError::Regulated { retry_after });
+        }
+        // No stored password is over the limit; refusing before hashing bounds the work.
+        let found = if password.len() > policy::MAX_PASSWORD_BYTES {
+            None
+        } else {
+            let user = self.users.by_email(email).await?;
+            let check = self
+                .hasher
+                .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+                .await?;
+            user.filter(|u| check.matches && !u.disabled)
+                .map(|u| (u, check.needs_rehash))
+        };
+        let Some((mut user, needs_rehash)) = found else {
+            tracing::info!(event = "login_failed", ip = ip.unwrap_or("-"));
+            self.regulation.failed(email, ip).await?;
             return Err(AuthError::InvalidCredentials);
         };
-        if check.needs_rehash {
+        self.regulation.succeeded(email).await?;
+        if needs_rehash {
             match self.hasher.hash(password).await {
                 Ok(hash) => {
                     user.password_hash = hash;
@@ -349,7 +373,8 @@ impl Service {
         {
             return Err(AuthError::WrongPassword);
         }
-        policy::check_password(new).map_err(AuthError::WeakPassword)?;
+        policy::check_password(new, &user.email, &self.passwords)
+            .map_err(AuthError::WeakPassword)?;
         user.password_hash = self.hasher.hash(new).await?;
         self.users.update(&user).await?;
         self.revoke_all(user.id).await?;
@@ -433,12 +458,25 @@ impl Service {
     /// Sets a new password and ends every session of the user.
     pub async fn set_password(&self, email: &str, password: &str) -> Result<User, AuthError> {
         let mut user = self.find_user(email).await?;
-        policy::check_password(password).map_err(AuthError::WeakPassword)?;
+        policy::check_password(password, &user.email, &self.passwords)
+            .map_err(AuthError::WeakPassword)?;
         user.password_hash = self.hasher.hash(password).await?;
         self.users.update(&user).await?;
         self.revoke_all(user.id).await?;
         tracing::info!(event = "password_changed", user_id = %user.id, by = "admin");
         Ok(user)
+    }
+
+    /// The live login bans.
+    pub async fn bans(&self) -> Result<Vec<Ban>, AuthError> {
+        Ok(self.regulation.list().await?)
+    }
+
+    /// Lifts a ban on an email or address; returns what was lifted.
+    pub async fn lift_ban(&self, target: &str) -> Result<Vec<String>, AuthError> {
+        let lifted = self.regulation.lift(target).await?;
+        tracing::info!(event = "ban_lifted", target = %target, lifted = lifted.len());
+        Ok(lifted)
     }
 
     async fn find_user(&self, email: &str) -> Result<User, AuthError> {
@@ -496,6 +534,8 @@ impl Service {
             exp: now + self.access_ttl,
             jti: sessions::new_id(),
             sid: sid.to_owned(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
         };
         let access_token = self.signer.sign(&claims).map_err(AuthError::InvalidToken)?;
         Ok(Issued {

@@ -24,6 +24,10 @@ pub struct AccessClaims {
     pub jti: String,
     /// The session this token belongs to; revoking the session revokes the token.
     pub sid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +44,10 @@ pub enum TokenError {
     UnknownKey,
     #[error("the token is malformed")]
     Malformed,
+    #[error("the token was issued by someone else")]
+    WrongIssuer,
+    #[error("the token is meant for another audience")]
+    WrongAudience,
     #[error("the token could not be signed")]
     Signing,
 }
@@ -54,6 +62,8 @@ impl TokenError {
             TokenError::BadAlgorithm => "the token's algorithm is not accepted",
             TokenError::UnknownKey => "the token was signed with an unknown key",
             TokenError::Malformed => "the token is malformed",
+            TokenError::WrongIssuer => "the token was issued by someone else",
+            TokenError::WrongAudience => "the token is meant for another audience",
             TokenError::Signing => "the token could not be signed",
         }
     }
@@ -70,15 +80,30 @@ pub struct Signer {
 }
 
 impl Signer {
-    /// `secrets` must not be empty; the first one signs.
-    pub fn hs256(secrets: &[Vec<u8>], leeway: u64) -> Self {
+    /// `secrets` must not be empty; the first one signs. `issuer` and `audience`, when set,
+    /// are required on every token verified.
+    pub fn hs256(
+        secrets: &[Vec<u8>],
+        leeway: u64,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+    ) -> Self {
         let signing: &[u8] = secrets.first().map_or(&[], Vec::as_slice);
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(key_id(signing));
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = leeway;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        let mut required = vec!["exp", "sub"];
+        if let Some(issuer) = issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        if let Some(audience) = audience {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         Signer {
             header,
             encoding: EncodingKey::from_secret(signing),
@@ -123,6 +148,8 @@ fn map_error(err: jsonwebtoken::errors::Error) -> TokenError {
         ErrorKind::ImmatureSignature => TokenError::NotYetValid,
         ErrorKind::InvalidSignature => TokenError::BadSignature,
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => TokenError::BadAlgorithm,
+        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+        ErrorKind::InvalidAudience => TokenError::WrongAudience,
         _ => TokenError::Malformed,
     }
 }
@@ -140,21 +167,23 @@ mod tests {
             exp,
             jti: "j".into(),
             sid: "s".into(),
+            iss: None,
+            aud: None,
         }
     }
 
     #[test]
     fn round_trip_and_rejections() {
-        let signer = Signer::hs256(&[vec![7u8; 32]], 0);
+        let signer = Signer::hs256(&[vec![7u8; 32]], 0, None, None);
         let now = crate::clock::now_secs();
         let token = signer.sign(&claims(now + 60)).unwrap();
         assert_eq!(signer.verify(&token).unwrap().sid, "s");
 
-        let other = Signer::hs256(&[vec![8u8; 32]], 0);
+        let other = Signer::hs256(&[vec![8u8; 32]], 0, None, None);
         assert_eq!(other.verify(&token).unwrap_err(), TokenError::UnknownKey);
 
         // Rotation: a new first secret signs; the old one still verifies until removed.
-        let rotated = Signer::hs256(&[vec![8u8; 32], vec![7u8; 32]], 0);
+        let rotated = Signer::hs256(&[vec![8u8; 32], vec![7u8; 32]], 0, None, None);
         assert_eq!(rotated.verify(&token).unwrap().sid, "s");
         let fresh = rotated.sign(&claims(now + 60)).unwrap();
         assert_eq!(other.verify(&fresh).unwrap().sid, "s");

@@ -39,6 +39,25 @@ enum Command {
     /// Manage accounts (passwords are read from a prompt or standard input, never arguments).
     #[command(subcommand)]
     User(UserCommand),
+    /// List or lift the login bans of brute-force regulation.
+    #[command(subcommand)]
+    Ban(BanCommand),
+}
+
+#[derive(Subcommand)]
+pub enum BanCommand {
+    /// List the live bans.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Lift the ban on an email or an IP address (and clear its failure count).
+    Lift {
+        /// An email, an IP address, or a subject as listed (`user:…`, `ip:…`).
+        target: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -115,7 +134,15 @@ pub fn main() -> ExitCode {
             Command::CheckConfig(arg) => check_config(&arg),
             Command::User(cmd) => {
                 let config = load(cmd.config(), "warn")?;
-                user::run(cmd, config).await
+                user::run(user::request(cmd)?, config).await
+            }
+            Command::Ban(BanCommand::List { config }) => {
+                let config = load(&config, "warn")?;
+                user::run(crate::admin::AdminRequest::ListBans, config).await
+            }
+            Command::Ban(BanCommand::Lift { target, config }) => {
+                let config = load(&config, "warn")?;
+                user::run(crate::admin::AdminRequest::LiftBan { target }, config).await
             }
         }
     });
@@ -166,7 +193,20 @@ async fn serve(arg: &ConfigArg) -> Result<(), String> {
     let admin = crate::admin::bind(&app.config.data_dir)
         .map(|socket| tokio::spawn(crate::admin::serve(app.clone(), socket)));
     tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening");
-    crate::http::serve(app.clone(), listener, shutdown_signal()).await;
+    // Both sockets are bound: tell systemd (Type=notify) that we are ready.
+    notify_systemd(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!("listening on {addr}")),
+    ]);
+    let watchdog = sd_notify::watchdog_enabled().map(|interval| tokio::spawn(watchdog(interval)));
+    let shutdown = async {
+        shutdown_signal().await;
+        notify_systemd(&[
+            sd_notify::NotifyState::Stopping,
+            sd_notify::NotifyState::Status("shutting down: finishing in-flight requests"),
+        ]);
+    };
+    crate::http::serve(app.clone(), listener, shutdown).await;
     if let Some(admin) = admin {
         admin.abort();
     }
@@ -176,8 +216,30 @@ async fn serve(arg: &ConfigArg) -> Result<(), String> {
         .close()
         .await
         .map_err(|e| format!("flushing the session store failed: {e}"))?;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Sends a state change to systemd's notify socket; nothing happens without `NOTIFY_SOCKET`.
+fn notify_systemd(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// Pings systemd's watchdog (`WatchdogSec=`) at half its interval for as long as the
+/// runtime schedules tasks; a stuck runtime stops the pings and systemd restarts us.
+async fn watchdog(interval: std::time::Duration) {
+    // tokio panics on a zero period; WATCHDOG_USEC=1 would make one.
+    let mut tick = tokio::time::interval((interval / 2).max(std::time::Duration::from_millis(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        notify_systemd(&[sd_notify::NotifyState::Watchdog]);
+    }
 }
 
 fn check_config(arg: &ConfigArg) -> Result<(), String> {

@@ -1,4 +1,4 @@
-//! `gatehouse user …`: account administration, directly on the data dir or, while a server
+//! `gatehouse user …` and `gatehouse ban …`: administration, directly on the data dir or, while a server
 //! holds it, through the server's admin socket (see [`crate::admin`]).
 
 use std::io::{BufRead, IsTerminal};
@@ -9,8 +9,9 @@ use crate::app::{App, StartError};
 use crate::config::Config;
 use crate::store::database::OpenError;
 
-pub async fn run(cmd: UserCommand, config: Config) -> Result<(), String> {
-    let request = match cmd {
+/// The admin request a `user` command stands for (reading the password where it needs one).
+pub fn request(cmd: UserCommand) -> Result<AdminRequest, String> {
+    Ok(match cmd {
         UserCommand::Add { email, role, .. } => AdminRequest::AddUser {
             email,
             password: read_password()?,
@@ -30,7 +31,12 @@ pub async fn run(cmd: UserCommand, config: Config) -> Result<(), String> {
             email,
             password: read_password()?,
         },
-    };
+    })
+}
+
+/// Executes an admin request on the data dir, or through the running server's admin socket,
+/// and prints the answer.
+pub async fn run(request: AdminRequest, config: Config) -> Result<(), String> {
     let data_dir = config.data_dir.clone();
     let text = match App::build(config, &crate::auth::secret::SecretInputs::from_env()) {
         Ok(app) => {

@@ -1,12 +1,13 @@
 //! Reading requests: JSON bodies with a size limit, the caller's credential, the CSRF
 //! defence for cookie-authenticated writes, and who the client is.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use url::Url;
 
@@ -170,14 +171,64 @@ fn authority(url: &Url) -> String {
     }
 }
 
-/// The client as recorded with a session: the peer address and the user agent.
-pub fn client_info(headers: &HeaderMap, peer: SocketAddr) -> ClientInfo {
+/// The client as recorded with a session and counted by regulation: its address (see
+/// [`client_ip`]) and user agent.
+pub fn client_info(headers: &HeaderMap, peer: SocketAddr, trusted: &[IpNet]) -> ClientInfo {
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect());
     ClientInfo {
         user_agent,
-        ip: Some(peer.ip().to_string()),
+        ip: Some(client_ip(headers, peer.ip(), trusted).to_string()),
+    }
+}
+
+/// The peer's address, unless the peer is a trusted proxy: then the right-most address of
+/// `X-Forwarded-For` that is not itself a trusted proxy (entries left of it are whatever the
+/// client chose to send, so they are never believed).
+pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map_while(|entry| entry.trim().parse::<IpAddr>().ok())
+        .collect();
+    forwarded
+        .iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .or(forwarded.first())
+        .copied()
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 203.0.113.7, 10.0.0.2".parse().unwrap(),
+        );
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(
+            client_ip(&headers, proxy, &trusted).to_string(),
+            "203.0.113.7"
+        );
+        assert_eq!(client_ip(&headers, stranger, &trusted), stranger);
+        assert_eq!(client_ip(&HeaderMap::new(), proxy, &trusted), proxy);
+        headers.insert("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(client_ip(&headers, proxy, &trusted), proxy);
     }
 }

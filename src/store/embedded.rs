@@ -55,6 +55,11 @@ enum Job {
         ops: Vec<Op>,
         reply: oneshot::Sender<Result<Option<Bytes>, StoreError>>,
     },
+    Incr {
+        key: String,
+        ttl: Duration,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
     Close {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
@@ -166,6 +171,12 @@ impl SessionStore for EmbeddedStore {
         self.send(Job::TakeThenApply { key, ops, reply }, rx).await
     }
 
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let key = key.to_owned();
+        self.send(Job::Incr { key, ttl, reply }, rx).await
+    }
+
     async fn set_members(&self, set: &str) -> Result<Vec<String>, StoreError> {
         let txn = self.shared.db.begin_read().map_err(storage_error)?;
         let table = txn.open_table(SETS).map_err(storage_error)?;
@@ -227,6 +238,7 @@ type Tables<'t> = (
 enum Outcome {
     Done,
     Taken(Option<Bytes>),
+    Count(u64),
 }
 
 impl Writer {
@@ -286,7 +298,13 @@ impl Writer {
                 Job::TakeThenApply { reply, .. } => {
                     let _ = reply.send(outcome.map(|o| match o {
                         Outcome::Taken(v) => v,
-                        Outcome::Done => None,
+                        Outcome::Done | Outcome::Count(_) => None,
+                    }));
+                }
+                Job::Incr { reply, .. } => {
+                    let _ = reply.send(outcome.map(|o| match o {
+                        Outcome::Count(n) => n,
+                        Outcome::Done | Outcome::Taken(_) => 0,
                     }));
                 }
             }
@@ -326,6 +344,26 @@ impl Writer {
                             }
                         }
                         Outcome::Taken(taken)
+                    }
+                    Job::Incr { key, ttl, .. } => {
+                        let old = remove_key(&mut t, key)?.filter(|(at, _)| *at > now);
+                        let (count, at) = match old {
+                            Some((at, v)) => {
+                                let n = std::str::from_utf8(&v)
+                                    .ok()
+                                    .and_then(|s| s.parse::<u64>().ok())
+                                    .unwrap_or(0);
+                                (n.saturating_add(1), at)
+                            }
+                            None => (1, expires_at(now, *ttl)),
+                        };
+                        let value = count.to_string();
+                        t.0.insert(key.as_str(), (at, value.as_bytes()))
+                            .map_err(storage_error)?;
+                        t.2.insert((at, key_tag(key).as_str()), ())
+                            .map_err(storage_error)?;
+                        touched.insert(key.clone());
+                        Outcome::Count(count)
                     }
                     Job::Close { .. } => Outcome::Done,
                 };

@@ -28,3 +28,19 @@ pub fn grace(token_hash: &str) -> String {
 pub fn user_sessions(user_id: &str) -> String {
     format!("user_sessions:{user_id}")
 }
+
+/// Failed logins in the current `regulation.find_time` window; `subject` is
+/// `user:<email>` or `ip:<address>`.
+pub fn failures(subject: &str) -> String {
+    format!("regulation:failures:{subject}")
+}
+
+/// A ban; the value is the Unix second it ends.
+pub fn ban(subject: &str) -> String {
+    format!("regulation:ban:{subject}")
+}
+
+/// The set of banned subjects, for listing.
+pub fn bans() -> String {
+    "regulation:bans".to_owned()
+}

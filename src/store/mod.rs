@@ -82,6 +82,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// it held [GETDEL + writes, as one Lua script]. Of several concurrent callers with the
     /// same key exactly one sees `Some`.
     async fn take_then_apply(&self, key: &str, ops: Vec<Op>) -> Result<Option<Bytes>, StoreError>;
+    /// Adds one to the counter at `key` and returns the new count; the first increment arms
+    /// `ttl`, so the count covers a fixed window [INCR + PEXPIRE on 1, one Lua script].
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError>;
     /// [SMEMBERS set]
     async fn set_members(&self, set: &str) -> Result<Vec<String>, StoreError>;
     /// Answers when the store can serve requests (for `/readyz`).

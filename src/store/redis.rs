@@ -150,6 +150,7 @@ pub struct RedisSessionStore {
     conn: RedisConnection,
     apply: Script,
     take_then_apply: Script,
+    incr: Script,
 }
 
 impl RedisSessionStore {
@@ -160,6 +161,9 @@ impl RedisSessionStore {
             take_then_apply: Script::new(&format!(
                 "local v = redis.call('GETDEL', KEYS[1])\nif not v then return false end\nlocal k = 2\n{APPLY_OPS}\nreturn v"
             )),
+            incr: Script::new(
+                "local n = redis.call('INCR', KEYS[1])\nif n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end\nreturn n",
+            ),
         }
     }
 }
@@ -197,6 +201,14 @@ impl SessionStore for RedisSessionStore {
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
         Ok(value.map(Bytes::from))
+    }
+
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        let mut invocation = self.incr.prepare_invoke();
+        invocation.key(self.conn.key(key)).arg(millis(ttl));
+        self.conn
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await
     }
 
     async fn set_members(&self, set: &str) -> Result<Vec<String>, StoreError> {

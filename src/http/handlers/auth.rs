@@ -79,7 +79,7 @@ pub async fn login(
         // Login CSRF: a foreign page must not log a browser into an attacker's account.
         check_same_origin(req.method(), req.headers(), &app.config)?;
     }
-    let client = client_info(req.headers(), peer);
+    let client = client_info(req.headers(), peer, &app.config.trusted_networks);
     let body: Credentials = read_json(req, app.config.limits.max_body).await?;
     let (_, issued) = app.auth.login(&body.email, &body.password, &client).await?;
     Ok(tokens(app, &issued, cookie_mode))
@@ -139,7 +139,7 @@ pub async fn change_password(
 ) -> Result<HttpResponse, ApiError> {
     let (claims, credential) = authenticate(app, &req).await?;
     let cookie_mode = wants_cookies(req.headers()) || matches!(credential, Credential::Cookie(_));
-    let client = client_info(req.headers(), peer);
+    let client = client_info(req.headers(), peer, &app.config.trusted_networks);
     let body: PasswordChange = read_json(req, app.config.limits.max_body).await?;
     let issued = app
         .auth
