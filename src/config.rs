@@ -45,8 +45,45 @@ pub struct Config {
     #[serde(skip)]
     pub trusted_networks: Vec<ipnet::IpNet>,
     pub redis: Redis,
+    pub metrics: Metrics,
     pub log: Log,
     pub limits: Limits,
+    /// Forward-auth rules (`crate::auth::access`).
+    pub access_control: crate::auth::access::AccessControl,
+    pub introspection: Introspection,
+    pub login: Login,
+}
+
+/// `POST /auth/introspect` (RFC 7662): the HTTP Basic credentials of resource servers.
+/// Unset: introspection is off (404).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Introspection {
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+/// The login page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Login {
+    /// Heading and window title of the login and logout pages.
+    pub title: String,
+}
+
+impl Default for Login {
+    fn default() -> Self {
+        Login {
+            title: "Sign in".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Separate address for `GET /metrics`; unset serves it on `listen`.
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,8 +247,12 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             trusted_networks: Vec::new(),
             redis: Redis::default(),
+            metrics: Metrics::default(),
             log: Log::default(),
             limits: Limits::default(),
+            access_control: Default::default(),
+            introspection: Introspection::default(),
+            login: Login::default(),
         }
     }
 }
@@ -449,6 +490,44 @@ impl Config {
         if let Some(url) = &self.public_url {
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 return Err(invalid("public_url", "must be an absolute http(s) URL"));
+            }
+        }
+        self.access_control
+            .validate()
+            .map_err(|e| invalid("access_control.rules", &e))?;
+        if let (Some(_), None) | (None, Some(_)) = (
+            &self.introspection.client_id,
+            &self.introspection.client_secret,
+        ) {
+            return Err(invalid(
+                "introspection.client_id / introspection.client_secret",
+                "set both or neither",
+            ));
+        }
+        if self
+            .introspection
+            .client_secret
+            .as_ref()
+            .is_some_and(|s| s.len() < 16)
+        {
+            return Err(invalid(
+                "introspection.client_secret",
+                "must be at least 16 characters",
+            ));
+        }
+        if self.login.title.trim().is_empty() || self.login.title.chars().count() > 100 {
+            return Err(invalid("login.title", "must be 1 to 100 characters"));
+        }
+        if let Some(domain) = &self.cookies.domain {
+            let bare = domain.trim_start_matches('.');
+            if bare.is_empty()
+                || !bare.contains('.') && bare != "localhost"
+                || bare.contains(['/', ':', ' ', '*'])
+            {
+                return Err(invalid(
+                    "cookies.domain",
+                    "must be a domain name like \"example.org\"",
+                ));
             }
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)

@@ -33,6 +33,8 @@ pub enum ApiError {
     InvalidRefreshToken,
     #[error("the current password is wrong")]
     WrongPassword,
+    #[error("client authentication failed: send the configured client id and secret by HTTP Basic")]
+    InvalidClient,
     #[error("{0}")]
     Forbidden(&'static str),
     #[error("no such resource")]
@@ -100,6 +102,7 @@ impl ApiError {
                 "wrong-password",
                 "Wrong current password",
             ),
+            InvalidClient => (StatusCode::UNAUTHORIZED, "invalid-client", "Invalid client"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             MethodNotAllowed { .. } => (
@@ -162,6 +165,7 @@ impl ApiError {
         if status == StatusCode::UNAUTHORIZED {
             let challenge = match self {
                 ApiError::InvalidToken(_) => "Bearer error=\"invalid_token\"",
+                ApiError::InvalidClient => "Basic realm=\"gatehouse introspection\"",
                 _ => "Bearer",
             };
             headers.insert(
@@ -187,6 +191,12 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
+        let kind = match err {
+            StoreError::Full(_) => "full",
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Corrupt(_) => "corrupt",
+        };
+        metrics::counter!("gatehouse_store_errors_total", "kind" => kind).increment(1);
         match err {
             StoreError::Full(_) => ApiError::StoreFull,
             StoreError::Unavailable(_) => ApiError::StoreUnavailable,

@@ -1,5 +1,6 @@
 //! The rules of authentication, independent of HTTP and of storage backends.
 //!
+//! - [`access`]: forward-auth access rules (host, path, policy, roles).
 //! - [`passwords`]: argon2id hashing on a fixed pool of low-priority threads.
 //! - [`tokens`]: signing and strictly verifying access tokens (JWT).
 //! - [`secret`]: where the signing secret comes from.
@@ -8,6 +9,7 @@
 //! - [`service`]: the operations (register, login, refresh, logout, …) that the HTTP
 //!   handlers and the CLI call.
 
+pub mod access;
 pub mod passwords;
 pub mod policy;
 pub mod regulation;

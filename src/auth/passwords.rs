@@ -9,6 +9,7 @@
 
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
@@ -34,7 +35,7 @@ pub struct Verification {
     pub needs_rehash: bool,
 }
 
-enum Job {
+enum Work {
     Hash {
         password: Vec<u8>,
         reply: oneshot::Sender<Result<String, HashError>>,
@@ -44,6 +45,12 @@ enum Job {
         phc: String,
         reply: oneshot::Sender<Result<Verification, HashError>>,
     },
+}
+
+struct Job {
+    work: Work,
+    /// When it was queued, for the wait-time histogram.
+    queued_at: Instant,
 }
 
 pub struct Hasher {
@@ -73,7 +80,7 @@ impl Hasher {
     /// Hashes a new password with the configured parameters.
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
         let (reply, rx) = oneshot::channel();
-        self.submit(Job::Hash {
+        self.submit(Work::Hash {
             password: password.as_bytes().to_vec(),
             reply,
         })?;
@@ -89,7 +96,7 @@ impl Hasher {
         phc: Option<&str>,
     ) -> Result<Verification, HashError> {
         let (reply, rx) = oneshot::channel();
-        self.submit(Job::Verify {
+        self.submit(Work::Verify {
             password: password.as_bytes().to_vec(),
             phc: phc.unwrap_or(&self.dummy).to_owned(),
             reply,
@@ -103,11 +110,17 @@ impl Hasher {
         })
     }
 
-    fn submit(&self, job: Job) -> Result<(), HashError> {
+    fn submit(&self, work: Work) -> Result<(), HashError> {
+        let job = Job {
+            work,
+            queued_at: Instant::now(),
+        };
         self.jobs.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => HashError::Busy,
             TrySendError::Disconnected(_) => HashError::Failed("no hashing threads".into()),
-        })
+        })?;
+        metrics::gauge!("gatehouse_argon2_queue_depth").increment(1.0);
+        Ok(())
     }
 }
 
@@ -119,18 +132,21 @@ fn worker(rx: &Mutex<Receiver<Job>>, params: &Params) {
             let guard = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             guard.recv()
         };
-        match job {
-            Ok(Job::Hash { password, reply }) => {
+        let Ok(job) = job else { return };
+        metrics::gauge!("gatehouse_argon2_queue_depth").decrement(1.0);
+        metrics::histogram!("gatehouse_argon2_wait_seconds")
+            .record(job.queued_at.elapsed().as_secs_f64());
+        match job.work {
+            Work::Hash { password, reply } => {
                 let _ = reply.send(hash_with(&password, params, &mut blocks));
             }
-            Ok(Job::Verify {
+            Work::Verify {
                 password,
                 phc,
                 reply,
-            }) => {
+            } => {
                 let _ = reply.send(verify_with(&password, &phc, params, &mut blocks));
             }
-            Err(_) => return,
         }
     }
 }

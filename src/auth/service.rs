@@ -144,6 +144,11 @@ impl Service {
         self.store.as_ref()
     }
 
+    /// The public keys that verify access tokens, as JWKs (empty under HS256).
+    pub fn jwks(&self) -> Vec<serde_json::Value> {
+        self.signer.public_jwks()
+    }
+
     /// `POST /auth/register`: a new account with the `user` role.
     pub async fn register(&self, email: &str, password: &str) -> Result<User, AuthError> {
         if self.registration == Registration::Closed {
@@ -209,6 +214,7 @@ impl Service {
         };
         let Some((mut user, needs_rehash)) = found else {
             tracing::info!(event = "login_failed", ip = ip.unwrap_or("-"));
+            metrics::counter!("gatehouse_logins_total", "result" => "failed").increment(1);
             self.regulation.failed(email, ip).await?;
             return Err(AuthError::InvalidCredentials);
         };
@@ -226,6 +232,7 @@ impl Service {
         }
         let issued = self.start_session(&user, client).await?;
         tracing::info!(event = "login_ok", user_id = %user.id, ip = client.ip.as_deref().unwrap_or("-"));
+        metrics::counter!("gatehouse_logins_total", "result" => "ok").increment(1);
         Ok((user, issued))
     }
 
@@ -344,6 +351,23 @@ impl Service {
     pub async fn logout(&self, claims: &AccessClaims) -> Result<(), AuthError> {
         self.revoke_session(&claims.sid, claims.sub).await?;
         tracing::info!(event = "logout", user_id = %claims.sub);
+        Ok(())
+    }
+
+    /// Ends the session that a refresh token belongs to, if the token is its current one
+    /// (the logout page, when the access token has already expired).
+    pub async fn logout_by_refresh_token(&self, token: &str) -> Result<(), AuthError> {
+        let Some(sid) = sessions::refresh_token_session(token) else {
+            return Ok(());
+        };
+        let Some(bytes) = self.store.get(&keys::session(sid)).await? else {
+            return Ok(());
+        };
+        let record: SessionRecord = decode(&bytes)?;
+        if record.refresh == sessions::token_hash(token) {
+            self.revoke_session(sid, record.uid).await?;
+            tracing::info!(event = "logout", user_id = %record.uid);
+        }
         Ok(())
     }
 

@@ -115,6 +115,12 @@ impl Signer {
         }
     }
 
+    /// The public keys as JWKs for `/.well-known/jwks.json`: none for HS256, whose keys
+    /// are secrets.
+    pub fn public_jwks(&self) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
+
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, TokenError> {
         jsonwebtoken::encode(&self.header, claims, &self.encoding).map_err(|_| TokenError::Signing)
     }

@@ -190,6 +190,23 @@ async fn serve(arg: &ConfigArg) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    raise_fd_limit();
+    crate::http::metrics::install();
+    let metrics = match app.config.metrics.listen {
+        Some(metrics_addr) => {
+            let metrics_listener = TcpListener::bind(metrics_addr)
+                .await
+                .map_err(|e| format!("cannot listen on {metrics_addr} (metrics.listen): {e}"))?;
+            let serving = crate::http::serve(
+                app.clone(),
+                metrics_listener,
+                crate::http::router::Surface::Metrics,
+                std::future::pending(),
+            );
+            Some(tokio::spawn(serving))
+        }
+        None => None,
+    };
     let admin = crate::admin::bind(&app.config.data_dir)
         .map(|socket| tokio::spawn(crate::admin::serve(app.clone(), socket)));
     tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening");
@@ -206,9 +223,15 @@ async fn serve(arg: &ConfigArg) -> Result<(), String> {
             sd_notify::NotifyState::Status("shutting down: finishing in-flight requests"),
         ]);
     };
-    crate::http::serve(app.clone(), listener, shutdown).await;
-    if let Some(admin) = admin {
-        admin.abort();
+    crate::http::serve(
+        app.clone(),
+        listener,
+        crate::http::router::Surface::Api,
+        shutdown,
+    )
+    .await;
+    for task in [admin, metrics].into_iter().flatten() {
+        task.abort();
     }
     let _ = std::fs::remove_file(crate::admin::socket_path(&app.config.data_dir));
     app.auth
@@ -221,6 +244,25 @@ async fn serve(arg: &ConfigArg) -> Result<(), String> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit: every connection is a file, and
+/// the default soft limit (often 1024) would refuse connections long before
+/// `limits.max_connections`.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// Sends a state change to systemd's notify socket; nothing happens without `NOTIFY_SOCKET`.

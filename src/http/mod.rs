@@ -1,11 +1,14 @@
 //! The HTTP side: [`server`] (listener, connection limit, graceful shutdown), [`router`]
 //! (method and path to handler), [`request`] (bodies, credentials, CSRF), [`bodies`] (the
 //! JSON request types), [`response`],
-//! [`cookies`], and one module per group of endpoints.
+//! [`cookies`], [`metrics`] (Prometheus), and one module per group of endpoints.
 
 pub mod bodies;
 pub mod cookies;
 pub mod handlers;
+pub mod metrics;
+pub mod pages;
+pub mod redirect;
 pub mod request;
 pub mod response;
 pub mod router;

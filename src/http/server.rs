@@ -13,14 +13,19 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::router;
+use super::router::{self, Surface};
 use crate::app::App;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `listener` until `shutdown` resolves, then drains open connections.
-pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    surface: Surface,
+    shutdown: impl Future<Output = ()>,
+) {
     let limits = &app.config.limits;
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -56,7 +61,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
         let app = app.clone();
         let service = service_fn(move |req| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(router::handle(&app, req, peer).await) }
+            async move { Ok::<_, Infallible>(router::handle_on(&app, req, peer, surface).await) }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {

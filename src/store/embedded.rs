@@ -177,6 +177,23 @@ impl SessionStore for EmbeddedStore {
         self.send(Job::Incr { key, ttl, reply }, rx).await
     }
 
+    async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
+        let txn = self.shared.db.begin_read().map_err(storage_error)?;
+        let table = txn.open_table(KV).map_err(storage_error)?;
+        let now = now_ms();
+        let mut n = 0;
+        for item in table.range(prefix..).map_err(storage_error)? {
+            let (key, value) = item.map_err(storage_error)?;
+            if !key.value().starts_with(prefix) {
+                break;
+            }
+            if value.value().0 > now {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     async fn set_members(&self, set: &str) -> Result<Vec<String>, StoreError> {
         let txn = self.shared.db.begin_read().map_err(storage_error)?;
         let table = txn.open_table(SETS).map_err(storage_error)?;

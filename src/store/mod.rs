@@ -85,6 +85,8 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Adds one to the counter at `key` and returns the new count; the first increment arms
     /// `ttl`, so the count covers a fixed window [INCR + PEXPIRE on 1, one Lua script].
     async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError>;
+    /// How many live keys start with `prefix` (for the metrics gauge; O(keys)) [SCAN MATCH].
+    async fn count(&self, prefix: &str) -> Result<u64, StoreError>;
     /// [SMEMBERS set]
     async fn set_members(&self, set: &str) -> Result<Vec<String>, StoreError>;
     /// Answers when the store can serve requests (for `/readyz`).

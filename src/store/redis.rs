@@ -211,6 +211,41 @@ impl SessionStore for RedisSessionStore {
             .await
     }
 
+    async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
+        // Glob characters in the prefix must match themselves.
+        let mut pattern = String::new();
+        for c in self.conn.key(prefix).chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        let mut cursor: u64 = 0;
+        let mut n: u64 = 0;
+        loop {
+            let pattern = pattern.clone();
+            let (next, keys): (u64, Vec<String>) = self
+                .conn
+                .run(|mut c| async move {
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            n += keys.len() as u64;
+            if next == 0 {
+                return Ok(n);
+            }
+            cursor = next;
+        }
+    }
+
     async fn set_members(&self, set: &str) -> Result<Vec<String>, StoreError> {
         let set = self.conn.key(set);
         self.conn

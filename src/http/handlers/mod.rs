@@ -1,7 +1,10 @@
 //! One module per group of endpoints.
 
 pub mod auth;
+pub mod forward_auth;
 pub mod health;
+pub mod introspect;
+pub mod login;
 pub mod sessions;
 
 use super::request::{Credential, HttpRequest, check_same_origin, credential};

@@ -1,0 +1,106 @@
+//! Prometheus metrics: the recorder, the names, and `GET /metrics`.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `gatehouse_http_requests_total` | counter | `route`, `status` |
+//! | `gatehouse_http_request_duration_seconds` | histogram | `route` |
+//! | `gatehouse_logins_total` | counter | `result`: `ok`, `failed`, `regulated` |
+//! | `gatehouse_sessions_active` | gauge (read at scrape) | — |
+//! | `gatehouse_argon2_queue_depth` | gauge | — |
+//! | `gatehouse_argon2_wait_seconds` | histogram | — |
+//! | `gatehouse_store_errors_total` | counter | `kind`: `unavailable`, `full`, `corrupt` |
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use super::response::HttpResponse;
+use crate::app::App;
+use crate::store::keys;
+
+/// Latency buckets, seconds: token checks live in the first few, logins in the middle.
+const BUCKETS: &[f64] = &[
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once; `None` if another recorder was installed first.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(BUCKETS)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .as_ref()
+}
+
+/// The label for a path: the route's pattern, so that ids do not explode the series count.
+pub fn route_label(path: &str) -> &'static str {
+    const ROUTES: &[&str] = &[
+        "/auth/register",
+        "/auth/login",
+        "/auth/refresh",
+        "/auth/logout",
+        "/auth/logout-all",
+        "/auth/me",
+        "/auth/password",
+        "/auth/sessions",
+        "/auth/introspect",
+        "/authz/forward-auth",
+        "/authz/auth-request",
+        "/login",
+        "/logout",
+        "/.well-known/jwks.json",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+    ];
+    if let Some(route) = ROUTES.iter().find(|r| **r == path) {
+        return route;
+    }
+    if path.starts_with("/auth/sessions/") {
+        return "/auth/sessions/{id}";
+    }
+    "other"
+}
+
+pub fn record_request(route: &'static str, status: StatusCode, elapsed: Duration) {
+    metrics::counter!("gatehouse_http_requests_total", "route" => route, "status" => status.as_str().to_owned())
+        .increment(1);
+    metrics::histogram!("gatehouse_http_request_duration_seconds", "route" => route)
+        .record(elapsed.as_secs_f64());
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn render(app: &App) -> HttpResponse {
+    let Some(handle) = install() else {
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder unavailable\n".into(),
+        );
+    };
+    match app.auth.store().count(&keys::session("")).await {
+        Ok(n) => metrics::gauge!("gatehouse_sessions_active").set(n as f64),
+        Err(e) => tracing::warn!(error = %e, "cannot count sessions for /metrics"),
+    }
+    handle.run_upkeep();
+    plain(StatusCode::OK, handle.render())
+}
+
+fn plain(status: StatusCode, body: String) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
