@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::app::App;
-use crate::auth::Service;
 use crate::store::Role;
 
 /// Longest request line accepted on the socket.
@@ -44,6 +43,10 @@ pub enum AdminRequest {
     LiftBan {
         target: String,
     },
+    /// A consistent copy of the database, written to `dest`.
+    Backup {
+        dest: PathBuf,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,7 +62,8 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Runs one request; the text is what the CLI prints.
-pub async fn execute(auth: &Service, request: AdminRequest) -> Result<String, String> {
+pub async fn execute(app: &App, request: AdminRequest) -> Result<String, String> {
+    let auth = &app.auth;
     let text = match request {
         AdminRequest::AddUser {
             email,
@@ -129,6 +133,24 @@ pub async fn execute(auth: &Service, request: AdminRequest) -> Result<String, St
             }
             out
         }
+        AdminRequest::Backup { dest } => {
+            let db = app
+                .db
+                .clone()
+                .ok_or("both backends are in Redis: back up Redis instead (see README)")?;
+            let target = dest.clone();
+            let users = tokio::task::spawn_blocking(move || {
+                crate::store::backup::copy_database(
+                    &db,
+                    &target,
+                    crate::store::backup::Contents::Everything,
+                )
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            format!("backup of {users} users written to {}", dest.display())
+        }
         AdminRequest::LiftBan { target } => {
             let lifted = auth.lift_ban(&target).await.map_err(|e| e.to_string())?;
             if lifted.is_empty() {
@@ -193,7 +215,7 @@ pub async fn serve(app: Arc<App>, listener: Listener) {
             let mut reader = BufReader::new(read).take(MAX_REQUEST_BYTES);
             let response = match reader.read_line(&mut line).await {
                 Ok(_) => match serde_json::from_str::<AdminRequest>(&line) {
-                    Ok(request) => match execute(&app.auth, request).await {
+                    Ok(request) => match execute(&app, request).await {
                         Ok(text) => AdminResponse::Ok(text),
                         Err(e) => AdminResponse::Error(e),
                     },

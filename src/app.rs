@@ -32,6 +32,8 @@ pub enum StartError {
 pub struct App {
     pub config: Config,
     pub auth: Service,
+    /// The redb database, when a backend lives in it (for backups).
+    pub db: Option<Arc<redb::Database>>,
 }
 
 impl App {
@@ -121,7 +123,7 @@ impl App {
         let hasher = Hasher::start(params, threads, threads * 16)?;
 
         let auth = Service::new(&config, users, store, hasher, signer);
-        Ok(Arc::new(App { config, auth }))
+        Ok(Arc::new(App { config, auth, db }))
     }
 }
 

@@ -110,3 +110,130 @@ async fn metrics_can_move_to_their_own_address() {
         .unwrap();
     assert_eq!(r.status(), 404, "the metrics address serves nothing else");
 }
+
+fn gatehouse(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .env("GATEHOUSE_DATA_DIR", data_dir)
+        .env("GATEHOUSE_ARGON2__MEMORY_KIB", "256")
+        .env("GATEHOUSE_ARGON2__ITERATIONS", "1")
+        .output()
+        .expect("run gatehouse")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_under_load_restores_every_acknowledged_user() {
+    let mut server = Server::start(Backend::Embedded);
+    let mut acknowledged = Vec::new();
+    for i in 0..10 {
+        let user = email(&format!("before{i}"));
+        assert_eq!(server.register(&user, PASSWORD).await.status(), 201);
+        acknowledged.push(user);
+    }
+    let kept = server.signup(&email("kept")).await;
+
+    // Writes keep flowing while the backup runs.
+    let base = server.base.clone();
+    let load = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let mut done = Vec::new();
+        for i in 0..40 {
+            let user = email(&format!("during{i}"));
+            let r = http
+                .post(format!("{base}/auth/register"))
+                .json(&serde_json::json!({"email": user, "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 201 {
+                done.push((std::time::Instant::now(), user));
+            }
+        }
+        done
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("snapshot.redb");
+    let backup_started = std::time::Instant::now();
+    let out = gatehouse(&["backup", file.to_str().unwrap()], &server.data_dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let during = load.await.unwrap();
+    acknowledged.extend(
+        during
+            .into_iter()
+            .filter(|(at, _)| *at < backup_started)
+            .map(|(_, u)| u),
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "a backup holds password hashes");
+    }
+
+    // Restore is refused while the server holds the data dir.
+    let out = gatehouse(&["restore", file.to_str().unwrap()], &server.data_dir);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stop it first"));
+    server.stop();
+
+    // Restore into a fresh data dir and check every acknowledged user.
+    let fresh = tempfile::tempdir().unwrap();
+    let out = gatehouse(&["restore", file.to_str().unwrap()], fresh.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::copy(
+        server.data_dir.join("jwt_secret"),
+        fresh.path().join("jwt_secret"),
+    )
+    .unwrap();
+    let restored = Server::builder(Backend::Embedded)
+        .data_dir(fresh.path())
+        .start();
+    for user in &acknowledged {
+        assert_eq!(
+            restored.login(user, PASSWORD).await.status(),
+            200,
+            "{user} lost"
+        );
+    }
+    // Sessions are not restored by default: a revoked session must not come back.
+    assert_eq!(restored.me_status(&kept.access).await, 401);
+
+    // --keep-sessions brings them back.
+    let again = tempfile::tempdir().unwrap();
+    let out = gatehouse(
+        &["restore", "--keep-sessions", file.to_str().unwrap()],
+        again.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::copy(
+        server.data_dir.join("jwt_secret"),
+        again.path().join("jwt_secret"),
+    )
+    .unwrap();
+    let with_sessions = Server::builder(Backend::Embedded)
+        .data_dir(again.path())
+        .start();
+    assert_eq!(with_sessions.me_status(&kept.access).await, 200);
+
+    // Garbage is refused.
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, b"not a database").unwrap();
+    let out = gatehouse(
+        &["restore", junk.to_str().unwrap()],
+        tempfile::tempdir().unwrap().path(),
+    );
+    assert!(!out.status.success());
+}

@@ -1,5 +1,6 @@
 //! The command line: `serve`, `check-config` and the `user` admin commands.
 
+mod backup;
 mod user;
 
 use std::path::PathBuf;
@@ -42,6 +43,22 @@ enum Command {
     /// List or lift the login bans of brute-force regulation.
     #[command(subcommand)]
     Ban(BanCommand),
+    /// Write a consistent copy of the database to FILE (works while the server runs).
+    Backup {
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Replace the database with a backup (refused while a server holds the data dir).
+    Restore {
+        file: PathBuf,
+        /// Also restore the sessions in the backup. Off by default: it would bring back every
+        /// session revoked since the backup was taken.
+        #[arg(long)]
+        keep_sessions: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -135,6 +152,18 @@ pub fn main() -> ExitCode {
             Command::User(cmd) => {
                 let config = load(cmd.config(), "warn")?;
                 user::run(user::request(cmd)?, config).await
+            }
+            Command::Backup { file, config } => {
+                let config = load(&config, "warn")?;
+                backup::backup(&file, config).await
+            }
+            Command::Restore {
+                file,
+                keep_sessions,
+                config,
+            } => {
+                let config = load(&config, "warn")?;
+                backup::restore(&file, keep_sessions, &config)
             }
             Command::Ban(BanCommand::List { config }) => {
                 let config = load(&config, "warn")?;

@@ -40,7 +40,7 @@ pub async fn run(request: AdminRequest, config: Config) -> Result<(), String> {
     let data_dir = config.data_dir.clone();
     let text = match App::build(config, &crate::auth::secret::SecretInputs::from_env()) {
         Ok(app) => {
-            let result = admin::execute(&app.auth, request).await;
+            let result = admin::execute(&app, request).await;
             let closed = app.auth.store().close().await;
             let text = result?;
             closed.map_err(|e| e.to_string())?;

@@ -89,8 +89,10 @@ mod tests {
     use super::*;
 
     fn config(public_url: Option<&str>, domain: Option<&str>) -> Config {
-        let mut config = Config::default();
-        config.public_url = public_url.map(|u| Url::parse(u).unwrap());
+        let mut config = Config {
+            public_url: public_url.map(|u| Url::parse(u).unwrap()),
+            ..Config::default()
+        };
         config.cookies.domain = domain.map(Into::into);
         config
     }

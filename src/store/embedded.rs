@@ -28,11 +28,11 @@ use super::{Op, SessionStore, StoreError};
 use crate::clock::now_ms;
 
 /// key → (expires_at in Unix ms, value)
-const KV: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("session_kv");
+pub(crate) const KV: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("session_kv");
 /// (set, member) → expires_at in Unix ms
-const SETS: TableDefinition<(&str, &str), u64> = TableDefinition::new("session_sets");
+pub(crate) const SETS: TableDefinition<(&str, &str), u64> = TableDefinition::new("session_sets");
 /// (expires_at, tagged key) → (): lets the purge find expired entries by a range scan.
-const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("session_expiry");
+pub(crate) const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("session_expiry");
 
 /// Most requests folded into one transaction.
 const MAX_BATCH: usize = 1024;

@@ -9,6 +9,7 @@
 //! and [`redb_users`] for users, sharing one redb file opened by [`database`]; [`redis`] for
 //! either or both, shared by many nodes.
 
+pub mod backup;
 pub mod database;
 pub mod embedded;
 pub mod keys;

@@ -13,9 +13,9 @@ use super::database::storage_error;
 use super::{StoreError, User, UserStore, UserStoreError, normalize_email};
 
 /// user id → JSON [`User`]
-const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
+pub(crate) const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
 /// normalized email → user id
-const EMAILS: TableDefinition<&str, u128> = TableDefinition::new("user_emails");
+pub(crate) const EMAILS: TableDefinition<&str, u128> = TableDefinition::new("user_emails");
 
 pub struct RedbUserStore {
     db: Arc<Database>,

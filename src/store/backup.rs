@@ -1,0 +1,106 @@
+//! Consistent copies of the redb database: `gatehouse backup` and `gatehouse restore`.
+//!
+//! A backup is a logical copy made inside one read transaction (an MVCC snapshot), so it is
+//! consistent while the server keeps writing. It goes to a temporary file that is synced and
+//! then renamed, so a crash never leaves a half-written backup under the final name.
+
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, Key, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, Value,
+    WriteTransaction,
+};
+
+use super::database::storage_error;
+use super::{StoreError, embedded, redb_users};
+
+/// What a copy holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contents {
+    /// Users and sessions.
+    Everything,
+    /// Users only: restoring sessions would bring back every session revoked since the
+    /// backup was taken.
+    UsersOnly,
+}
+
+/// Copies `db` into a new database file at `dest`; returns the number of users copied.
+pub fn copy_database(db: &Database, dest: &Path, contents: Contents) -> Result<u64, StoreError> {
+    let partial = partial_path(dest);
+    let _ = std::fs::remove_file(&partial);
+    let result = (|| {
+        let out = Database::create(&partial).map_err(storage_error)?;
+        // A copy holds password hashes: readable by its owner only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o600))
+                .map_err(io_error)?;
+        }
+        let read = db.begin_read().map_err(storage_error)?;
+        let write = out.begin_write().map_err(storage_error)?;
+        let users = copy_table(&read, &write, redb_users::USERS)?;
+        copy_table(&read, &write, redb_users::EMAILS)?;
+        if contents == Contents::Everything {
+            copy_table(&read, &write, embedded::KV)?;
+            copy_table(&read, &write, embedded::SETS)?;
+            copy_table(&read, &write, embedded::EXPIRY)?;
+        }
+        write.commit().map_err(storage_error)?;
+        drop(out);
+        // The commit synced the data; make the rename durable too.
+        std::fs::rename(&partial, dest).map_err(io_error)?;
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_error)?;
+        }
+        Ok(users)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+/// Checks that `file` is a gatehouse database; returns its number of users.
+pub fn inspect(file: &Path) -> Result<u64, StoreError> {
+    let db = Database::open(file)
+        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", file.display())))?;
+    let read = db.begin_read().map_err(storage_error)?;
+    let users = read.open_table(redb_users::USERS).map_err(|e| {
+        StoreError::Corrupt(format!("{} is not a gatehouse backup: {e}", file.display()))
+    })?;
+    redb::ReadableTableMetadata::len(&users).map_err(storage_error)
+}
+
+fn copy_table<K: Key + 'static, V: Value + 'static>(
+    read: &ReadTransaction,
+    write: &WriteTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<u64, StoreError> {
+    let source = match read.open_table(table) {
+        Ok(t) => t,
+        // A table that was never created (e.g. no session yet) copies as empty.
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(storage_error(e)),
+    };
+    let mut dest = write.open_table(table).map_err(storage_error)?;
+    let mut n = 0;
+    for item in source.iter().map_err(storage_error)? {
+        let (k, v) = item.map_err(storage_error)?;
+        dest.insert(k.value(), v.value()).map_err(storage_error)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn partial_path(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    dest.with_file_name(name)
+}
+
+fn io_error(e: std::io::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
