@@ -197,7 +197,8 @@ async fn slow_clients_and_connection_floods_are_bounded() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("application/problem+json"), "{answer}");
 
-    // Connection cap: with 3 connections held open, a 4th waits; it is served once one closes.
+    // Connection cap: with 3 connections held open, a 4th is answered 503 at once, and
+    // served normally once a slot is free again.
     let mut held = Vec::new();
     for _ in 0..3 {
         let mut s = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
@@ -210,15 +211,19 @@ async fn slow_clients_and_connection_floods_are_bounded() {
         assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
         held.push(s);
     }
-    let mut waiting = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
-    waiting
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let (early, _) = read_until_closed(&mut waiting, Duration::from_millis(400)).await;
-    assert!(early.is_empty(), "served beyond the cap: {early}");
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let mut shed = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    shed.write_all(request).await.unwrap();
+    let (answer, closed) = read_until_closed(&mut shed, Duration::from_secs(2)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.to_lowercase().contains("retry-after: 1"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(closed);
     drop(held.pop());
-    let (late, _) = read_until_closed(&mut waiting, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut later = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    later.write_all(request).await.unwrap();
+    let (late, _) = read_until_closed(&mut later, Duration::from_secs(5)).await;
     assert!(
         late.starts_with("HTTP/1.1 200"),
         "not served after a slot freed: {late:?}"

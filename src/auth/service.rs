@@ -11,6 +11,7 @@
 //!   the user.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -114,6 +115,9 @@ pub struct Service {
     access_ttl: u64,
     refresh_ttl: u64,
     grace: u64,
+    leeway: u64,
+    /// Unix second of the last clock-skew warning, so a skewed peer cannot flood the log.
+    last_clock_warning: AtomicU64,
 }
 
 impl Service {
@@ -137,6 +141,8 @@ impl Service {
             access_ttl: config.tokens.access_ttl,
             refresh_ttl: config.tokens.refresh_ttl,
             grace: config.tokens.refresh_reuse_grace,
+            leeway: config.tokens.leeway,
+            last_clock_warning: AtomicU64::new(0),
         }
     }
 
@@ -239,6 +245,7 @@ impl Service {
     /// Verifies an access token and checks that its session lives: the token-check hot path.
     pub async fn authenticate(&self, token: &str) -> Result<AccessClaims, AuthError> {
         let claims = self.signer.verify(token).map_err(AuthError::InvalidToken)?;
+        self.check_clock(claims.iat);
         let Some(bytes) = self.store.get(&keys::session(&claims.sid)).await? else {
             return Err(AuthError::SessionEnded);
         };
@@ -247,6 +254,26 @@ impl Service {
             return Err(AuthError::InvalidToken(TokenError::Malformed));
         }
         Ok(claims)
+    }
+
+    /// A token issued in our future means a clock is off (ours, or the issuing node's): say
+    /// so, at most once a minute. The token is still judged by `exp`/`nbf` with the leeway.
+    fn check_clock(&self, iat: u64) {
+        let now = now_secs();
+        if iat > now + self.leeway {
+            let last = self.last_clock_warning.load(Ordering::Relaxed);
+            if now >= last + 60
+                && self
+                    .last_clock_warning
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                tracing::warn!(
+                    ahead_seconds = iat - now,
+                    "a token was issued in the future: this host's clock is behind, or the issuing node's is ahead; check NTP"
+                );
+            }
+        }
     }
 
     /// `GET /auth/me`: the account behind a verified token.

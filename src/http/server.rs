@@ -19,6 +19,30 @@ use crate::app::App;
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Most connections being answered 503 at once.
+const MAX_SHEDDING: usize = 1024;
+
+/// Answers a connection over the cap with 503 and `Retry-After`, without parsing it: read what
+/// the client sent so far (closing with unread data would reset the connection before the
+/// client reads the answer), answer, close.
+async fn shed(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const BODY: &str = r#"{"type":"urn:gatehouse:problem:busy","title":"Server busy","status":503,"detail":"too many open connections; retry in 1 s"}"#;
+    let mut buf = [0u8; 8192];
+    let _ = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        // Let the client read the answer before the socket goes away.
+        let _ = stream.read(&mut buf).await;
+    })
+    .await;
+}
+
 /// Serves `listener` until `shutdown` resolves, then drains open connections.
 pub async fn serve(
     app: Arc<App>,
@@ -32,19 +56,14 @@ pub async fn serve(
         .header_read_timeout(Duration::from_secs(limits.header_read_timeout))
         .max_buf_size(limits.max_header_bytes)
         .max_headers(limits.max_headers);
-    // Past the cap, connections wait in the kernel's backlog instead of costing memory here.
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // Connections past the cap are answered 503 at once by short-lived tasks, themselves
+    // capped: beyond that, a connection is closed unanswered.
+    let shedders = Arc::new(Semaphore::new(MAX_SHEDDING));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
 
     loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -56,6 +75,15 @@ pub async fn serve(
                 }
             },
             () = &mut shutdown => break,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            if let Ok(shedder) = shedders.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    shed(stream).await;
+                    drop(shedder);
+                });
+            }
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
