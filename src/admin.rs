@@ -141,7 +141,7 @@ pub async fn execute(app: &App, request: AdminRequest) -> Result<String, String>
             let target = dest.clone();
             let users = tokio::task::spawn_blocking(move || {
                 crate::store::backup::copy_database(
-                    &db,
+                    &*db.get()?,
                     &target,
                     crate::store::backup::Contents::Everything,
                 )

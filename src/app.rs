@@ -33,7 +33,7 @@ pub struct App {
     pub config: Config,
     pub auth: Service,
     /// The redb database, when a backend lives in it (for backups).
-    pub db: Option<Arc<redb::Database>>,
+    pub db: Option<Arc<crate::store::database::Db>>,
 }
 
 impl App {
@@ -48,7 +48,10 @@ impl App {
         let db = if config.sessions.backend == SessionBackend::Embedded
             || config.users.backend == UserBackend::Redb
         {
-            Some(database::open(&config.data_dir, &config.database_path())?)
+            Some(database::Db::open(
+                &config.data_dir,
+                &config.database_path(),
+            )?)
         } else {
             None
         };

@@ -192,13 +192,13 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         let kind = match err {
-            StoreError::Full(_) => "full",
+            StoreError::Full(_) | StoreError::Poisoned(_) => "full",
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Corrupt(_) => "corrupt",
         };
         metrics::counter!("gatehouse_store_errors_total", "kind" => kind).increment(1);
         match err {
-            StoreError::Full(_) => ApiError::StoreFull,
+            StoreError::Full(_) | StoreError::Poisoned(_) => ApiError::StoreFull,
             StoreError::Unavailable(_) => ApiError::StoreUnavailable,
             StoreError::Corrupt(_) => ApiError::Internal,
         }

@@ -23,7 +23,7 @@ use moka::sync::Cache;
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use tokio::sync::oneshot;
 
-use super::database::storage_error;
+use super::database::{Db, storage_error};
 use super::{Op, SessionStore, StoreError};
 use crate::clock::now_ms;
 
@@ -66,7 +66,7 @@ enum Job {
 }
 
 struct Shared {
-    db: Arc<Database>,
+    db: Arc<Db>,
     cache: Cache<String, Entry>,
     generation: AtomicU64,
 }
@@ -79,16 +79,18 @@ pub struct EmbeddedStore {
 impl EmbeddedStore {
     /// Starts the writer thread over `db`. `cache_capacity` bounds the cached entries.
     pub fn open(
-        db: Arc<Database>,
+        db: Arc<Db>,
         cache_capacity: u64,
         purge_interval: Duration,
     ) -> Result<Self, StoreError> {
         // Create the tables up front so read transactions never find them missing.
-        let txn = db.begin_write().map_err(storage_error)?;
-        txn.open_table(KV).map_err(storage_error)?;
-        txn.open_table(SETS).map_err(storage_error)?;
-        txn.open_table(EXPIRY).map_err(storage_error)?;
-        txn.commit().map_err(storage_error)?;
+        db.write(|db| {
+            let txn = db.begin_write().map_err(storage_error)?;
+            txn.open_table(KV).map_err(storage_error)?;
+            txn.open_table(SETS).map_err(storage_error)?;
+            txn.open_table(EXPIRY).map_err(storage_error)?;
+            txn.commit().map_err(storage_error)
+        })?;
 
         let cache = Cache::builder()
             .max_capacity(cache_capacity)
@@ -128,7 +130,8 @@ impl EmbeddedStore {
     }
 
     fn read(&self, key: &str) -> Result<Option<Entry>, StoreError> {
-        let txn = self.shared.db.begin_read().map_err(storage_error)?;
+        let db = self.shared.db.get()?;
+        let txn = db.begin_read().map_err(storage_error)?;
         let table = txn.open_table(KV).map_err(storage_error)?;
         let now = now_ms();
         Ok(table.get(key).map_err(storage_error)?.and_then(|guard| {
@@ -178,7 +181,8 @@ impl SessionStore for EmbeddedStore {
     }
 
     async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
-        let txn = self.shared.db.begin_read().map_err(storage_error)?;
+        let db = self.shared.db.get()?;
+        let txn = db.begin_read().map_err(storage_error)?;
         let table = txn.open_table(KV).map_err(storage_error)?;
         let now = now_ms();
         let mut n = 0;
@@ -195,7 +199,8 @@ impl SessionStore for EmbeddedStore {
     }
 
     async fn set_members(&self, set: &str) -> Result<Vec<String>, StoreError> {
-        let txn = self.shared.db.begin_read().map_err(storage_error)?;
+        let db = self.shared.db.get()?;
+        let txn = db.begin_read().map_err(storage_error)?;
         let table = txn.open_table(SETS).map_err(storage_error)?;
         let now = now_ms();
         let mut members = Vec::new();
@@ -213,7 +218,8 @@ impl SessionStore for EmbeddedStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let txn = self.shared.db.begin_read().map_err(storage_error)?;
+        let db = self.shared.db.get()?;
+        let txn = db.begin_read().map_err(storage_error)?;
         txn.open_table(KV).map_err(storage_error)?;
         Ok(())
     }
@@ -293,7 +299,10 @@ impl Writer {
     /// Applies every job of the batch in one transaction, commits once, then answers each.
     fn commit_batch(&self, batch: Vec<Job>) {
         let mut touched = HashSet::new();
-        let result = self.write(&batch, &mut touched);
+        let result = self.shared.db.write(|db| {
+            touched.clear();
+            self.write(db, &batch, &mut touched)
+        });
         if result.is_ok() {
             self.shared.generation.fetch_add(1, Ordering::AcqRel);
             for key in &touched {
@@ -330,10 +339,11 @@ impl Writer {
 
     fn write(
         &self,
+        db: &Database,
         batch: &[Job],
         touched: &mut HashSet<String>,
     ) -> Result<Vec<Outcome>, StoreError> {
-        let txn = self.shared.db.begin_write().map_err(storage_error)?;
+        let txn = db.begin_write().map_err(storage_error)?;
         let now = now_ms();
         let mut outcomes = Vec::with_capacity(batch.len());
         {
@@ -394,7 +404,8 @@ impl Writer {
     /// Deletes entries whose time has passed, a bounded number per transaction.
     fn purge(&self) -> Result<(), StoreError> {
         loop {
-            let txn = self.shared.db.begin_write().map_err(storage_error)?;
+            let db = self.shared.db.get()?;
+            let txn = db.begin_write().map_err(storage_error)?;
             let mut touched = HashSet::new();
             let done;
             {

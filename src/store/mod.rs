@@ -31,6 +31,10 @@ pub enum StoreError {
     /// The disk is full: writes fail, reads still work.
     #[error("store full: {0}")]
     Full(String),
+    /// An earlier write failed with an I/O error (usually a full disk) and the database
+    /// refuses writes until it is reopened, which [`database::Db`] does once there is room.
+    #[error("store refuses writes after an earlier I/O error: {0}")]
+    Poisoned(String),
     /// A stored record could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),

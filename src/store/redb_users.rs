@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use uuid::Uuid;
 
-use super::database::storage_error;
+use super::database::{Db, storage_error};
 use super::{StoreError, User, UserStore, UserStoreError, normalize_email};
 
 /// user id → JSON [`User`]
@@ -18,20 +18,23 @@ pub(crate) const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("use
 pub(crate) const EMAILS: TableDefinition<&str, u128> = TableDefinition::new("user_emails");
 
 pub struct RedbUserStore {
-    db: Arc<Database>,
+    db: Arc<Db>,
 }
 
 impl RedbUserStore {
-    pub fn open(db: Arc<Database>) -> Result<Self, StoreError> {
-        let txn = db.begin_write().map_err(storage_error)?;
-        txn.open_table(USERS).map_err(storage_error)?;
-        txn.open_table(EMAILS).map_err(storage_error)?;
-        txn.commit().map_err(storage_error)?;
+    pub fn open(db: Arc<Db>) -> Result<Self, StoreError> {
+        db.write(|db| {
+            let txn = db.begin_write().map_err(storage_error)?;
+            txn.open_table(USERS).map_err(storage_error)?;
+            txn.open_table(EMAILS).map_err(storage_error)?;
+            txn.commit().map_err(storage_error)
+        })?;
         Ok(RedbUserStore { db })
     }
 
     fn read_user(&self, id: u128) -> Result<Option<User>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage_error)?;
+        let db = self.db.get()?;
+        let txn = db.begin_read().map_err(storage_error)?;
         let users = txn.open_table(USERS).map_err(storage_error)?;
         users
             .get(id)
@@ -43,14 +46,28 @@ impl RedbUserStore {
     /// Runs a write transaction on the blocking pool.
     async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, UserStoreError> + Send + 'static,
+        f: impl Fn(&redb::WriteTransaction) -> Result<T, UserStoreError> + Send + 'static,
     ) -> Result<T, UserStoreError> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
-            let txn = db.begin_write().map_err(storage_error)?;
-            let out = f(&txn)?;
-            txn.commit().map_err(storage_error)?;
-            Ok(out)
+            // `Db::write` may run the work twice (after reopening); a refusal such as a taken
+            // email aborts the transaction and is reported after.
+            let mut refused = None;
+            let out = db.write(|db| {
+                let txn = db.begin_write().map_err(storage_error)?;
+                match f(&txn) {
+                    Ok(out) => {
+                        txn.commit().map_err(storage_error)?;
+                        Ok(Some(out))
+                    }
+                    Err(UserStoreError::Store(e)) => Err(e),
+                    Err(other) => {
+                        refused = Some(other);
+                        Ok(None)
+                    }
+                }
+            })?;
+            out.ok_or_else(|| refused.unwrap_or(UserStoreError::EmailTaken))
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("user write task failed: {e}")))?
@@ -90,7 +107,8 @@ impl UserStore for RedbUserStore {
 
     async fn by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
         let id = {
-            let txn = self.db.begin_read().map_err(storage_error)?;
+            let db = self.db.get()?;
+            let txn = db.begin_read().map_err(storage_error)?;
             let emails = txn.open_table(EMAILS).map_err(storage_error)?;
             emails
                 .get(normalize_email(email).as_str())
@@ -124,7 +142,8 @@ impl UserStore for RedbUserStore {
     }
 
     async fn list(&self) -> Result<Vec<User>, StoreError> {
-        let txn = self.db.begin_read().map_err(storage_error)?;
+        let db = self.db.get()?;
+        let txn = db.begin_read().map_err(storage_error)?;
         let users = txn.open_table(USERS).map_err(storage_error)?;
         let mut out = Vec::new();
         for item in users.iter().map_err(storage_error)? {
