@@ -336,3 +336,124 @@ async fn acknowledged_writes_survive_a_redis_crash_with_aof() {
         "the user survived"
     );
 }
+
+/// `rediss://`: TLS to Redis, verified against a CA given in `SSL_CERT_FILE` (the system
+/// trust store otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_redis() {
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path();
+    let openssl = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    let made = openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=gatehouse-test-ca",
+    ]) && openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]) && openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext",
+    ]);
+    if !made {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "openssl is needed in CI"
+        );
+        eprintln!("SKIPPED: openssl not available; the TLS test did not run");
+        return;
+    }
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let path = |f: &str| dir.join(f).display().to_string();
+    let Some(redis) = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &path("server.pem"),
+        "--tls-key-file",
+        &path("server.key"),
+        "--tls-ca-cert-file",
+        &path("ca.pem"),
+        "--tls-auth-clients",
+        "no",
+    ]) else {
+        return;
+    };
+    let url = format!("rediss://localhost:{tls_port}/0");
+    let server = Server::builder(Backend::Embedded)
+        .env("GATEHOUSE_SESSIONS__BACKEND", "redis")
+        .env("GATEHOUSE_SESSIONS__REDIS_URL", &url)
+        .env("SSL_CERT_FILE", &path("ca.pem"))
+        .env("JWT_SECRET", SECRET)
+        .start();
+    let t = server.signup(&email("tls")).await;
+    assert_eq!(server.me_status(&t.access).await, 200);
+
+    // Without the CA the certificate is refused: fail closed with 503, never plain text.
+    let untrusting = Server::builder(Backend::Embedded)
+        .env("GATEHOUSE_SESSIONS__BACKEND", "redis")
+        .env("GATEHOUSE_SESSIONS__REDIS_URL", &url)
+        .env("GATEHOUSE_REDIS__COMMAND_TIMEOUT_MS", "500")
+        .env("JWT_SECRET", SECRET)
+        .start();
+    assert_problem(
+        untrusting
+            .http
+            .get(untrusting.url("/readyz"))
+            .send()
+            .await
+            .unwrap(),
+        503,
+    )
+    .await;
+    assert_problem(untrusting.get_auth("/auth/me", &t.access).await, 503).await;
+    drop(redis);
+}
