@@ -335,10 +335,37 @@ impl Server {
         }
     }
 
+    /// The server's process id (for signals and `/proc/<pid>`).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Kills the server with SIGKILL (no shutdown, no flush: a power cut for the process)
+    /// and waits until it is gone.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(child.id().to_string())
+            .status();
+        let _ = child.wait();
+    }
+
+    /// After [`Server::kill9`]: starts a new server on the same data dir with the same
+    /// settings (it panics with the logs if the database does not open).
+    pub fn restart_after_kill(mut self) -> Server {
+        assert!(self.child.is_none(), "kill9 the server first");
+        self.respawn()
+    }
+
     /// Stops the server and starts a new one on the same data dir with the same settings.
     pub fn restart(mut self) -> Server {
         let status = self.stop();
         assert!(status.success(), "gatehouse exited with {status}");
+        self.respawn()
+    }
+
+    fn respawn(mut self) -> Server {
         let tempdir = self._tempdir.take();
         let mut builder = Server::builder(self.backend.clone()).data_dir(&self.data_dir);
         builder.env = self.env.clone();
