@@ -74,6 +74,15 @@ impl RedbUserStore {
     }
 }
 
+/// Writes the user record (not the email index).
+fn put(txn: &redb::WriteTransaction, user: &User) -> Result<(), UserStoreError> {
+    let mut users = txn.open_table(USERS).map_err(storage_error)?;
+    users
+        .insert(user.id.as_u128(), encode(user).as_slice())
+        .map_err(storage_error)?;
+    Ok(())
+}
+
 fn decode(bytes: &[u8]) -> Result<User, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("user record: {e}")))
 }
@@ -96,11 +105,7 @@ impl UserStore for RedbUserStore {
             emails
                 .insert(email.as_str(), user.id.as_u128())
                 .map_err(storage_error)?;
-            let mut users = txn.open_table(USERS).map_err(storage_error)?;
-            users
-                .insert(user.id.as_u128(), encode(&user).as_slice())
-                .map_err(storage_error)?;
-            Ok(())
+            put(txn, &user)
         })
         .await
     }
@@ -128,11 +133,7 @@ impl UserStore for RedbUserStore {
     async fn update(&self, user: &User) -> Result<(), StoreError> {
         let user = user.clone();
         self.write(move |txn| {
-            let mut users = txn.open_table(USERS).map_err(storage_error)?;
-            users
-                .insert(user.id.as_u128(), encode(&user).as_slice())
-                .map_err(storage_error)?;
-            Ok(())
+            put(txn, &user)
         })
         .await
         .map_err(|e| match e {
