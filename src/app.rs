@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Service;
+use crate::auth::keys::{self, KeySource, TokenAlgorithm};
 use crate::auth::passwords::Hasher;
 use crate::auth::secret::{self, SecretInputs, SecretSource};
 use crate::auth::tokens::Signer;
@@ -22,6 +23,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Secret(#[from] secret::SecretError),
+    #[error(transparent)]
+    Keys(#[from] crate::auth::keys::KeyError),
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
     #[error("cannot start the password hashers: {0}")]
@@ -91,28 +94,32 @@ impl App {
         };
 
         let shared_store = config.sessions.backend == SessionBackend::Redis;
-        let (keys, source) = secret::load(secrets, &config.data_dir)?;
-        match &source {
-            SecretSource::Environment => tracing::debug!("signing secret from JWT_SECRET"),
-            SecretSource::File(path) => {
-                tracing::debug!(path = %path.display(), keys = keys.len(), "signing secrets from a file");
+        let signer = if config.tokens.algorithm == TokenAlgorithm::HS256 {
+            let (keys, source) = secret::load(secrets, &config.data_dir)?;
+            match &source {
+                SecretSource::Environment => tracing::debug!("signing secret from JWT_SECRET"),
+                SecretSource::File(path) => {
+                    tracing::debug!(path = %path.display(), keys = keys.len(), "signing secrets from a file");
+                }
+                SecretSource::Generated(path) => tracing::info!(
+                    path = %path.display(),
+                    "JWT_SECRET is unset: generated a random signing secret into the data dir; it is reused on later starts"
+                ),
             }
-            SecretSource::Generated(path) => tracing::info!(
-                path = %path.display(),
-                "JWT_SECRET is unset: generated a random signing secret into the data dir; it is reused on later starts"
-            ),
-        }
-        if shared_store && !secrets.is_configured() {
-            tracing::warn!(
-                "sessions are shared through Redis but JWT_SECRET is unset: every node must use the same secret, or tokens of one node are refused by the others"
-            );
-        }
-        let signer = Signer::hs256(
-            &keys,
-            config.tokens.leeway,
-            config.tokens.issuer.as_deref(),
-            config.tokens.audience.as_deref(),
-        );
+            if shared_store && !secrets.is_configured() {
+                tracing::warn!(
+                    "sessions are shared through Redis but JWT_SECRET is unset: every node must use the same secret, or tokens of one node are refused by the others"
+                );
+            }
+            Signer::hs256(
+                &keys,
+                config.tokens.leeway,
+                config.tokens.issuer.as_deref(),
+                config.tokens.audience.as_deref(),
+            )
+        } else {
+            asymmetric_signer(&config, shared_store)?
+        };
 
         let params = config.argon2_params()?;
         if params.m_cost() < 19_456 || params.t_cost() < 2 {
@@ -128,6 +135,40 @@ impl App {
         let auth = Service::new(&config, users, store, hasher, signer);
         Ok(Arc::new(App { config, auth, db }))
     }
+}
+
+/// The EdDSA/ES256 signer from `tokens.private_keys` or the data dir's generated key.
+fn asymmetric_signer(config: &Config, shared_store: bool) -> Result<Signer, StartError> {
+    let algorithm = config.tokens.algorithm;
+    let (pairs, source) = keys::load(algorithm, &config.tokens.private_keys, &config.data_dir)?;
+    match &source {
+        KeySource::Files(n) => tracing::debug!(keys = n, ?algorithm, "signing keys from files"),
+        KeySource::DataDir(path) => {
+            tracing::debug!(path = %path.display(), ?algorithm, "signing key from the data dir")
+        }
+        KeySource::Generated(path) => tracing::info!(
+            path = %path.display(), ?algorithm,
+            "generated a signing key into the data dir; it is reused on later starts and published at /.well-known/jwks.json"
+        ),
+    }
+    if shared_store && !matches!(source, KeySource::Files(_)) {
+        tracing::warn!(
+            "sessions are shared through Redis but tokens.private_keys is unset: every node must use the same keys, or tokens of one node are refused by the others"
+        );
+    }
+    Signer::asymmetric(
+        algorithm,
+        &pairs,
+        config.tokens.leeway,
+        config.tokens.issuer.as_deref(),
+        config.tokens.audience.as_deref(),
+    )
+    .map_err(|e| {
+        StartError::Config(crate::config::ConfigError::Invalid {
+            key: "tokens.private_keys",
+            reason: e.to_string(),
+        })
+    })
 }
 
 /// Validation guarantees the database or URL a backend needs; this names the key if not.

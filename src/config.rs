@@ -109,6 +109,11 @@ pub struct Tokens {
     pub issuer: Option<String>,
     /// When set, put in `aud` and required on every token presented.
     pub audience: Option<String>,
+    /// `HS256` (shared secret), `EdDSA` or `ES256` (key pairs, published as JWKS).
+    pub algorithm: crate::auth::keys::TokenAlgorithm,
+    /// PEM private keys for EdDSA/ES256: the first signs, all verify and are published.
+    /// Empty: one key generated into the data dir.
+    pub private_keys: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,6 +271,8 @@ impl Default for Tokens {
             leeway: 30,
             issuer: None,
             audience: None,
+            algorithm: Default::default(),
+            private_keys: Vec::new(),
         }
     }
 }

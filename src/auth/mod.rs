@@ -3,13 +3,14 @@
 //! - [`access`]: forward-auth access rules (host, path, policy, roles).
 //! - [`passwords`]: argon2id hashing on a fixed pool of low-priority threads.
 //! - [`tokens`]: signing and strictly verifying access tokens (JWT).
-//! - [`secret`]: where the signing secret comes from.
+//! - [`secret`]: where the signing secret comes from; [`keys`]: asymmetric key pairs.
 //! - [`regulation`]: bans after repeated failed logins.
 //! - [`sessions`]: the stored records of a session and its refresh tokens.
 //! - [`service`]: the operations (register, login, refresh, logout, …) that the HTTP
 //!   handlers and the CLI call.
 
 pub mod access;
+pub mod keys;
 pub mod passwords;
 pub mod policy;
 pub mod regulation;

@@ -25,7 +25,13 @@ pub enum HashError {
     Busy,
     #[error("password hashing failed: {0}")]
     Failed(String),
+    /// The password policy refused the new password (the reason, for the person).
+    #[error("{0}")]
+    Rejected(String),
 }
+
+/// A password policy run on the hashing threads before a new password is hashed.
+pub type Policy = Box<dyn FnOnce(&str) -> Result<(), String> + Send>;
 
 /// The result of checking a password against a stored hash.
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +43,8 @@ pub struct Verification {
 
 enum Work {
     Hash {
-        password: Vec<u8>,
+        password: String,
+        policy: Option<Policy>,
         reply: oneshot::Sender<Result<String, HashError>>,
     },
     Verify {
@@ -77,11 +84,26 @@ impl Hasher {
         Ok(Hasher { jobs, dummy })
     }
 
-    /// Hashes a new password with the configured parameters.
+    /// Hashes a password with the configured parameters.
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
+        self.hash_with_policy(password, None).await
+    }
+
+    /// Checks a new password against `policy`, then hashes it; both on the hashing threads,
+    /// since a strength estimate of a long password is CPU work too.
+    pub async fn hash_new(&self, password: &str, policy: Policy) -> Result<String, HashError> {
+        self.hash_with_policy(password, Some(policy)).await
+    }
+
+    async fn hash_with_policy(
+        &self,
+        password: &str,
+        policy: Option<Policy>,
+    ) -> Result<String, HashError> {
         let (reply, rx) = oneshot::channel();
         self.submit(Work::Hash {
-            password: password.as_bytes().to_vec(),
+            password: password.to_owned(),
+            policy,
             reply,
         })?;
         rx.await
@@ -136,9 +158,21 @@ fn worker(rx: &Mutex<Receiver<Job>>, params: &Params) {
         metrics::gauge!("gatehouse_argon2_queue_depth").decrement(1.0);
         metrics::histogram!("gatehouse_argon2_wait_seconds")
             .record(job.queued_at.elapsed().as_secs_f64());
+        // A request that timed out or whose client left no longer waits for the answer:
+        // skip its work, so a flood does not keep the threads busy after it is over.
         match job.work {
-            Work::Hash { password, reply } => {
-                let _ = reply.send(hash_with(&password, params, &mut blocks));
+            Work::Hash { reply, .. } if reply.is_closed() => {}
+            Work::Verify { reply, .. } if reply.is_closed() => {}
+            Work::Hash {
+                password,
+                policy,
+                reply,
+            } => {
+                let result = match policy.map_or(Ok(()), |check| check(&password)) {
+                    Ok(()) => hash_with(password.as_bytes(), params, &mut blocks),
+                    Err(why) => Err(HashError::Rejected(why)),
+                };
+                let _ = reply.send(result);
             }
             Work::Verify {
                 password,

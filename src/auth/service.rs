@@ -66,6 +66,7 @@ impl From<HashError> for AuthError {
         match err {
             HashError::Busy => AuthError::Busy,
             HashError::Failed(e) => AuthError::Internal(e),
+            HashError::Rejected(why) => AuthError::WeakPassword(why),
         }
     }
 }
@@ -171,10 +172,8 @@ impl Service {
         role: Role,
     ) -> Result<User, AuthError> {
         policy::check_email(email).map_err(AuthError::InvalidEmail)?;
-        policy::check_password(password, email, &self.passwords)
-            .map_err(AuthError::WeakPassword)?;
         // Hash before the uniqueness check, so a taken email costs the same time.
-        let password_hash = self.hasher.hash(password).await?;
+        let password_hash = self.hash_new(password, email).await?;
         let user = User {
             id: Uuid::now_v7(),
             email: email.to_owned(),
@@ -424,11 +423,11 @@ impl Service {
         {
             return Err(AuthError::WrongPassword);
         }
-        policy::check_password(new, &user.email, &self.passwords)
-            .map_err(AuthError::WeakPassword)?;
-        user.password_hash = self.hasher.hash(new).await?;
-        self.users.update(&user).await?;
+        user.password_hash = self.hash_new(new, &user.email).await?;
+        // Sessions end before the new password is stored: a failure in between leaves the
+        // account locked out of its sessions, never with old sessions next to a new password.
         self.revoke_all(user.id).await?;
+        self.users.update(&user).await?;
         tracing::info!(event = "password_changed", user_id = %user.id);
         self.start_session(&user, client).await
     }
@@ -487,20 +486,21 @@ impl Service {
     pub async fn set_role(&self, email: &str, role: Role) -> Result<User, AuthError> {
         let mut user = self.find_user(email).await?;
         user.role = role;
-        self.users.update(&user).await?;
-        // Tokens carry the role: end the sessions so the next login gets the new one.
+        // Tokens carry the role: end the sessions (first) so the next login gets the new one.
         self.revoke_all(user.id).await?;
+        self.users.update(&user).await?;
         Ok(user)
     }
 
     pub async fn set_disabled(&self, email: &str, disabled: bool) -> Result<User, AuthError> {
         let mut user = self.find_user(email).await?;
         user.disabled = disabled;
-        self.users.update(&user).await?;
         if disabled {
             self.revoke_all(user.id).await?;
+            self.users.update(&user).await?;
             tracing::info!(event = "user_disabled", user_id = %user.id);
         } else {
+            self.users.update(&user).await?;
             tracing::info!(event = "user_enabled", user_id = %user.id);
         }
         Ok(user)
@@ -509,11 +509,9 @@ impl Service {
     /// Sets a new password and ends every session of the user.
     pub async fn set_password(&self, email: &str, password: &str) -> Result<User, AuthError> {
         let mut user = self.find_user(email).await?;
-        policy::check_password(password, &user.email, &self.passwords)
-            .map_err(AuthError::WeakPassword)?;
-        user.password_hash = self.hasher.hash(password).await?;
-        self.users.update(&user).await?;
+        user.password_hash = self.hash_new(password, &user.email).await?;
         self.revoke_all(user.id).await?;
+        self.users.update(&user).await?;
         tracing::info!(event = "password_changed", user_id = %user.id, by = "admin");
         Ok(user)
     }
@@ -528,6 +526,13 @@ impl Service {
         let lifted = self.regulation.lift(target).await?;
         tracing::info!(event = "ban_lifted", target = %target, lifted = lifted.len());
         Ok(lifted)
+    }
+
+    /// Checks a new password against the policy and hashes it, on the hashing threads.
+    async fn hash_new(&self, password: &str, email: &str) -> Result<String, AuthError> {
+        let (email, rules) = (email.to_owned(), self.passwords.clone());
+        let policy = Box::new(move |p: &str| policy::check_password(p, &email, &rules));
+        Ok(self.hasher.hash_new(password, policy).await?)
     }
 
     async fn find_user(&self, email: &str) -> Result<User, AuthError> {

@@ -1,4 +1,4 @@
-//! Access tokens: HS256 JWTs with the ADR-004 claims plus `sid`, verified strictly
+//! Access tokens: HS256 (or EdDSA/ES256, see [`super::keys`]) JWTs with the ADR-004 claims plus `sid`, verified strictly
 //! (pinned algorithm, known `kid`, `exp` required, small leeway).
 
 use base64::Engine;
@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::keys::{KeyPair, TokenAlgorithm};
 use crate::store::Role;
 
 /// The claims of an access token.
@@ -72,6 +73,10 @@ impl TokenError {
 /// Signs access tokens with the first HS256 secret and verifies them with any of the
 /// secrets, chosen by the token's `kid` (key rotation).
 pub struct Signer {
+    /// The one algorithm accepted (pinned).
+    algorithm: Algorithm,
+    /// The public keys for `/.well-known/jwks.json` (none for HS256).
+    jwks: Vec<serde_json::Value>,
     header: Header,
     encoding: EncodingKey,
     /// `(kid, key)`, the signing key first.
@@ -105,6 +110,8 @@ impl Signer {
         }
         validation.set_required_spec_claims(&required);
         Signer {
+            algorithm: Algorithm::HS256,
+            jwks: Vec::new(),
             header,
             encoding: EncodingKey::from_secret(signing),
             decoding: secrets
@@ -115,10 +122,47 @@ impl Signer {
         }
     }
 
+    /// Signs with the first asymmetric key pair (EdDSA or ES256) and verifies with any of
+    /// them, chosen by `kid`; all are published as JWKs (rotation with overlap).
+    pub fn asymmetric(
+        algorithm: TokenAlgorithm,
+        keys: &[KeyPair],
+        leeway: u64,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+    ) -> Result<Self, TokenError> {
+        let (alg, encoding): (Algorithm, fn(&[u8]) -> EncodingKey) = match algorithm {
+            TokenAlgorithm::EdDSA => (Algorithm::EdDSA, EncodingKey::from_ed_der),
+            TokenAlgorithm::ES256 => (Algorithm::ES256, EncodingKey::from_ec_der),
+            TokenAlgorithm::HS256 => return Err(TokenError::BadAlgorithm),
+        };
+        let signing = keys.first().ok_or(TokenError::UnknownKey)?;
+        let mut decoding = Vec::with_capacity(keys.len());
+        for key in keys {
+            let jwk = &key.jwk;
+            let component = |name: &str| jwk[name].as_str().unwrap_or_default().to_owned();
+            let decoded = match algorithm {
+                TokenAlgorithm::EdDSA => DecodingKey::from_ed_components(&component("x")),
+                _ => DecodingKey::from_ec_components(&component("x"), &component("y")),
+            }
+            .map_err(|_| TokenError::Malformed)?;
+            decoding.push((key.kid.clone(), decoded));
+        }
+        let mut signer = Signer::hs256(&[], leeway, issuer, audience);
+        signer.validation.algorithms = vec![alg];
+        signer.algorithm = alg;
+        signer.header = Header::new(alg);
+        signer.header.kid = Some(signing.kid.clone());
+        signer.encoding = encoding(&signing.private_der);
+        signer.decoding = decoding;
+        signer.jwks = keys.iter().map(|k| k.jwk.clone()).collect();
+        Ok(signer)
+    }
+
     /// The public keys as JWKs for `/.well-known/jwks.json`: none for HS256, whose keys
     /// are secrets.
     pub fn public_jwks(&self) -> Vec<serde_json::Value> {
-        Vec::new()
+        self.jwks.clone()
     }
 
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, TokenError> {
@@ -128,7 +172,7 @@ impl Signer {
     /// Verifies signature, algorithm, key id and time claims, and returns the claims.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(map_error)?;
-        if header.alg != Algorithm::HS256 {
+        if header.alg != self.algorithm {
             return Err(TokenError::BadAlgorithm);
         }
         let key = header
@@ -207,5 +251,44 @@ mod tests {
         );
 
         assert_eq!(signer.verify("garbage").unwrap_err(), TokenError::Malformed);
+    }
+
+    #[test]
+    fn asymmetric_round_trip_rotation_and_no_algorithm_confusion() {
+        use crate::auth::keys;
+        let now = crate::clock::now_secs();
+        let hs = Signer::hs256(&[vec![7u8; 32]], 0, None, None);
+        let hs_token = hs.sign(&claims(now + 60)).unwrap();
+        for algorithm in [TokenAlgorithm::EdDSA, TokenAlgorithm::ES256] {
+            let dir = tempfile::tempdir().unwrap();
+            let old = keys::generate(algorithm, &dir.path().join("old.pem")).unwrap();
+            let new = keys::generate(algorithm, &dir.path().join("new.pem")).unwrap();
+            let before =
+                Signer::asymmetric(algorithm, std::slice::from_ref(&old), 0, None, None).unwrap();
+            let token = before.sign(&claims(now + 60)).unwrap();
+            assert_eq!(before.verify(&token).unwrap().sid, "s");
+            assert_eq!(before.public_jwks().len(), 1);
+
+            // Rotation: the new key signs, the old one still verifies and is published.
+            let old_again = keys::from_pem(
+                algorithm,
+                &std::fs::read_to_string(dir.path().join("old.pem")).unwrap(),
+            )
+            .unwrap();
+            let after = Signer::asymmetric(algorithm, &[new, old_again], 0, None, None).unwrap();
+            assert_eq!(after.verify(&token).unwrap().sid, "s");
+            let fresh = after.sign(&claims(now + 60)).unwrap();
+            assert_eq!(before.verify(&fresh).unwrap_err(), TokenError::UnknownKey);
+            assert_eq!(after.public_jwks().len(), 2);
+
+            // An HS256 token, even with a known kid, is refused: the algorithm is pinned.
+            assert_eq!(
+                after.verify(&hs_token).unwrap_err(),
+                TokenError::BadAlgorithm
+            );
+            assert_eq!(hs.verify(&token).unwrap_err(), TokenError::BadAlgorithm);
+            let expired = after.sign(&claims(now - 10)).unwrap();
+            assert_eq!(after.verify(&expired).unwrap_err(), TokenError::Expired);
+        }
     }
 }

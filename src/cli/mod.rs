@@ -320,6 +320,15 @@ fn check_config(arg: &ConfigArg) -> Result<(), String> {
         // Checks length and readability without generating anything.
         crate::auth::secret::load(&secrets, &config.data_dir).map_err(|e| e.to_string())?;
     }
+    if !config.tokens.private_keys.is_empty() {
+        // Reads and parses every configured key file.
+        crate::auth::keys::load(
+            config.tokens.algorithm,
+            &config.tokens.private_keys,
+            &config.data_dir,
+        )
+        .map_err(|e| e.to_string())?;
+    }
     println!(
         "configuration OK: listen {}, data dir {}, sessions {:?}, users {:?}",
         config.listen,

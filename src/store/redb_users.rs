@@ -132,14 +132,12 @@ impl UserStore for RedbUserStore {
 
     async fn update(&self, user: &User) -> Result<(), StoreError> {
         let user = user.clone();
-        self.write(move |txn| {
-            put(txn, &user)
-        })
-        .await
-        .map_err(|e| match e {
-            UserStoreError::Store(s) => s,
-            UserStoreError::EmailTaken => StoreError::Corrupt("email index".into()),
-        })
+        self.write(move |txn| put(txn, &user))
+            .await
+            .map_err(|e| match e {
+                UserStoreError::Store(s) => s,
+                UserStoreError::EmailTaken => StoreError::Corrupt("email index".into()),
+            })
     }
 
     async fn list(&self) -> Result<Vec<User>, StoreError> {

@@ -353,7 +353,7 @@ impl Server {
 
     /// After [`Server::kill9`]: starts a new server on the same data dir with the same
     /// settings (it panics with the logs if the database does not open).
-    pub fn restart_after_kill(mut self) -> Server {
+    pub fn restart_after_kill(self) -> Server {
         assert!(self.child.is_none(), "kill9 the server first");
         self.respawn()
     }

@@ -179,18 +179,21 @@ fn allowed(claims: Option<&AccessClaims>) -> HttpResponse {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(claims) = claims {
-        let email = HeaderValue::from_str(&claims.email).ok();
-        if let Some(email) = email {
-            headers.insert("remote-user", email.clone());
-            headers.insert("remote-email", email);
-        }
+        // Fail closed: a 200 without the identity would pass an anonymous request on.
+        let (Ok(email), Ok(id)) = (
+            HeaderValue::from_str(&claims.email),
+            HeaderValue::from_str(&claims.sub.to_string()),
+        ) else {
+            tracing::error!(user_id = %claims.sub, "the email cannot be sent as a header");
+            return ApiError::Internal.into_response();
+        };
+        headers.insert("remote-user", email.clone());
+        headers.insert("remote-email", email);
         headers.insert(
             "remote-role",
             HeaderValue::from_static(claims.role.as_str()),
         );
-        if let Ok(id) = HeaderValue::from_str(&claims.sub.to_string()) {
-            headers.insert("remote-user-id", id);
-        }
+        headers.insert("remote-user-id", id);
     }
     response
 }

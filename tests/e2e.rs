@@ -1,0 +1,773 @@
+//! End-to-end single sign-on with real reverse proxies and a real browser:
+//!
+//! - nginx (`auth_request` to `/authz/auth-request`) and Caddy (`forward_auth` to
+//!   `/authz/forward-auth`) in front of a tiny upstream app that echoes the `Remote-*`
+//!   headers: anonymous browser → login page; API request → 401; logged in → the upstream
+//!   with the headers; logout → locked again; role rule → 403.
+//! - Chromium, headless, driven over WebDriver (chromedriver) through nginx: open a
+//!   protected URL, land on the login page, type the credentials, arrive at the app, sign
+//!   out. A screenshot of the login page goes to `target/test-artifacts/login.png`.
+//!
+//! Host names `auth.gatehouse.test` and `app.gatehouse.test` point at 127.0.0.1 (reqwest's
+//! `resolve`, Chromium's `--host-resolver-rules`), with `cookies.domain = "gatehouse.test"`.
+//! A missing `nginx`, `caddy`, `chromium` or `chromedriver` skips its test loudly; with
+//! `CI=true` it fails it (`.ci/run` installs them).
+
+mod common;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::{Backend, PASSWORD, Server, email};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const AUTH_HOST: &str = "auth.gatehouse.test";
+const APP_HOST: &str = "app.gatehouse.test";
+const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+
+/// The path of `program`, or `None` after saying so (a failure under `CI=true`).
+fn require(program: &str, package: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{program} is not installed; CI must install it (apt-get install {package})");
+        }
+        eprintln!(
+            "SKIPPED: {program} is not installed (apt-get install {package}); this end-to-end test did not run"
+        );
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A child process killed (and reaped) on drop.
+struct Proc {
+    child: Child,
+    name: &'static str,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, cmd: &mut Command, log: PathBuf) -> Proc {
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Proc { child, name, log }
+    }
+
+    /// Waits until `port` accepts connections.
+    fn wait_for_port(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("{} exited with {status}:\n{}", self.name, self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("{} did not listen on {port}:\n{}", self.name, self.logs());
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The upstream app: answers every request with a small HTML page that shows the
+/// `Remote-*` headers it received, and a sign-out link to `logout_url`.
+async fn upstream(logout_url: String) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let logout_url = logout_url.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head
+                    .lines()
+                    .next()
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .unwrap_or("?")
+                    .to_owned();
+                let mut seen: Vec<String> = head
+                    .lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .filter(|(k, _)| k.trim().to_ascii_lowercase().starts_with("remote-"))
+                    .map(|(k, v)| format!("{}: {}", k.trim().to_ascii_lowercase(), v.trim()))
+                    .collect();
+                seen.sort();
+                let body = format!(
+                    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Upstream app</title></head>\
+<body><h1>Upstream app</h1><p id=\"path\">{}</p><pre id=\"headers\">{}</pre>\
+<a id=\"logout\" href=\"{}\">Sign out</a></body></html>",
+                    html_escape::encode_text(&path),
+                    html_escape::encode_text(&seen.join("\n")),
+                    html_escape::encode_double_quoted_attribute(&logout_url),
+                );
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// Gatehouse configured for the proxy on `proxy_port`.
+fn gatehouse(proxy_port: u16, dir: &Path) -> Server {
+    let config = dir.join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+public_url = "http://{AUTH_HOST}:{proxy_port}"
+trusted_proxies = ["127.0.0.1"]
+[cookies]
+domain = "gatehouse.test"
+[login]
+title = "Gatehouse test lab"
+[access_control]
+default_policy = "deny"
+[[access_control.rules]]
+domain = "{APP_HOST}"
+path = "/admin"
+roles = ["admin"]
+[[access_control.rules]]
+domain = "{APP_HOST}"
+path = "/public"
+policy = "bypass"
+[[access_control.rules]]
+domain = "*.gatehouse.test"
+"#
+        ),
+    )
+    .expect("write config");
+    Server::builder(Backend::Embedded)
+        .env("GATEHOUSE_CONFIG", &config.display().to_string())
+        .start()
+}
+
+/// nginx in front of gatehouse (`auth.`) and the upstream (`app.`, behind `auth_request`).
+fn nginx(binary: &Path, dir: &Path, port: u16, gatehouse: &str, upstream: u16) -> Proc {
+    for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+        std::fs::create_dir_all(dir.join("tmp").join(sub)).expect("nginx temp dir");
+    }
+    let d = dir.display();
+    let conf = format!(
+        r#"
+daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+
+    # gatehouse itself: the login and logout pages.
+    server {{
+        listen 127.0.0.1:{port};
+        server_name {AUTH_HOST};
+        location / {{
+            proxy_pass http://{gatehouse};
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }}
+    }}
+
+    # A protected app.
+    server {{
+        listen 127.0.0.1:{port};
+        server_name {APP_HOST};
+
+        location = /internal/gatehouse {{
+            internal;
+            proxy_pass http://{gatehouse}/authz/auth-request;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+
+        location / {{
+            auth_request /internal/gatehouse;
+            auth_request_set $gatehouse_user $upstream_http_remote_user;
+            auth_request_set $gatehouse_email $upstream_http_remote_email;
+            auth_request_set $gatehouse_role $upstream_http_remote_role;
+            auth_request_set $gatehouse_user_id $upstream_http_remote_user_id;
+            auth_request_set $gatehouse_redirect $upstream_http_x_redirection_url;
+            error_page 401 = @gatehouse_login;
+
+            proxy_set_header Remote-User $gatehouse_user;
+            proxy_set_header Remote-Email $gatehouse_email;
+            proxy_set_header Remote-Role $gatehouse_role;
+            proxy_set_header Remote-User-Id $gatehouse_user_id;
+            proxy_pass http://127.0.0.1:{upstream};
+        }}
+
+        # Browsers go to the login page; API clients keep the 401.
+        location @gatehouse_login {{
+            if ($gatehouse_redirect) {{
+                return 302 $gatehouse_redirect;
+            }}
+            return 401;
+        }}
+    }}
+}}
+"#
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).expect("write nginx.conf");
+    let mut proc = Proc::spawn(
+        "nginx",
+        Command::new(binary)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&path),
+        dir.join("nginx.out"),
+    );
+    proc.wait_for_port(port);
+    proc
+}
+
+/// Caddy in front of gatehouse and the upstream (`forward_auth`).
+fn caddy(binary: &Path, dir: &Path, port: u16, gatehouse: &str, upstream: u16) -> Proc {
+    let conf = format!(
+        r#"{{
+    admin off
+    auto_https off
+}}
+
+http://{AUTH_HOST}:{port} {{
+    bind 127.0.0.1
+    reverse_proxy {gatehouse}
+}}
+
+http://{APP_HOST}:{port} {{
+    bind 127.0.0.1
+    forward_auth {gatehouse} {{
+        uri /authz/forward-auth
+        copy_headers Remote-User Remote-Email Remote-Role Remote-User-Id
+    }}
+    reverse_proxy 127.0.0.1:{upstream}
+}}
+"#
+    );
+    let path = dir.join("Caddyfile");
+    std::fs::write(&path, conf).expect("write Caddyfile");
+    let mut proc = Proc::spawn(
+        "caddy",
+        Command::new(binary)
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&path)
+            .env("HOME", dir)
+            .env("XDG_DATA_HOME", dir.join("data"))
+            .env("XDG_CONFIG_HOME", dir.join("config")),
+        dir.join("caddy.out"),
+    );
+    proc.wait_for_port(port);
+    proc
+}
+
+/// A client that resolves the test hosts to the proxy and follows no redirects.
+fn client(port: u16) -> reqwest::Client {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve(AUTH_HOST, addr)
+        .resolve(APP_HOST, addr)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+fn cookie_header(r: &reqwest::Response) -> String {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|c| c.split(';').next())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The walk through a proxy on `port` that the issue asks for, over plain HTTP.
+async fn walk_through_proxy(server: &Server, port: u16) {
+    let http = client(port);
+    let auth = format!("http://{AUTH_HOST}:{port}");
+    let app = format!("http://{APP_HOST}:{port}");
+    let ada = email("ada");
+    server.signup(&ada).await;
+
+    // Anonymous browser: sent to the login page with the original URL in rd.
+    let r = http
+        .get(format!("{app}/dashboard?tab=1"))
+        .header("accept", BROWSER_ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let login_url = location(&r);
+    let expected_rd: String =
+        form_urlencoded::byte_serialize(format!("{app}/dashboard?tab=1").as_bytes()).collect();
+    assert_eq!(login_url, format!("{auth}/login?rd={expected_rd}"));
+    // A forged Remote-User from the client does not get through either.
+    let r = http
+        .get(format!("{app}/dashboard"))
+        .header("remote-user", "admin@example.org")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "API client");
+    // The bypass rule: no session needed.
+    let r = http.get(format!("{app}/public/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The login page, through the proxy.
+    let r = http
+        .get(&login_url)
+        .header("accept", BROWSER_ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Gatehouse test lab"), "{page}");
+    assert!(page.contains("type=\"password\""));
+
+    // Log in with the form: 303 back to the app, cookies for the whole domain.
+    let r = http
+        .post(format!("{auth}/login"))
+        .header("origin", &auth)
+        .form(&[
+            ("email", ada.as_str()),
+            ("password", PASSWORD),
+            ("rd", &format!("{app}/dashboard?tab=1")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), format!("{app}/dashboard?tab=1"));
+    let cookie = cookie_header(&r);
+    assert!(cookie.contains("gatehouse_access="), "{cookie}");
+
+    // Logged in: the upstream is reached with the Remote-* headers (and no forged ones).
+    let r = http
+        .get(format!("{app}/dashboard?tab=1"))
+        .header("accept", BROWSER_ACCEPT)
+        .header("cookie", &cookie)
+        .header("remote-user", "admin@example.org")
+        .header("remote-role", "admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(body.contains(&format!("remote-user: {ada}")), "{body}");
+    assert!(body.contains(&format!("remote-email: {ada}")), "{body}");
+    assert!(body.contains("remote-role: user"), "{body}");
+    assert!(body.contains("remote-user-id: "), "{body}");
+    assert!(!body.contains("admin@example.org"), "{body}");
+    assert!(body.contains("/dashboard?tab=1"), "{body}");
+
+    // Role rule: a signed-in user without the admin role gets 403.
+    let r = http
+        .get(format!("{app}/admin/settings"))
+        .header("accept", BROWSER_ACCEPT)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // Logout through the proxy (the confirmation's POST), then locked again.
+    let r = http
+        .post(format!("{auth}/logout"))
+        .header("origin", &auth)
+        .header("cookie", &cookie)
+        .form(&[("rd", format!("{app}/dashboard"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), format!("{app}/dashboard"));
+    let r = http
+        .get(format!("{app}/dashboard"))
+        .header("accept", BROWSER_ACCEPT)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert!(location(&r).starts_with(&format!("{auth}/login?rd=")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_auth_request() {
+    let Some(binary) = require("nginx", "nginx") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let server = gatehouse(port, dir.path());
+    let upstream = upstream(format!("http://{AUTH_HOST}:{port}/logout")).await;
+    let _nginx = nginx(&binary, dir.path(), port, &server.addr, upstream);
+    walk_through_proxy(&server, port).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caddy_forward_auth() {
+    let Some(binary) = require("caddy", "caddy") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let server = gatehouse(port, dir.path());
+    let upstream = upstream(format!("http://{AUTH_HOST}:{port}/logout")).await;
+    let _caddy = caddy(&binary, dir.path(), port, &server.addr, upstream);
+    walk_through_proxy(&server, port).await;
+}
+
+// --- the browser ---
+
+/// A minimal W3C WebDriver client over reqwest: the few commands this test needs.
+struct WebDriver {
+    http: reqwest::Client,
+    session: String,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl WebDriver {
+    async fn start(base: &str, binary: &Path, args: &[String]) -> WebDriver {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": binary, "args": args},
+        }}});
+        let r: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .expect("new session")
+            .json()
+            .await
+            .expect("session json");
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {r}"))
+            .to_owned();
+        WebDriver {
+            http,
+            session: format!("{base}/session/{session}"),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self.http.request(method, format!("{}{path}", self.session));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let v: Value = req
+            .send()
+            .await
+            .expect("webdriver")
+            .json()
+            .await
+            .expect("json");
+        if v["value"].get("error").is_some() {
+            panic!("webdriver {path}: {v}");
+        }
+        v["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
+    }
+
+    async fn url(&self) -> String {
+        self.call(reqwest::Method::GET, "/url", None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    async fn source(&self) -> String {
+        self.call(reqwest::Method::GET, "/source", None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        v[ELEMENT].as_str().expect("element id").to_owned()
+    }
+
+    async fn active_element_id(&self) -> String {
+        let v = self
+            .call(reqwest::Method::GET, "/element/active", None)
+            .await;
+        let element = v[ELEMENT].as_str().expect("element id").to_owned();
+        let id = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/element/{element}/attribute/id"),
+                None,
+            )
+            .await;
+        id.as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn screenshot(&self, path: &Path) {
+        let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().expect("png"))
+            .expect("base64");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("artifact dir");
+        std::fs::write(path, bytes).expect("write screenshot");
+    }
+
+    /// Waits until the URL satisfies `pred`; returns it.
+    async fn wait_url(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let url = self.url().await;
+            if pred(&url) {
+                return url;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "waited for {what}; the browser is at {url}:\n{}",
+                    self.source().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn quit(self) {
+        let _ = self.http.delete(&self.session).send().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_signs_in_through_nginx_and_out() {
+    let (Some(nginx_bin), Some(chromium), Some(driver_bin)) = (
+        require("nginx", "nginx"),
+        require("chromium", "chromium"),
+        require("chromedriver", "chromium-driver"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let server = gatehouse(port, dir.path());
+    let ada = email("ada");
+    server.signup(&ada).await;
+    let auth = format!("http://{AUTH_HOST}:{port}");
+    let app = format!("http://{APP_HOST}:{port}");
+    let upstream = upstream(format!("{auth}/logout?rd={app}/")).await;
+    let _nginx = nginx(&nginx_bin, dir.path(), port, &server.addr, upstream);
+
+    let driver_port = free_port();
+    let mut driver = Proc::spawn(
+        "chromedriver",
+        Command::new(&driver_bin).arg(format!("--port={driver_port}")),
+        dir.path().join("chromedriver.log"),
+    );
+    driver.wait_for_port(driver_port);
+    let profile = dir.path().join("profile");
+    let args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable",
+        "--window-size=900,700",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        format!("--user-data-dir={}", profile.display()),
+        "--host-resolver-rules=MAP *.gatehouse.test 127.0.0.1".to_owned(),
+    ])
+    .collect();
+    let browser =
+        WebDriver::start(&format!("http://127.0.0.1:{driver_port}"), &chromium, &args).await;
+
+    // A protected URL sends the browser to the login page.
+    browser.goto(&format!("{app}/dashboard?tab=1")).await;
+    let url = browser
+        .wait_url("the login page", |u| {
+            u.starts_with(&format!("{auth}/login?rd="))
+        })
+        .await;
+    assert!(url.contains("dashboard"), "{url}");
+    let page = browser.source().await;
+    assert!(page.contains("Gatehouse test lab"), "{page}");
+    assert_eq!(
+        browser.active_element_id().await,
+        "email",
+        "the email field has the focus"
+    );
+    let artifact = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts/login.png");
+    browser.screenshot(&artifact).await;
+    eprintln!("login page screenshot: {}", artifact.display());
+
+    // A wrong password: the error in words, still on the login page.
+    browser.type_into("#email", &ada).await;
+    browser.type_into("#password", "not the password").await;
+    browser.click("button[type=submit]").await;
+    browser
+        .wait_url("the login page again", |u| {
+            u.starts_with(&format!("{auth}/login"))
+        })
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !browser
+        .source()
+        .await
+        .contains("The email or password is wrong")
+    {
+        assert!(Instant::now() < deadline, "no error text");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let artifact_error =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts/login-error.png");
+    browser.screenshot(&artifact_error).await;
+
+    // The right one: the app, with the identity headers.
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser
+        .wait_url("the app", |u| u == format!("{app}/dashboard?tab=1"))
+        .await;
+    let page = browser.source().await;
+    assert!(page.contains(&format!("remote-user: {ada}")), "{page}");
+    assert!(page.contains("remote-role: user"), "{page}");
+
+    // Sign out from the app: gatehouse asks to confirm (the link came from another
+    // origin), the button posts, and the app is locked again.
+    browser.click("#logout").await;
+    browser
+        .wait_url("the logout confirmation", |u| {
+            u.starts_with(&format!("{auth}/logout"))
+        })
+        .await;
+    assert!(browser.source().await.contains("Do you want to sign out?"));
+    browser.click("button[type=submit]").await;
+    browser
+        .wait_url("the login page after logout", |u| {
+            u.starts_with(&format!("{auth}/login?rd="))
+        })
+        .await;
+    browser.goto(&format!("{app}/dashboard")).await;
+    browser
+        .wait_url("the login page", |u| {
+            u.starts_with(&format!("{auth}/login?rd="))
+        })
+        .await;
+    browser.quit().await;
+    let _ = std::io::stderr().flush();
+}
