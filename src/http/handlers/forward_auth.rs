@@ -180,8 +180,9 @@ fn allowed(claims: Option<&AccessClaims>) -> HttpResponse {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(claims) = claims {
         // Fail closed: a 200 without the identity would pass an anonymous request on.
+        // `from_bytes` lets an internationalized (UTF-8) email through as obs-text.
         let (Ok(email), Ok(id)) = (
-            HeaderValue::from_str(&claims.email),
+            HeaderValue::from_bytes(claims.email.as_bytes()),
             HeaderValue::from_str(&claims.sub.to_string()),
         ) else {
             tracing::error!(user_id = %claims.sub, "the email cannot be sent as a header");
