@@ -155,6 +155,8 @@ fn forge(claims: &Value) -> String {
 fn http_client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // Below the server's 10 s idle close (see the soak client).
+        .pool_idle_timeout(Duration::from_secs(5))
         .timeout(timeout)
         .build()
         .expect("client")
@@ -738,8 +740,12 @@ async fn soak_worker(
     stats: Arc<Mutex<SoakStats>>,
     hash_slots: Arc<tokio::sync::Semaphore>,
 ) {
+    // The server closes a keep-alive connection that sends nothing for
+    // `limits.header_read_timeout` (10 s); a client must drop idle ones sooner, or it races
+    // the close and sees "error sending request" (the usual keep-alive race, not a failure).
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(1)
+        .pool_idle_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client");

@@ -283,6 +283,8 @@ impl ServerBuilder {
             logs,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                // Below the server's idle keep-alive close (limits.header_read_timeout).
+                .pool_idle_timeout(Duration::from_secs(5))
                 .build()
                 .expect("client"),
         }
