@@ -148,7 +148,9 @@ impl Hasher {
 
 fn worker(rx: &Mutex<Receiver<Job>>, params: &Params) {
     lower_priority();
-    let mut blocks = vec![Block::default(); params.block_count()];
+    // Allocated on the first job (by `blocks_for`), not at start: an idle server holds no
+    // hashing memory.
+    let mut blocks: Vec<Block> = Vec::new();
     loop {
         let job = {
             let guard = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

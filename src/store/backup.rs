@@ -44,6 +44,7 @@ pub fn copy_database(db: &Database, dest: &Path, contents: Contents) -> Result<u
         if contents == Contents::Everything {
             copy_table(&read, &write, embedded::KV)?;
             copy_table(&read, &write, embedded::SETS)?;
+            copy_table(&read, &write, embedded::SET_TTL)?;
             copy_table(&read, &write, embedded::EXPIRY)?;
         }
         write.commit().map_err(storage_error)?;

@@ -24,6 +24,11 @@ pub enum OpenError {
     Database { path: String, source: redb::Error },
 }
 
+/// redb's page cache. Its default (1 GiB) lets resident memory grow with the database; the
+/// hot session entries are cached by moka in front anyway, and the kernel's page cache
+/// serves the rest.
+const CACHE_BYTES: usize = 16 << 20;
+
 /// Free bytes below which a full disk is taken as still full.
 const ROOM_NEEDED: u64 = 1 << 20;
 
@@ -116,10 +121,13 @@ impl Db {
                 }
             }
         }
-        let reopened = Database::create(&self.path).map_err(|e| {
-            tracing::error!(error = %e, "reopening the database failed");
-            StoreError::Unavailable(format!("reopening the database: {e}"))
-        })?;
+        let reopened = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&self.path)
+            .map_err(|e| {
+                tracing::error!(error = %e, "reopening the database failed");
+                StoreError::Unavailable(format!("reopening the database: {e}"))
+            })?;
         *slot = Some(Arc::new(reopened));
         self.failed.store(false, Ordering::Release);
         tracing::warn!(path = %self.path.display(), "reopened the database after a write failure; writes work again");
@@ -170,7 +178,7 @@ pub fn open(data_dir: &Path, file: &Path) -> Result<Arc<Database>, OpenError> {
             .mode(0o600)
             .open(file);
     }
-    match Database::create(file) {
+    match Database::builder().set_cache_size(CACHE_BYTES).create(file) {
         Ok(db) => Ok(Arc::new(db)),
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
             Err(OpenError::InUse(file.display().to_string()))

@@ -30,7 +30,9 @@ use crate::clock::now_ms;
 /// key → (expires_at in Unix ms, value)
 pub(crate) const KV: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("session_kv");
 /// (set, member) → expires_at in Unix ms
-pub(crate) const SETS: TableDefinition<(&str, &str), u64> = TableDefinition::new("session_sets");
+pub(crate) const SETS: TableDefinition<(&str, &str), ()> = TableDefinition::new("session_sets");
+/// set → expires_at in Unix ms: like Redis, a TTL belongs to the whole set.
+pub(crate) const SET_TTL: TableDefinition<&str, u64> = TableDefinition::new("session_set_ttl");
 /// (expires_at, tagged key) → (): lets the purge find expired entries by a range scan.
 pub(crate) const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("session_expiry");
 
@@ -88,6 +90,7 @@ impl EmbeddedStore {
             let txn = db.begin_write().map_err(storage_error)?;
             txn.open_table(KV).map_err(storage_error)?;
             txn.open_table(SETS).map_err(storage_error)?;
+            txn.open_table(SET_TTL).map_err(storage_error)?;
             txn.open_table(EXPIRY).map_err(storage_error)?;
             txn.commit().map_err(storage_error)
         })?;
@@ -201,18 +204,23 @@ impl SessionStore for EmbeddedStore {
     async fn set_members(&self, set: &str) -> Result<Vec<String>, StoreError> {
         let db = self.shared.db.get()?;
         let txn = db.begin_read().map_err(storage_error)?;
+        let ttl = txn.open_table(SET_TTL).map_err(storage_error)?;
+        let live = ttl
+            .get(set)
+            .map_err(storage_error)?
+            .is_some_and(|at| at.value() > now_ms());
+        if !live {
+            return Ok(Vec::new());
+        }
         let table = txn.open_table(SETS).map_err(storage_error)?;
-        let now = now_ms();
         let mut members = Vec::new();
         for item in table.range((set, "")..).map_err(storage_error)? {
-            let (key, expires_at) = item.map_err(storage_error)?;
+            let (key, _) = item.map_err(storage_error)?;
             let (s, member) = key.value();
             if s != set {
                 break;
             }
-            if expires_at.value() > now {
-                members.push(member.to_owned());
-            }
+            members.push(member.to_owned());
         }
         Ok(members)
     }
@@ -252,11 +260,24 @@ struct Writer {
     purge_interval: Duration,
 }
 
-type Tables<'t> = (
-    Table<'t, &'static str, (u64, &'static [u8])>,
-    Table<'t, (&'static str, &'static str), u64>,
-    Table<'t, (u64, &'static str), ()>,
-);
+/// The store's tables, open in one write transaction.
+struct Tables<'t> {
+    kv: Table<'t, &'static str, (u64, &'static [u8])>,
+    sets: Table<'t, (&'static str, &'static str), ()>,
+    set_ttl: Table<'t, &'static str, u64>,
+    expiry: Table<'t, (u64, &'static str), ()>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Tables {
+            kv: txn.open_table(KV).map_err(storage_error)?,
+            sets: txn.open_table(SETS).map_err(storage_error)?,
+            set_ttl: txn.open_table(SET_TTL).map_err(storage_error)?,
+            expiry: txn.open_table(EXPIRY).map_err(storage_error)?,
+        })
+    }
+}
 
 enum Outcome {
     Done,
@@ -347,11 +368,7 @@ impl Writer {
         let now = now_ms();
         let mut outcomes = Vec::with_capacity(batch.len());
         {
-            let mut t: Tables = (
-                txn.open_table(KV).map_err(storage_error)?,
-                txn.open_table(SETS).map_err(storage_error)?,
-                txn.open_table(EXPIRY).map_err(storage_error)?,
-            );
+            let mut t = Tables::open(&txn)?;
             for job in batch {
                 let outcome = match job {
                     Job::Apply { ops, .. } => {
@@ -385,9 +402,10 @@ impl Writer {
                             None => (1, expires_at(now, *ttl)),
                         };
                         let value = count.to_string();
-                        t.0.insert(key.as_str(), (at, value.as_bytes()))
+                        t.kv.insert(key.as_str(), (at, value.as_bytes()))
                             .map_err(storage_error)?;
-                        t.2.insert((at, key_tag(key).as_str()), ())
+                        t.expiry
+                            .insert((at, key_tag(key).as_str()), ())
                             .map_err(storage_error)?;
                         touched.insert(key.clone());
                         Outcome::Count(count)
@@ -409,14 +427,10 @@ impl Writer {
             let mut touched = HashSet::new();
             let done;
             {
-                let mut t: Tables = (
-                    txn.open_table(KV).map_err(storage_error)?,
-                    txn.open_table(SETS).map_err(storage_error)?,
-                    txn.open_table(EXPIRY).map_err(storage_error)?,
-                );
+                let mut t = Tables::open(&txn)?;
                 let now = now_ms();
                 let mut due = Vec::new();
-                for item in t.2.range(..(now, "")).map_err(storage_error)? {
+                for item in t.expiry.range(..(now, "")).map_err(storage_error)? {
                     let (key, _) = item.map_err(storage_error)?;
                     let (at, tagged) = key.value();
                     due.push((at, tagged.to_owned()));
@@ -426,14 +440,14 @@ impl Writer {
                 }
                 done = due.len() < PURGE_BATCH;
                 for (at, tagged) in &due {
-                    t.2.remove((*at, tagged.as_str())).map_err(storage_error)?;
+                    t.expiry
+                        .remove((*at, tagged.as_str()))
+                        .map_err(storage_error)?;
                     if let Some(key) = tagged.strip_prefix("k:") {
-                        t.0.remove(key).map_err(storage_error)?;
+                        t.kv.remove(key).map_err(storage_error)?;
                         touched.insert(key.to_owned());
-                    } else if let Some((set, member)) =
-                        tagged.strip_prefix("s:").and_then(|s| s.split_once('\0'))
-                    {
-                        t.1.remove((set, member)).map_err(storage_error)?;
+                    } else if let Some(set) = tagged.strip_prefix("s:") {
+                        remove_set(&mut t, set)?;
                     }
                 }
                 if !due.is_empty() {
@@ -456,18 +470,19 @@ fn key_tag(key: &str) -> String {
     format!("k:{key}")
 }
 
-fn member_tag(set: &str, member: &str) -> String {
-    format!("s:{set}\0{member}")
+fn set_tag(set: &str) -> String {
+    format!("s:{set}")
 }
 
 /// Removes `key` and its expiry index entry; returns what it held, expired or not.
 fn remove_key(t: &mut Tables, key: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-    let old = t.0.remove(key).map_err(storage_error)?.map(|g| {
+    let old = t.kv.remove(key).map_err(storage_error)?.map(|g| {
         let (at, v) = g.value();
         (at, v.to_vec())
     });
     if let Some((at, _)) = &old {
-        t.2.remove((*at, key_tag(key).as_str()))
+        t.expiry
+            .remove((*at, key_tag(key).as_str()))
             .map_err(storage_error)?;
     }
     Ok(old)
@@ -492,44 +507,56 @@ fn apply_op(
                 return Ok(());
             }
             let at = expires_at(now, *ttl);
-            t.0.insert(key.as_str(), (at, value.as_slice()))
+            t.kv.insert(key.as_str(), (at, value.as_slice()))
                 .map_err(storage_error)?;
-            t.2.insert((at, key_tag(key).as_str()), ())
+            t.expiry
+                .insert((at, key_tag(key).as_str()), ())
                 .map_err(storage_error)?;
             touched.insert(key.clone());
         }
         Op::Delete { key } => {
             // Like Redis' DEL, this removes a value or a whole set.
             remove_key(t, key)?;
-            for member in set_members_of(t, key)? {
-                remove_member(t, key, &member)?;
-            }
+            remove_set(t, key)?;
             touched.insert(key.clone());
         }
         Op::SetAdd { set, member, ttl } => {
-            // Redis' TTL belongs to the whole set: re-arm every member, as PEXPIRE would.
+            // An expired set starts empty, as in Redis.
+            let old = t
+                .set_ttl
+                .get(set.as_str())
+                .map_err(storage_error)?
+                .map(|g| g.value());
+            if old.is_some_and(|at| at <= now) {
+                remove_set(t, set)?;
+            } else if let Some(at) = old {
+                t.expiry
+                    .remove((at, set_tag(set).as_str()))
+                    .map_err(storage_error)?;
+            }
+            // The TTL belongs to the whole set: re-arm it, as PEXPIRE would.
             let at = expires_at(now, *ttl);
-            let mut members = set_members_of(t, set)?;
-            if !members.contains(member) {
-                members.push(member.clone());
-            }
-            for m in &members {
-                remove_member(t, set, m)?;
-                t.1.insert((set.as_str(), m.as_str()), at)
-                    .map_err(storage_error)?;
-                t.2.insert((at, member_tag(set, m).as_str()), ())
-                    .map_err(storage_error)?;
-            }
+            t.set_ttl.insert(set.as_str(), at).map_err(storage_error)?;
+            t.expiry
+                .insert((at, set_tag(set).as_str()), ())
+                .map_err(storage_error)?;
+            t.sets
+                .insert((set.as_str(), member.as_str()), ())
+                .map_err(storage_error)?;
         }
-        Op::SetRemove { set, member } => remove_member(t, set, member)?,
+        Op::SetRemove { set, member } => {
+            t.sets
+                .remove((set.as_str(), member.as_str()))
+                .map_err(storage_error)?;
+        }
     }
     Ok(())
 }
 
-/// Every member of `set` in the write transaction, expired or not.
-fn set_members_of(t: &Tables, set: &str) -> Result<Vec<String>, StoreError> {
+/// Removes a set: its members, its TTL and its expiry index entry.
+fn remove_set(t: &mut Tables, set: &str) -> Result<(), StoreError> {
     let mut members = Vec::new();
-    for item in t.1.range((set, "")..).map_err(storage_error)? {
+    for item in t.sets.range((set, "")..).map_err(storage_error)? {
         let (key, _) = item.map_err(storage_error)?;
         let (s, m) = key.value();
         if s != set {
@@ -537,16 +564,17 @@ fn set_members_of(t: &Tables, set: &str) -> Result<Vec<String>, StoreError> {
         }
         members.push(m.to_owned());
     }
-    Ok(members)
-}
-
-fn remove_member(t: &mut Tables, set: &str, member: &str) -> Result<(), StoreError> {
-    let old =
-        t.1.remove((set, member))
-            .map_err(storage_error)?
-            .map(|g| g.value());
-    if let Some(at) = old {
-        t.2.remove((at, member_tag(set, member).as_str()))
+    for m in &members {
+        t.sets.remove((set, m.as_str())).map_err(storage_error)?;
+    }
+    if let Some(at) = t
+        .set_ttl
+        .remove(set)
+        .map_err(storage_error)?
+        .map(|g| g.value())
+    {
+        t.expiry
+            .remove((at, set_tag(set).as_str()))
             .map_err(storage_error)?;
     }
     Ok(())
@@ -554,4 +582,84 @@ fn remove_member(t: &mut Tables, set: &str, member: &str) -> Result<(), StoreErr
 
 fn expires_at(now: u64, ttl: Duration) -> u64 {
     now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &std::path::Path) -> EmbeddedStore {
+        let db = Db::open(dir, &dir.join("t.redb")).unwrap();
+        EmbeddedStore::open(db, 100, Duration::from_millis(50)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn sets_expire_as_a_whole_and_restart_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let add = |m: &str, ms: u64| Op::SetAdd {
+            set: "s".into(),
+            member: m.into(),
+            ttl: Duration::from_millis(ms),
+        };
+        s.apply(vec![add("a", 100), add("b", 100)]).await.unwrap();
+        // Adding re-arms the whole set's TTL.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        s.apply(vec![add("c", 100)]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let mut members = s.set_members("s").await.unwrap();
+        members.sort();
+        assert_eq!(members, ["a", "b", "c"]);
+        // Expired: reads as empty, and a new member starts a fresh set.
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(s.set_members("s").await.unwrap().is_empty());
+        s.apply(vec![add("d", 1000)]).await.unwrap();
+        assert_eq!(s.set_members("s").await.unwrap(), ["d"]);
+        // DEL removes a whole set; SREM one member.
+        s.apply(vec![
+            add("e", 1000),
+            Op::SetRemove {
+                set: "s".into(),
+                member: "d".into(),
+            },
+        ])
+        .await
+        .unwrap();
+        assert_eq!(s.set_members("s").await.unwrap(), ["e"]);
+        s.apply(vec![Op::Delete { key: "s".into() }]).await.unwrap();
+        assert!(s.set_members("s").await.unwrap().is_empty());
+        s.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn values_expire_and_take_is_atomic_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        s.apply(vec![Op::set(
+            "k".into(),
+            b"v".to_vec(),
+            Duration::from_millis(80),
+        )])
+        .await
+        .unwrap();
+        assert_eq!(s.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+        let marker = || vec![Op::set("m".into(), b"1".to_vec(), Duration::from_secs(5))];
+        let (a, b) = tokio::join!(
+            s.take_then_apply("k", marker()),
+            s.take_then_apply("k", marker())
+        );
+        assert_eq!(a.unwrap().is_some() as u8 + b.unwrap().is_some() as u8, 1);
+        assert!(s.get("m").await.unwrap().is_some());
+        s.apply(vec![Op::set(
+            "x".into(),
+            b"y".to_vec(),
+            Duration::from_millis(50),
+        )])
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(s.get("x").await.unwrap().is_none());
+        assert_eq!(s.count("").await.unwrap(), 1, "only m is live");
+        s.close().await.unwrap();
+    }
 }
