@@ -1,0 +1,1 @@
+-- A fixed request (verify, login, hello): everything is set by common.lua from BENCH_*.
