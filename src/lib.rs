@@ -3,18 +3,26 @@
 //! People log in with email and password and receive short-lived JWTs (ADR-004).
 //! A request flows through these parts, top to bottom:
 //!
-//! - [`cli`]: the command line (`serve`, `check-config`, `user …`); `main.rs` only calls it.
+//! - [`cli`]: the command line (`serve`, `check-config`, `user …`, `ban …`, `backup`,
+//!   `restore`); `main.rs` only calls it.
 //! - [`admin`]: account administration, run by the CLI directly or, while a server holds the
 //!   database, through the server's admin socket.
 //! - [`config`]: layered configuration (defaults < `config.toml` < `GATEHOUSE_*` env) and its validation.
 //! - [`app`]: builds the shared [`app::App`] (stores, hasher, keys) from a [`config::Config`].
-//! - [`http`]: the hyper listener, graceful shutdown, routing, body and cookie handling,
-//!   and one module per group of endpoints. Handlers call [`auth::Service`] only.
-//! - [`auth`]: the rules: passwords (argon2id on a bounded thread pool), tokens (JWT),
-//!   and the session life cycle (login, rotation with reuse detection, revocation).
-//! - [`store`]: the [`store::SessionStore`] and [`store::UserStore`] traits and their backends.
-//!   The handlers never know which backend runs.
+//! - [`http`]: the hyper listener (connection cap, load shedding, graceful shutdown), routing,
+//!   body and cookie handling, metrics, the login pages, and one module per group of
+//!   endpoints (the JSON API, forward-auth, introspection). Handlers call [`auth::Service`].
+//! - [`auth`]: the rules: passwords (argon2id on a bounded thread pool, strength policy),
+//!   tokens (JWT, key rotation), regulation of failed logins, forward-auth access rules, and
+//!   the session life cycle (login, rotation with reuse detection, revocation).
+//! - [`store`]: the [`store::SessionStore`] and [`store::UserStore`] traits and their backends
+//!   (embedded moka + redb, Redis), plus backup. The handlers never know which backend runs.
 //! - [`error`]: the one error type that every endpoint renders as `application/problem+json`.
+//! - [`clock`]: Unix time helpers.
+//!
+//! A token check (`GET /auth/me`, forward-auth): [`http::router`] → [`http::request::credential`]
+//! → [`auth::Service::authenticate`] (signature, claims, then one [`store::SessionStore::get`]
+//! of the session) → the handler.
 
 pub mod admin;
 pub mod app;

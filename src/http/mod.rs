@@ -1,7 +1,8 @@
-//! The HTTP side: [`server`] (listener, connection limit, graceful shutdown), [`router`]
-//! (method and path to handler), [`request`] (bodies, credentials, CSRF), [`bodies`] (the
-//! JSON request types), [`response`],
-//! [`cookies`], [`metrics`] (Prometheus), and one module per group of endpoints.
+//! The HTTP side: [`server`] (listener, connection cap and shedding, graceful shutdown),
+//! [`router`] (method and path to handler), [`request`] (bodies, credentials, CSRF, client
+//! address), [`bodies`] (the JSON request types), [`response`], [`cookies`], [`metrics`]
+//! (Prometheus), [`pages`] (the login and logout HTML), [`redirect`] (safe `rd` targets), and
+//! [`handlers`], one module per group of endpoints.
 
 pub mod bodies;
 pub mod cookies;
