@@ -4,7 +4,7 @@
     python3 benches/footprint.py [--binary PATH] [--sessions 100000] [--users 10000]
 
 Builds the release binary unless --binary is given, then prints a table and one JSON line.
-`benches/run.py` calls the same functions (and goes on to 1,000,000 sessions).
+`benches/run.py` calls the same functions (and goes on towards 1,000,000 sessions, within its time budget).
 
 How each figure is taken:
 - size: the file size of the (already stripped) binary; `strip` on a copy shows whether
@@ -126,8 +126,13 @@ def fill(ctx, wrk, port, mode, count, users=1, conns=32, budget_s=None):
     return r
 
 
-def memory_profile(ctx, wrk, users=10000, session_steps=(100000,), budget_s=None):
-    """RSS idle, after `users` accounts, and after each number of live sessions (embedded)."""
+def memory_profile(ctx, wrk, users=10000, session_steps=(100000,), budget_s=None, deadline=None):
+    """RSS idle, after `users` accounts, and after each number of live sessions (embedded).
+
+    Each fill step stops at its target, after budget_s seconds, or at `deadline` (a
+    time.monotonic() value), whichever comes first; the step records how many sessions exist.
+    A step that falls short also gets a linear extrapolation to its target from the last two
+    measured points (labelled as such in the report, never shown as a measurement)."""
     out = {"users": users, "steps": []}
     g = Gatehouse(ctx, "gatehouse-memory", cheap=True)
     try:
@@ -139,15 +144,46 @@ def memory_profile(ctx, wrk, users=10000, session_steps=(100000,), budget_s=None
         out["register_rps"] = r["ok"] / r["wall_s"]
         out["after_users_kib"] = g.rss_kib()
         made = 0
+        prev = (0, out["after_users_kib"])  # (sessions, RSS) of the last measured point
         for target in session_steps:
-            log(f"memory: logging in until {target} live sessions")
-            r = fill(ctx, wrk, g.port, "login", target - made, users=users, budget_s=budget_s)
-            made += r["ok"]
-            time.sleep(1.0)
-            out["steps"].append({"target": target, "seconds": r["wall_s"], "sessions": made, "rss_kib": g.rss_kib(), "login_rps": r["ok"] / r["wall_s"],
-                                 "db_bytes": sum(f.stat().st_size for f in Path(g.data).glob("*.redb"))})
+            budget = budget_s
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                budget = left if budget is None else min(budget, left)
+            step = {"target": target}
+            if budget is not None and budget < 10:
+                log(f"memory: no time left for {target} sessions (run budget)")
+                step.update({"skipped": True, "sessions": made, "seconds": 0.0})
+            else:
+                log(f"memory: logging in until {target} live sessions (at most {budget:.0f} s)"
+                    if budget else f"memory: logging in until {target} live sessions")
+                r = fill(ctx, wrk, g.port, "login", target - made, users=users, budget_s=budget)
+                made += r["ok"]
+                time.sleep(1.0)
+                step.update({"seconds": r["wall_s"], "sessions": made, "rss_kib": g.rss_kib(),
+                             "login_rps": r["ok"] / r["wall_s"], "budget_s": budget,
+                             "db_bytes": sum(f.stat().st_size for f in Path(g.data).glob("*.redb"))})
+                if made > prev[0]:
+                    step["kib_per_session"] = (step["rss_kib"] - prev[1]) / (made - prev[0])
+                    step["kib_per_session_since"] = prev[0]
+            if "rss_kib" in step:
+                prev = (made, step["rss_kib"])
+            out["steps"].append(step)
+            if step.get("skipped") or step["sessions"] < 0.99 * target:
+                for later in session_steps[session_steps.index(target) + 1:]:
+                    out["steps"].append({"target": later, "skipped": True, "sessions": made, "seconds": 0.0})
+                break
     finally:
         g.stop()
+    measured = [st for st in out["steps"] if "rss_kib" in st]
+    if measured and measured[-1].get("kib_per_session") is not None:
+        last = measured[-1]
+        for st in out["steps"]:
+            if st["sessions"] < 0.99 * st["target"]:
+                st["extrapolated_rss_kib"] = last["rss_kib"] + last["kib_per_session"] * (st["target"] - last["sessions"])
+                st["extrapolated_from"] = {"sessions": last["sessions"], "rss_kib": last["rss_kib"],
+                                           "kib_per_session": last["kib_per_session"],
+                                           "since_sessions": last["kib_per_session_since"]}
     return out
 
 

@@ -6,6 +6,7 @@ Standard library only, so that the smoke run (CI) needs nothing from PyPI.
 import http.client
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -159,6 +160,13 @@ class Proc:
 
 def request(port, method, path, body=None, headers=None, form=False, timeout=30):
     """One HTTP call on loopback; returns (status, parsed JSON or text)."""
+    status, _, parsed = request_full(port, method, path, body, headers, form, timeout)
+    return status, parsed
+
+
+def request_full(port, method, path, body=None, headers=None, form=False, timeout=30):
+    """One HTTP call on loopback; returns (status, headers with lower-case names, parsed
+    JSON or text)."""
     h = {"User-Agent": UA}
     h.update(headers or {})
     data = None
@@ -179,7 +187,7 @@ def request(port, method, path, body=None, headers=None, form=False, timeout=30)
             parsed = json.loads(raw) if raw else None
         except ValueError:
             parsed = raw.decode(errors="replace")
-        return r.status, parsed
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, parsed
     finally:
         c.close()
 
@@ -225,15 +233,28 @@ class Wrk:
         path = env.pop("_PATH", "/")
         argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", f"--timeout={timeout_s}s",
                 "-s", str(self.script(script)), f"http://127.0.0.1:{port}{path}"]
-        shown = {k: (v if len(v) < 60 else v[:20] + "…") for k, v in env.items()}
-        self.record.append(" ".join(f"{k}={json.dumps(v) if ' ' in v or '{' in v else v}"
-                                    for k, v in shown.items()) + " " + " ".join(
-            a if not a.startswith("/") else os.path.relpath(a, REPO) for a in argv))
+        self.record.append(self.shown(env, argv))
         full = dict(os.environ)
         full.update(env)
         p = subprocess.Popen(argv, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         LOADGEN.append(p)
         return p, duration
+
+    def shown(self, env, argv):
+        """The command line as recorded in BENCHMARKS.md: shell-quoted, the run's temp dir as
+        $TMP, access tokens shortened (they are secrets of a throw-away server, and long)."""
+        tmp = str(self.workdir)
+
+        def show(v):
+            if v.startswith(tmp + "/") and shlex.quote(v) == v:
+                return '"$TMP' + v[len(tmp):] + '"'
+            return shlex.quote(v)
+        parts = []
+        for k, v in env.items():
+            if k == "BENCH_AUTH" and len(v) > 40:
+                v = v[:24] + "…"
+            parts.append(f"{k}={show(v)}")
+        return " ".join(parts + [show(a) for a in argv])
 
     @staticmethod
     def finish(handle):
@@ -261,13 +282,13 @@ class Wrk:
     def run(self, port, script="static", **kw):
         return self.finish(self.start(port, script, **kw))
 
-    def paced(self, port, target_rps, conns=64, env=None, calib_s=2, **kw):
-        """Closed-loop wrk paced by its delay() hook to about target_rps (two short
-        calibration runs adjust the pause), then the measured run."""
+    def paced(self, port, target_rps, conns=64, env=None, calib_s=2, calib_runs=2, **kw):
+        """Closed-loop wrk paced by its delay() hook to about target_rps (short calibration
+        runs adjust the pause), then the measured run."""
         env = dict(env or {})
         period_ms = conns * 1000.0 / max(target_rps, 1.0)
         delay = max(period_ms * 0.85, 0.0)
-        for _ in range(2):
+        for _ in range(calib_runs):
             r = self.run(port, env=dict(env, BENCH_DELAY_MS=f"{delay:.4f}"), conns=conns,
                          duration=calib_s, **kw)
             got = max(r["all_rps"], 1.0)

@@ -2,6 +2,8 @@
 -- variables so that one script serves gatehouse and the peers alike:
 --   BENCH_METHOD, BENCH_PATH, BENCH_BODY, BENCH_CTYPE  the request (static scenarios)
 --   BENCH_AUTH      the Authorization header value, if any
+--   BENCH_HEADERS   more request headers, "Name: value" entries separated by " | " (the
+--                   forward-auth scenario's X-Forwarded-Method/-Proto/-Host/-Uri)
 --   BENCH_DELAY_MS  mean pause (ms, fractional) before each request on a connection: pacing
 --                   for the "half of peak" and "under a login flood" runs (wrk 4.1 has no
 --                   rate flag; each connection waits this long, then sends and waits for
@@ -23,6 +25,12 @@ if os.getenv("BENCH_PATH") then wrk.path = os.getenv("BENCH_PATH") end
 if os.getenv("BENCH_BODY") then wrk.body = os.getenv("BENCH_BODY") end
 if os.getenv("BENCH_CTYPE") then wrk.headers["Content-Type"] = os.getenv("BENCH_CTYPE") end
 if os.getenv("BENCH_AUTH") then wrk.headers["Authorization"] = os.getenv("BENCH_AUTH") end
+if os.getenv("BENCH_HEADERS") then
+  for entry in (os.getenv("BENCH_HEADERS") .. " | "):gmatch("(.-) | ") do
+    local name, value = entry:match("^%s*([^:]+):%s*(.-)%s*$")
+    if name then wrk.headers[name] = value end
+  end
+end
 
 local pace = tonumber(os.getenv("BENCH_DELAY_MS") or "")
 if pace and pace > 0 then
