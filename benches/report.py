@@ -102,7 +102,10 @@ def headline_table(res):
            "p99 ms under a login flood | gatehouse `/auth/me` / forward-auth (embedded) = × this |",
            "|---|---|---:|---:|---:|---:|---|"]
     for label, req, peak, half, fl in headline_rows(res):
-        pct = f"{peak['rps'] / hv * 100:.0f} %" if hv and peak.get("rps") else "–"
+        pct = "–"
+        if hv and peak.get("rps"):
+            x = peak["rps"] / hv * 100
+            pct = f"{x:.0f} %" if x >= 10 else f"{x:.1f} %"
         rel = f"{ratio(me, peak['rps'])} / {ratio(fw, peak['rps'])}" if not label.startswith("gatehouse") else ""
         out.append(f"| {label} | {req} | {rate(peak['rps'])} | {pct} | {ms(half['p99_us']) if half else '–'} | "
                    f"{ms(fl['p99_us']) if fl else '–'} | {rel} |")
@@ -138,6 +141,34 @@ def forward_table(res):
     return "\n".join(rows)
 
 
+def summary(res):
+    """A few sentences computed from the figures, so that the prose cannot go stale."""
+    out = []
+    t = targets(res)
+    met = [x for x in t if x[2] == "yes"]
+    missed = [x for x in t if x[2] == "no"]
+    out.append(f"{len(met)} of {len(met) + len(missed)} measured targets met"
+               + (f"; not met: {'; '.join(x[0] for x in missed)} (figures in *Targets* below)." if missed else "."))
+    gh, hello = res["systems"].get(GH, {}), res["systems"].get("hello", {})
+    hv = hello.get("verify", {}).get("rps")
+    for key, what in (("verify", "`GET /auth/me`"), ("fwd", "forward-auth")):
+        v = gh.get(key, {}).get("rps")
+        if v and hv:
+            out.append(f"Token check, {what} (embedded store): {rate(v)} req/s at peak, {v / hv * 100:.0f} % of the "
+                       f"bare hyper hello's {rate(hv)} req/s in the same run (target ≥ 50 %); p99 "
+                       f"{ms(gh.get(key + '_half', {}).get('p99_us'))} ms at half of its peak (target < 2 ms) and "
+                       f"{ms(gh.get('flood_' + key, {}).get('p99_us'))} ms under the login flood (target < 5 ms).")
+    peers = []
+    v = gh.get("verify", {}).get("rps")
+    for s in ("fastapi-users-jwt", "fastapi-users-redis", "pocketbase"):
+        pv = res["systems"].get(s, {}).get("verify", {}).get("rps")
+        if v and pv:
+            peers.append(f"{ratio(v, pv)} {LABELS[s]}")
+    if peers:
+        out.append("gatehouse's `GET /auth/me` against the peers' token checks: " + ", ".join(peers) + ".")
+    return out
+
+
 def targets(res):
     """(target, measured, met) rows."""
     t = []
@@ -151,8 +182,10 @@ def targets(res):
     hv = hello.get("verify", {}).get("rps")
     row("verify ≥ 50 % of bare hyper", f"{v / hv * 100:.0f} % ({rate(v)} vs {rate(hv)} req/s)" if v and hv else "–",
         (v / hv >= 0.5) if v and hv else None)
-    fv = fau.get("verify", {}).get("rps")
-    row("verify ≥ 20× fastapi-users (issue; targets.md: ≈ 50×)", f"{ratio(v, fv)}" if v and fv else "–",
+    # The faster of fastapi-users' two strategies (the conservative comparison).
+    fv = max((res["systems"].get(k, {}).get("verify", {}).get("rps") or 0
+              for k in ("fastapi-users-jwt", "fastapi-users-redis")), default=0) or None
+    row("verify ≥ 20× fastapi-users, faster strategy (issue; targets.md: ≈ 50×)", f"{ratio(v, fv)}" if v and fv else "–",
         (v / fv >= 20) if v and fv else None)
     pv = pb.get("verify", {}).get("rps")
     row("verify ≈ 10× PocketBase", f"{ratio(v, pv)}" if v and pv else "–", (v / pv >= 10) if v and pv else None)
@@ -161,8 +194,8 @@ def targets(res):
         (fw / hv >= 0.5) if fw and hv else None)
     row("forward-auth ≈ 10× PocketBase's token check", f"{ratio(fw, pv)}" if fw and pv else "–",
         (fw / pv >= 10) if fw and pv else None)
-    row("forward-auth ≈ 50× fastapi-users' token check", f"{ratio(fw, fv)}" if fw and fv else "–",
-        (fw / fv >= 50) if fw and fv else None)
+    row("forward-auth ≥ 20× fastapi-users' token check, faster strategy (issue; targets.md: ≈ 50×)",
+        f"{ratio(fw, fv)}" if fw and fv else "–", (fw / fv >= 20) if fw and fv else None)
     h = gh.get("verify_half", {})
     row("verify p99 < 2 ms at half of peak load",
         f"{ms(h.get('p99_us'))} ms at {rate(h.get('rps'))} req/s" if h else "–", (h["p99_us"] < 2000) if h else None)
@@ -229,6 +262,18 @@ def markdown(res, chart=None, md_path=None):
           f"{m['load_at_end'][0]:.1f} at the end on {mc['nproc']} cores: other work (builds) shared the machine, "
           "so absolute figures and latencies are depressed and tails inflated. Ratios within the run are the "
           "meaningful part; rerun on a quiet machine before quoting absolute numbers.")
+        w("")
+    elif busy > 0.5 * mc["nproc"]:
+        w(f"**Not a quiet machine:** the 1-minute load average was {m['load_at_start'][0]:.1f} at the start and "
+          f"{m['load_at_end'][0]:.1f} at the end on {mc['nproc']} cores (the benchmark's own processes count in "
+          "it; other work shared the machine too). Tails (p99) and the CPU-bound login figures are the most "
+          "affected; compare within this run, as ratios.")
+        w("")
+    if res["systems"] and not m.get("smoke"):
+        w("## Summary")
+        w("")
+        for line in summary(res):
+            w(f"- {line}")
         w("")
     if chart:
         rel = os.path.relpath(chart, (Path(md_path).parent if md_path else REPO))
@@ -370,6 +415,10 @@ def markdown(res, chart=None, md_path=None):
                 w(f"- {LABELS[s]}: {r['rps'] / a2['ceiling_rps'] * 100:.0f} % of the argon2 ceiling "
                   f"({a2['ceiling_rps']:.1f}/s).")
         w("- PocketBase hashes with bcrypt (cost 10), so its ceiling is different.")
+        w("- The ceiling assumes every core hashes all the time. gatehouse's hashing threads "
+          "(`argon2.max_concurrent` of them) run at nice 10 so that token checks keep their latency; on a "
+          "shared machine any other work (and wrk, on the same cores) takes CPU from them first, so the "
+          "login figure falls with the background load.")
     w("")
     w("## 4. verify under a login flood")
     w("")
@@ -531,7 +580,7 @@ def chart(res, out):
         ax.axhline(hv / 2, color="#1b7837", linestyle=":", linewidth=1)
         ax.annotate("target: 50 % of hyper hello", (len(checks) - 0.5, hv / 2), fontsize=7, ha="right", va="bottom")
     ax.set_yscale("log")
-    ax.set_title("token check, peak (/auth/me-style check; hatched: forward-auth)")
+    ax.set_title("token check, peak (hatched: gatehouse forward-auth)")
     ax.set_ylabel("successful requests/s")
     ax.tick_params(axis="x", labelsize=7)
     bars(axes[0][1], "refresh", "refresh rotation (each token once)", log=False)

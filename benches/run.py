@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """gatehouse benchmark: one command, every scenario, the peers, BENCHMARKS.md and a chart.
 
-    python3 benches/run.py                 # full run (~10-13 min on 2 cores), writes
-                                           # BENCHMARKS.md, benches/results/{results.json,chart.png}
+    python3 benches/run.py                 # full run (at most --budget, 14.5 min, on 2 cores),
+                                           # writes BENCHMARKS.md, benches/results/{results.json,chart.png}
     python3 benches/run.py --smoke --binary target/debug/gatehouse
                                            # seconds-long harness check for CI (no PyPI peers)
 

@@ -127,11 +127,14 @@ fn fd_count(pid: u32) -> usize {
 /// A password the policy accepts (12 random characters: zxcvbn scores it 4) and nobody
 /// guesses. Short, because zxcvbn's cost grows with the length (~0.4 s for 30 characters in
 /// an unoptimised build).
+/// A password the strength policy always accepts (a random 12-character string alone can
+/// now and then look like words or a keyboard walk to zxcvbn), unique per call.
 fn strong_password(rng: &mut Rng) -> String {
     const CHARS: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    (0..12)
+    let suffix: String = (0..12)
         .map(|_| CHARS[rng.below(CHARS.len() as u64) as usize] as char)
-        .collect()
+        .collect();
+    format!("tiny-plum-89-orbit-{suffix}")
 }
 
 /// The claims of a JWT, unverified.
