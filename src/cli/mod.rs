@@ -220,7 +220,17 @@ async fn serve(arg: &ConfigArg) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     raise_fd_limit();
-    crate::http::metrics::install();
+    if let Some(handle) = crate::http::metrics::install() {
+        // Histograms keep raw samples until upkeep folds them into buckets; without a
+        // scraper that would grow with every request.
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        });
+    }
     let metrics = match app.config.metrics.listen {
         Some(metrics_addr) => {
             let metrics_listener = TcpListener::bind(metrics_addr)
