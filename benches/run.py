@@ -414,8 +414,9 @@ def main():
             print("benchmark smoke FAILED:\n  " + "\n  ".join(problems))
             sys.exit(1)
         n = sum(1 for r in res["systems"].values() for v in r.values() if isinstance(v, dict) and "ok" in v)
+        kept = a.keep or not out_md.is_relative_to(ctx.tmp)
         print(f"benchmark smoke: {n} scenario runs answered, memory and footprint measured "
-              f"in {res['meta']['wall_s']:.0f} s (report: {out_md})")
+              f"in {res['meta']['wall_s']:.0f} s (report: {out_md if kept else 'discarded; --keep or --out keeps it'})")
         return
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "results.json").write_text(json.dumps(res, indent=1, default=str))
