@@ -74,14 +74,7 @@ async fn register_login_me(backend: Backend) {
     assert!(me["created_at"].as_str().unwrap().ends_with('Z'));
 
     // Each token gets its own jti.
-    let again = Tokens::from(
-        server
-            .login(&email, PASSWORD)
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
-    );
+    let again = server.relogin(&email).await;
     assert_ne!(claims(&again.access).1["jti"], c["jti"]);
 }
 
@@ -173,14 +166,7 @@ async fn logout_revokes_at_once(backend: Backend) {
     let server = Server::start(backend);
     let user = email("bye");
     let t = server.signup(&user).await;
-    let other = Tokens::from(
-        server
-            .login(&user, PASSWORD)
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
-    );
+    let other = server.relogin(&user).await;
     assert_eq!(server.me_status(&t.access).await, 200);
     let r = server.post_auth("/auth/logout", &t.access).await;
     assert_eq!(r.status(), 204);
@@ -195,14 +181,7 @@ async fn logout_all_ends_every_session(backend: Backend) {
     let server = Server::start(backend);
     let user = email("all");
     let a = server.signup(&user).await;
-    let b = Tokens::from(
-        server
-            .login(&user, PASSWORD)
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
-    );
+    let b = server.relogin(&user).await;
     let stranger = server.signup(&email("stranger")).await;
     assert_eq!(
         server
@@ -224,14 +203,7 @@ async fn password_change_ends_every_other_session(backend: Backend) {
     let server = Server::start(backend);
     let user = email("pw");
     let caller = server.signup(&user).await;
-    let other = Tokens::from(
-        server
-            .login(&user, PASSWORD)
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
-    );
+    let other = server.relogin(&user).await;
     let change = |current: &str, new: &str| {
         server
             .http
@@ -454,14 +426,7 @@ async fn state_survives_restart(backend: Backend) {
     let server = Server::start(backend);
     let user = email("durable");
     let kept = server.signup(&user).await;
-    let ended = Tokens::from(
-        server
-            .login(&user, PASSWORD)
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
-    );
+    let ended = server.relogin(&user).await;
     assert_eq!(
         server
             .post_auth("/auth/logout", &ended.access)

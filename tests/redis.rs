@@ -289,14 +289,7 @@ async fn acknowledged_writes_survive_a_redis_crash_with_aof() {
         .start();
     let user = email("aof");
     let kept = server.signup(&user).await;
-    let ended = Tokens::from(
-        server
-            .login(&user, PASSWORD)
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
-    );
+    let ended = server.relogin(&user).await;
     assert_eq!(
         server
             .post_auth("/auth/logout", &ended.access)

@@ -421,6 +421,18 @@ impl Server {
         Tokens::from(r.json::<Value>().await.expect("json"))
     }
 
+    /// Logs an existing user (password [`PASSWORD`]) in again: another session.
+    pub async fn relogin(&self, email: &str) -> Tokens {
+        let r = self.login(email, PASSWORD).await;
+        assert_eq!(
+            r.status(),
+            200,
+            "login: {}",
+            r.text().await.unwrap_or_default()
+        );
+        Tokens::from(r.json::<Value>().await.expect("json"))
+    }
+
     pub async fn get_auth(&self, path: &str, access: &str) -> reqwest::Response {
         self.http
             .get(self.url(path))
