@@ -6,7 +6,6 @@
 //! without them, one key generated on first start into `<data_dir>/signing_key_<alg>.pem`
 //! (mode 0600) and reused afterwards.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -202,13 +201,7 @@ pub fn generate(algorithm: TokenAlgorithm, path: &Path) -> Result<KeyPair, KeyEr
         path: path.to_owned(),
         source,
     };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(io)?;
-    file.write_all(pem.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
+    super::secret::write_private(path, pem.as_bytes()).map_err(io)?;
     from_pem(algorithm, &pem).map_err(invalid)
 }
 

@@ -41,11 +41,16 @@ pub async fn read_json<T: DeserializeOwned>(req: HttpRequest, limit: usize) -> R
 
 /// Whether the request declares a JSON body.
 pub fn is_json(headers: &HeaderMap) -> bool {
+    has_content_type(headers, "application/json")
+}
+
+/// Whether the request's `Content-Type` is `mime` (parameters such as `charset` aside).
+pub fn has_content_type(headers: &HeaderMap, mime: &str) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(mime))
 }
 
 /// Whether the request announces a body (a length above zero, or chunked).

@@ -87,14 +87,7 @@ pub async fn introspect(app: &App, req: HttpRequest) -> Result<HttpResponse, Api
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| {
-            m.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
+    crate::http::request::has_content_type(headers, "application/x-www-form-urlencoded")
 }
 
 /// HTTP Basic with the configured id and secret. Both are compared as SHA-256 digests in

@@ -47,15 +47,8 @@ async fn read_form<T: for<'de> Deserialize<'de> + Default>(
     app: &App,
     req: HttpRequest,
 ) -> Result<T, ApiError> {
-    let is_form = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| {
-            m.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
+    let is_form =
+        crate::http::request::has_content_type(req.headers(), "application/x-www-form-urlencoded");
     if !is_form {
         return Err(ApiError::UnsupportedMediaType {
             expected: "application/x-www-form-urlencoded",
