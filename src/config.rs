@@ -133,6 +133,8 @@ pub struct Sessions {
     pub cache_capacity: u64,
     /// Seconds between sweeps that delete expired entries from disk.
     pub purge_interval: u64,
+    /// Live sessions a user may hold; a new one ends the oldest.
+    pub max_per_user: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,6 +286,7 @@ impl Default for Sessions {
             redis_url: None,
             cache_capacity: 10_000,
             purge_interval: 60,
+            max_per_user: 100,
         }
     }
 }
@@ -427,6 +430,12 @@ impl Config {
             if value == 0 {
                 return Err(invalid(key, "must be a positive number of seconds"));
             }
+        }
+        if self.sessions.max_per_user == 0 {
+            return Err(invalid(
+                "sessions.max_per_user",
+                "must be at least 1 (it is how many live sessions a user may hold)",
+            ));
         }
         if self.tokens.refresh_reuse_grace >= self.tokens.refresh_ttl {
             return Err(invalid(

@@ -218,6 +218,7 @@ impl From<AuthError> for ApiError {
             AuthError::SessionEnded => ApiError::InvalidToken("the session has ended"),
             AuthError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
             AuthError::WrongPassword => ApiError::WrongPassword,
+            AuthError::WrongClientSecret => ApiError::InvalidClient,
             AuthError::SessionNotFound | AuthError::UserNotFound(_) => ApiError::NotFound,
             AuthError::Regulated { retry_after } => ApiError::TooManyRequests { retry_after },
             AuthError::Busy => ApiError::Busy {

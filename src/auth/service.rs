@@ -4,11 +4,18 @@
 //! - A login creates a session (`session:<sid>`), its refresh token and an access token that
 //!   names the session (`sid`). A token check is a signature check plus one store read of the
 //!   session, so deleting the session revokes all of its tokens on the very next request.
-//! - A refresh atomically takes the presented refresh token and writes its successor plus a
-//!   `rotated:` marker. Presenting a taken token again revokes the session (reuse detection),
-//!   except within the grace window, which answers with the same successor.
+//! - A refresh reads the session record once and swaps it (compare-and-set) for one that
+//!   names the successor: the record is the session's whole state and stays the same size
+//!   however often it rotates (ADR-0005). Presenting any earlier token revokes the session
+//!   (reuse detection), except the token rotated last within the grace window, which answers
+//!   with the same successor.
 //! - Logout deletes the session; logout-all and a password change delete every session of
 //!   the user.
+//! - Credential changes are atomic with respect to sessions (ADR-0005): a change bumps the
+//!   user's `credential_version` in a compare-and-set write and only then ends the sessions;
+//!   a session records the version it began under, a login re-reads it after writing its
+//!   session, and a refresh compares it. A login that checked the old password therefore
+//!   never leaves a live session behind a change that has returned.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,14 +25,19 @@ use uuid::Uuid;
 
 use super::passwords::{HashError, Hasher};
 use super::policy;
-use super::regulation::{Ban, Regulation};
-use super::sessions::{self, RefreshRecord, RotatedRecord, SessionRecord, encode};
+use super::regulation::{self, Ban, Regulation, Reservation};
+use super::sessions::{self, Presented, Rotation, SessionRecord, encode};
 use super::tokens::{AccessClaims, Signer, TokenError};
 use crate::clock::now_secs;
 use crate::config::{Config, Passwords, Registration};
 use crate::store::{
-    Op, Role, SessionStore, StoreError, User, UserStore, UserStoreError, keys, normalize_email,
+    Op, Role, SessionStore, StoreError, Swap, User, UserStore, UserStoreError, keys,
+    normalize_email,
 };
+
+/// Attempts at a compare-and-set write before giving up with 503 (each retry follows a
+/// concurrent write that succeeded, so running out takes a storm of writes to one record).
+const MAX_WRITE_ATTEMPTS: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -47,6 +59,8 @@ pub enum AuthError {
     InvalidRefreshToken,
     #[error("the current password is wrong")]
     WrongPassword,
+    #[error("the client credentials are wrong")]
+    WrongClientSecret,
     #[error("no such session")]
     SessionNotFound,
     #[error("no user with the email {0}")]
@@ -75,6 +89,9 @@ impl From<UserStoreError> for AuthError {
     fn from(err: UserStoreError) -> Self {
         match err {
             UserStoreError::EmailTaken => AuthError::EmailTaken,
+            UserStoreError::Conflict => AuthError::Store(StoreError::Unavailable(
+                "the account is being changed by many writers at once; retry".into(),
+            )),
             UserStoreError::Store(e) => AuthError::Store(e),
         }
     }
@@ -117,6 +134,7 @@ pub struct Service {
     refresh_ttl: u64,
     grace: u64,
     leeway: u64,
+    max_sessions_per_user: usize,
     /// Unix second of the last clock-skew warning, so a skewed peer cannot flood the log.
     last_clock_warning: AtomicU64,
 }
@@ -143,6 +161,9 @@ impl Service {
             refresh_ttl: config.tokens.refresh_ttl,
             grace: config.tokens.refresh_reuse_grace,
             leeway: config.tokens.leeway,
+            max_sessions_per_user: usize::try_from(config.sessions.max_per_user)
+                .unwrap_or(usize::MAX)
+                .max(1),
             last_clock_warning: AtomicU64::new(0),
         }
     }
@@ -181,6 +202,8 @@ impl Service {
             role,
             created_at: now_secs(),
             disabled: false,
+            version: 0,
+            credential_version: 0,
         };
         self.users.create(&user).await?;
         tracing::info!(event = "user_created", user_id = %user.id, role = role.as_str());
@@ -197,48 +220,108 @@ impl Service {
         client: &ClientInfo,
     ) -> Result<(User, Issued), AuthError> {
         let ip = client.ip.as_deref();
-        if let Some(retry_after) = self.regulation.banned_for(email, ip).await? {
-            tracing::info!(
-                event = "login_regulated",
-                ip = ip.unwrap_or("-"),
-                retry_after
-            );
-            return Err(AuthError::Regulated { retry_after });
-        }
+        let attempt = self
+            .reserve(regulation::subjects(Some(email), ip), "login")
+            .await?;
         // No stored password is over the limit; refusing before hashing bounds the work.
         let found = if password.len() > policy::MAX_PASSWORD_BYTES {
             None
         } else {
             let user = self.users.by_email(email).await?;
-            let check = self
+            let check = match self
                 .hasher
                 .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
-                .await?;
+                .await
+            {
+                Ok(check) => check,
+                Err(e) => {
+                    // Nothing was checked: the attempt does not count.
+                    self.regulation.withdraw(attempt).await?;
+                    return Err(e.into());
+                }
+            };
             user.filter(|u| check.matches && !u.disabled)
                 .map(|u| (u, check.needs_rehash))
         };
-        let Some((mut user, needs_rehash)) = found else {
+        let Some((user, needs_rehash)) = found else {
             tracing::info!(event = "login_failed", ip = ip.unwrap_or("-"));
             metrics::counter!("gatehouse_logins_total", "result" => "failed").increment(1);
-            self.regulation.failed(email, ip).await?;
+            self.regulation.failed(attempt).await?;
             return Err(AuthError::InvalidCredentials);
         };
-        self.regulation.succeeded(email).await?;
+        self.regulation.succeeded(attempt).await?;
         if needs_rehash {
-            match self.hasher.hash(password).await {
-                Ok(hash) => {
-                    user.password_hash = hash;
-                    if let Err(e) = self.users.update(&user).await {
-                        tracing::warn!(error = %e, user_id = %user.id, "could not store the upgraded password hash");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "could not upgrade a password hash"),
-            }
+            self.upgrade_hash(&user, password).await;
         }
-        let issued = self.start_session(&user, client).await?;
+        // A change that raced this login (its password checked against the old hash)
+        // makes `start_session` fail: the credentials are no longer right.
+        let issued = match self.start_session(&user, client).await {
+            Err(AuthError::SessionEnded) => return Err(AuthError::InvalidCredentials),
+            other => other?,
+        };
         tracing::info!(event = "login_ok", user_id = %user.id, ip = client.ip.as_deref().unwrap_or("-"));
         metrics::counter!("gatehouse_logins_total", "result" => "ok").increment(1);
         Ok((user, issued))
+    }
+
+    /// Counts an attempt at a secret under `subjects` before it is checked; a banned
+    /// subject, or one this attempt would take past the limit, answers
+    /// [`AuthError::Regulated`] without any check.
+    async fn reserve(&self, subjects: Vec<String>, what: &str) -> Result<Reservation, AuthError> {
+        match self.regulation.reserve(subjects).await? {
+            Ok(attempt) => Ok(attempt),
+            Err(retry_after) => {
+                tracing::info!(event = "attempt_regulated", what, retry_after);
+                if what == "login" {
+                    metrics::counter!("gatehouse_logins_total", "result" => "regulated")
+                        .increment(1);
+                }
+                Err(AuthError::Regulated { retry_after })
+            }
+        }
+    }
+
+    /// Checks a client secret (introspection today; OIDC clients next) under regulation of
+    /// the client address: `matches` runs only when the address may try.
+    pub async fn check_client_secret(
+        &self,
+        ip: Option<&str>,
+        matches: impl FnOnce() -> bool,
+    ) -> Result<(), AuthError> {
+        let attempt = self
+            .reserve(regulation::subjects(None, ip), "client_secret")
+            .await?;
+        if matches() {
+            self.regulation.succeeded(attempt).await?;
+            Ok(())
+        } else {
+            self.regulation.failed(attempt).await?;
+            Err(AuthError::WrongClientSecret)
+        }
+    }
+
+    /// Stores a stronger hash of a password that just verified, unless the password
+    /// changed meanwhile. Best effort: the login succeeds either way.
+    async fn upgrade_hash(&self, user: &User, password: &str) {
+        let hash = match self.hasher.hash(password).await {
+            Ok(hash) => hash,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not upgrade a password hash");
+                return;
+            }
+        };
+        let old = user.password_hash.clone();
+        let result = self
+            .modify_user(user.id, |u| {
+                if u.password_hash == old {
+                    u.password_hash = hash.clone();
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, user_id = %user.id, "could not store the upgraded password hash");
+        }
     }
 
     /// Verifies an access token and checks that its session lives: the token-check hot path.
@@ -286,91 +369,66 @@ impl Service {
     /// `POST /auth/refresh`: rotates the refresh token, with reuse detection and grace.
     pub async fn refresh(&self, token: &str) -> Result<Issued, AuthError> {
         let sid = sessions::refresh_token_session(token).ok_or(AuthError::InvalidRefreshToken)?;
-        let hash = sessions::token_hash(token);
-        let record = match self.store.get(&keys::session(sid)).await? {
-            Some(bytes) => decode::<SessionRecord>(&bytes)?,
-            None => return Err(AuthError::InvalidRefreshToken),
-        };
-        let user = match self.users.by_id(record.uid).await? {
-            Some(user) if !user.disabled => user,
-            _ => {
-                self.revoke_session(sid, record.uid).await?;
+        let key = keys::session(sid);
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let Some(stored) = self.store.get(&key).await? else {
                 return Err(AuthError::InvalidRefreshToken);
+            };
+            let record: SessionRecord = decode(&stored)?;
+            let user = match self.users.by_id(record.uid).await? {
+                Some(user) if !user.disabled && user.credential_version == record.cv => user,
+                _ => {
+                    // Disabled, deleted, or its credentials changed since this session began.
+                    self.revoke_session(sid, record.uid).await?;
+                    return Err(AuthError::InvalidRefreshToken);
+                }
+            };
+            let now = now_secs();
+            match record.classify(token, now, self.grace) {
+                Presented::Current => {
+                    let successor = sessions::new_refresh_token(sid)
+                        .map_err(|e| AuthError::Internal(e.to_string()))?;
+                    let uid = record.uid;
+                    let updated = SessionRecord {
+                        last_seen_at: now,
+                        refresh: sessions::token_hash(&successor),
+                        rotated: Some(Rotation {
+                            prev: sessions::token_hash(token),
+                            sealed: sessions::seal(token, &successor),
+                            at: now,
+                        }),
+                        ..record
+                    };
+                    let ttl = Duration::from_secs(self.refresh_ttl);
+                    let swap = Swap {
+                        key: key.clone(),
+                        expected: stored,
+                        value: encode(&updated),
+                        ttl,
+                    };
+                    let also = vec![Op::SetAdd {
+                        set: keys::user_sessions(&uid.to_string()),
+                        member: sid.to_owned(),
+                        ttl,
+                    }];
+                    if self.store.swap_then_apply(swap, also).await? {
+                        return self.issue(&user, sid, successor);
+                    }
+                    // A concurrent refresh, logout or rotation changed the record: judge
+                    // the token again against what is there now.
+                }
+                Presented::Repeat(successor) => return self.issue(&user, sid, successor),
+                Presented::Reuse => {
+                    self.revoke_session(sid, record.uid).await?;
+                    tracing::warn!(event = "refresh_reuse_detected", user_id = %record.uid, session_id = %sid,
+                        "an earlier refresh token of the session was presented; the session is revoked");
+                    return Err(AuthError::InvalidRefreshToken);
+                }
             }
-        };
-
-        let successor =
-            sessions::new_refresh_token(sid).map_err(|e| AuthError::Internal(e.to_string()))?;
-        let successor_hash = sessions::token_hash(&successor);
-        let now = now_secs();
-        let updated = SessionRecord {
-            last_seen_at: now,
-            refresh: successor_hash.clone(),
-            ..record
-        };
-        let refresh_ttl = Duration::from_secs(self.refresh_ttl);
-        let mut ops = vec![
-            Op::set(
-                keys::refresh(&successor_hash),
-                encode(&RefreshRecord {
-                    sid: sid.to_owned(),
-                    uid: user.id,
-                }),
-                refresh_ttl,
-            ),
-            // Only if the session still exists: a concurrent logout must stay a logout.
-            Op::Set {
-                key: keys::session(sid),
-                value: encode(&updated),
-                ttl: refresh_ttl,
-                only_if_exists: true,
-            },
-            Op::set(
-                keys::rotated(&hash),
-                encode(&RotatedRecord {
-                    sid: sid.to_owned(),
-                    at: now,
-                }),
-                refresh_ttl,
-            ),
-            Op::SetAdd {
-                set: keys::user_sessions(&user.id.to_string()),
-                member: sid.to_owned(),
-                ttl: refresh_ttl,
-            },
-        ];
-        if self.grace > 0 {
-            ops.push(Op::set(
-                keys::grace(&hash),
-                successor.clone().into_bytes(),
-                Duration::from_secs(self.grace),
-            ));
         }
-        if self
-            .store
-            .take_then_apply(&keys::refresh(&hash), ops)
-            .await?
-            .is_some()
-        {
-            return self.issue(&user, sid, successor);
-        }
-
-        // The token was not current: a repeat within the grace window, reuse, or garbage.
-        if let Some(successor) = self.store.get(&keys::grace(&hash)).await? {
-            if self.store.get(&keys::session(sid)).await?.is_some() {
-                let successor = String::from_utf8(successor.to_vec())
-                    .map_err(|_| StoreError::Corrupt("grace record".into()))?;
-                return self.issue(&user, sid, successor);
-            }
-            return Err(AuthError::InvalidRefreshToken);
-        }
-        if let Some(bytes) = self.store.get(&keys::rotated(&hash)).await? {
-            let rotated: RotatedRecord = decode(&bytes)?;
-            self.revoke_session(&rotated.sid, user.id).await?;
-            tracing::warn!(event = "refresh_reuse_detected", user_id = %user.id, session_id = %rotated.sid,
-                "a used refresh token was presented again; the session is revoked");
-        }
-        Err(AuthError::InvalidRefreshToken)
+        Err(AuthError::Store(StoreError::Unavailable(
+            "the session is being refreshed by many requests at once; retry".into(),
+        )))
     }
 
     /// `POST /auth/logout`: ends the caller's session.
@@ -413,54 +471,63 @@ impl Service {
         new: &str,
         client: &ClientInfo,
     ) -> Result<Issued, AuthError> {
-        let mut user = self.user(claims).await?;
-        if current.len() > policy::MAX_PASSWORD_BYTES
-            || !self
-                .hasher
-                .verify(current, Some(&user.password_hash))
-                .await?
-                .matches
-        {
+        let user = self.user(claims).await?;
+        let attempt = self
+            .reserve(
+                regulation::subjects(Some(&user.email), client.ip.as_deref()),
+                "current_password",
+            )
+            .await?;
+        let matches = current.len() <= policy::MAX_PASSWORD_BYTES
+            && match self.hasher.verify(current, Some(&user.password_hash)).await {
+                Ok(check) => check.matches,
+                Err(e) => {
+                    self.regulation.withdraw(attempt).await?;
+                    return Err(e.into());
+                }
+            };
+        if !matches {
+            self.regulation.failed(attempt).await?;
             return Err(AuthError::WrongPassword);
         }
-        user.password_hash = self.hash_new(new, &user.email).await?;
-        // Sessions end before the new password is stored: a failure in between leaves the
-        // account locked out of its sessions, never with old sessions next to a new password.
-        self.revoke_all(user.id).await?;
-        self.users.update(&user).await?;
+        self.regulation.succeeded(attempt).await?;
+        let password_hash = self.hash_new(new, &user.email).await?;
+        // Only over the credentials just checked: a concurrent change wins, and this one
+        // answers as if the current password were wrong (it no longer is the current one).
+        let checked = user.credential_version;
+        let user = self
+            .change_credentials(user.id, |u| {
+                if u.credential_version != checked || u.disabled {
+                    return Err(AuthError::WrongPassword);
+                }
+                u.password_hash = password_hash.clone();
+                Ok(())
+            })
+            .await?;
         tracing::info!(event = "password_changed", user_id = %user.id);
         self.start_session(&user, client).await
     }
 
-    /// `GET /auth/sessions`: the user's live sessions, oldest first.
+    /// `GET /auth/sessions`: the user's live sessions, oldest first; at most
+    /// `sessions.max_per_user` of them (the newest).
     pub async fn sessions(&self, user_id: Uuid) -> Result<Vec<SessionInfo>, AuthError> {
         let set = keys::user_sessions(&user_id.to_string());
-        let mut out = Vec::new();
-        let mut gone = Vec::new();
-        for sid in self.store.set_members(&set).await? {
-            match self.store.get(&keys::session(&sid)).await? {
-                Some(bytes) => {
-                    let record: SessionRecord = decode(&bytes)?;
-                    if record.uid == user_id {
-                        out.push(SessionInfo { id: sid, record });
-                    }
-                }
-                None => gone.push(Op::SetRemove {
+        let members = self.store.set_members(&set).await?;
+        let mut live = self.live_sessions(user_id, &members).await?;
+        if live.len() < members.len() {
+            let gone = members
+                .into_iter()
+                .filter(|sid| !live.iter().any(|s| &s.id == sid))
+                .map(|sid| Op::SetRemove {
                     set: set.clone(),
                     member: sid,
-                }),
-            }
-        }
-        if !gone.is_empty() {
+                })
+                .collect();
             self.store.apply(gone).await?;
         }
-        out.sort_by(|a, b| {
-            a.record
-                .created_at
-                .cmp(&b.record.created_at)
-                .then(a.id.cmp(&b.id))
-        });
-        Ok(out)
+        let excess = live.len().saturating_sub(self.max_sessions_per_user);
+        live.drain(..excess);
+        Ok(live)
     }
 
     /// `DELETE /auth/sessions/{id}`: ends one of the caller's sessions.
@@ -483,35 +550,49 @@ impl Service {
         Ok(self.users.list().await?)
     }
 
+    /// Tokens carry the role: the sessions end so that the next login gets the new one.
     pub async fn set_role(&self, email: &str, role: Role) -> Result<User, AuthError> {
-        let mut user = self.find_user(email).await?;
-        user.role = role;
-        // Tokens carry the role: end the sessions (first) so the next login gets the new one.
-        self.revoke_all(user.id).await?;
-        self.users.update(&user).await?;
-        Ok(user)
+        let user = self.find_user(email).await?;
+        self.change_credentials(user.id, |u| {
+            u.role = role;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn set_disabled(&self, email: &str, disabled: bool) -> Result<User, AuthError> {
-        let mut user = self.find_user(email).await?;
-        user.disabled = disabled;
+        let user = self.find_user(email).await?;
         if disabled {
-            self.revoke_all(user.id).await?;
-            self.users.update(&user).await?;
+            let user = self
+                .change_credentials(user.id, |u| {
+                    u.disabled = true;
+                    Ok(())
+                })
+                .await?;
             tracing::info!(event = "user_disabled", user_id = %user.id);
+            Ok(user)
         } else {
-            self.users.update(&user).await?;
+            let user = self
+                .modify_user(user.id, |u| {
+                    u.disabled = false;
+                    Ok(())
+                })
+                .await?;
             tracing::info!(event = "user_enabled", user_id = %user.id);
+            Ok(user)
         }
-        Ok(user)
     }
 
     /// Sets a new password and ends every session of the user.
     pub async fn set_password(&self, email: &str, password: &str) -> Result<User, AuthError> {
-        let mut user = self.find_user(email).await?;
-        user.password_hash = self.hash_new(password, &user.email).await?;
-        self.revoke_all(user.id).await?;
-        self.users.update(&user).await?;
+        let user = self.find_user(email).await?;
+        let password_hash = self.hash_new(password, &user.email).await?;
+        let user = self
+            .change_credentials(user.id, |u| {
+                u.password_hash = password_hash.clone();
+                Ok(())
+            })
+            .await?;
         tracing::info!(event = "password_changed", user_id = %user.id, by = "admin");
         Ok(user)
     }
@@ -542,13 +623,60 @@ impl Service {
             .ok_or_else(|| AuthError::UserNotFound(normalize_email(email)))
     }
 
+    /// Read-modify-write of a user as one compare-and-set, retried on a concurrent write:
+    /// `change` runs on the freshest record each time and may refuse. Returns the stored user.
+    async fn modify_user(
+        &self,
+        id: Uuid,
+        mut change: impl FnMut(&mut User) -> Result<(), AuthError>,
+    ) -> Result<User, AuthError> {
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let Some(mut user) = self.users.by_id(id).await? else {
+                return Err(AuthError::UserNotFound(id.to_string()));
+            };
+            change(&mut user)?;
+            match self.users.update(&user).await {
+                Ok(()) => {
+                    user.version += 1;
+                    return Ok(user);
+                }
+                Err(UserStoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(UserStoreError::Conflict.into())
+    }
+
+    /// A change that ends the user's sessions: bumps `credential_version` in the same write
+    /// and only then ends every session, so a login racing it either is ended here or sees
+    /// the new version when it re-reads the user (see [`Service::start_session`]).
+    async fn change_credentials(
+        &self,
+        id: Uuid,
+        mut change: impl FnMut(&mut User) -> Result<(), AuthError>,
+    ) -> Result<User, AuthError> {
+        let user = self
+            .modify_user(id, |u| {
+                change(u)?;
+                u.credential_version += 1;
+                Ok(())
+            })
+            .await?;
+        self.revoke_all(id).await?;
+        Ok(user)
+    }
+
     // --- session mechanics ---
 
+    /// Writes a new session for `user` as it was read, then reads the user again: if a
+    /// credential change stored a newer version in between, the session is ended and this
+    /// answers [`AuthError::SessionEnded`]. With the change's own order (store the version,
+    /// then end the sessions) no session created under old credentials survives it.
+    /// Beyond `sessions.max_per_user`, the user's oldest sessions end.
     async fn start_session(&self, user: &User, client: &ClientInfo) -> Result<Issued, AuthError> {
         let sid = sessions::new_id();
         let refresh =
             sessions::new_refresh_token(&sid).map_err(|e| AuthError::Internal(e.to_string()))?;
-        let hash = sessions::token_hash(&refresh);
         let now = now_secs();
         let record = SessionRecord {
             uid: user.id,
@@ -556,28 +684,93 @@ impl Service {
             last_seen_at: now,
             user_agent: client.user_agent.clone(),
             ip: client.ip.clone(),
-            refresh: hash.clone(),
+            refresh: sessions::token_hash(&refresh),
+            cv: user.credential_version,
+            rotated: None,
         };
         let ttl = Duration::from_secs(self.refresh_ttl);
+        let set = keys::user_sessions(&user.id.to_string());
         self.store
             .apply(vec![
                 Op::set(keys::session(&sid), encode(&record), ttl),
-                Op::set(
-                    keys::refresh(&hash),
-                    encode(&RefreshRecord {
-                        sid: sid.clone(),
-                        uid: user.id,
-                    }),
-                    ttl,
-                ),
                 Op::SetAdd {
-                    set: keys::user_sessions(&user.id.to_string()),
+                    set: set.clone(),
                     member: sid.clone(),
                     ttl,
                 },
             ])
             .await?;
+        let current = self.users.by_id(user.id).await?;
+        if !current.is_some_and(|u| !u.disabled && u.credential_version == user.credential_version)
+        {
+            self.revoke_session(&sid, user.id).await?;
+            return Err(AuthError::SessionEnded);
+        }
+        self.enforce_session_cap(user.id).await?;
         self.issue(user, &sid, refresh)
+    }
+
+    /// Ends the oldest sessions of a user beyond `sessions.max_per_user` (and forgets set
+    /// members whose session has already ended).
+    async fn enforce_session_cap(&self, user_id: Uuid) -> Result<(), AuthError> {
+        let set = keys::user_sessions(&user_id.to_string());
+        let members = self.store.set_members(&set).await?;
+        if members.len() <= self.max_sessions_per_user {
+            return Ok(());
+        }
+        let live = self.live_sessions(user_id, &members).await?;
+        let mut ops: Vec<Op> = Vec::new();
+        for sid in &members {
+            if !live.iter().any(|s| &s.id == sid) {
+                ops.push(Op::SetRemove {
+                    set: set.clone(),
+                    member: sid.clone(),
+                });
+            }
+        }
+        let excess = live.len().saturating_sub(self.max_sessions_per_user);
+        for oldest in &live[..excess] {
+            ops.push(Op::Delete {
+                key: keys::session(&oldest.id),
+            });
+            ops.push(Op::SetRemove {
+                set: set.clone(),
+                member: oldest.id.clone(),
+            });
+        }
+        if excess > 0 {
+            tracing::info!(event = "sessions_capped", user_id = %user_id, ended = excess);
+        }
+        self.store.apply(ops).await?;
+        Ok(())
+    }
+
+    /// The live sessions among `members` that belong to the user, oldest first: one `MGET`.
+    async fn live_sessions(
+        &self,
+        user_id: Uuid,
+        members: &[String],
+    ) -> Result<Vec<SessionInfo>, AuthError> {
+        let keys: Vec<String> = members.iter().map(|sid| keys::session(sid)).collect();
+        let mut live = Vec::with_capacity(members.len());
+        for (sid, value) in members.iter().zip(self.store.get_many(&keys).await?) {
+            if let Some(bytes) = value {
+                let record: SessionRecord = decode(&bytes)?;
+                if record.uid == user_id {
+                    live.push(SessionInfo {
+                        id: sid.clone(),
+                        record,
+                    });
+                }
+            }
+        }
+        live.sort_by(|a, b| {
+            a.record
+                .created_at
+                .cmp(&b.record.created_at)
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(live)
     }
 
     fn issue(&self, user: &User, sid: &str, refresh_token: String) -> Result<Issued, AuthError> {
@@ -602,44 +795,38 @@ impl Service {
         })
     }
 
-    /// Deletes a session and its current refresh token.
+    /// Deletes a session: its tokens are dead on the next request.
     async fn revoke_session(&self, sid: &str, user_id: Uuid) -> Result<(), AuthError> {
-        let mut ops = vec![
-            Op::Delete {
-                key: keys::session(sid),
-            },
-            Op::SetRemove {
-                set: keys::user_sessions(&user_id.to_string()),
-                member: sid.to_owned(),
-            },
-        ];
-        if let Some(bytes) = self.store.get(&keys::session(sid)).await? {
-            let record: SessionRecord = decode(&bytes)?;
-            ops.push(Op::Delete {
-                key: keys::refresh(&record.refresh),
-            });
-        }
-        self.store.apply(ops).await?;
+        self.store
+            .apply(vec![
+                Op::Delete {
+                    key: keys::session(sid),
+                },
+                Op::SetRemove {
+                    set: keys::user_sessions(&user_id.to_string()),
+                    member: sid.to_owned(),
+                },
+            ])
+            .await?;
         Ok(())
     }
 
-    /// Deletes every session of a user; returns how many there were.
+    /// Deletes every session of a user (at most `sessions.max_per_user` and a few that raced
+    /// in: one batch of deletes, no reads); returns how many there were. Members are removed
+    /// one by one, not the whole set, so a login that adds itself meanwhile stays listed.
     async fn revoke_all(&self, user_id: Uuid) -> Result<usize, AuthError> {
         let set = keys::user_sessions(&user_id.to_string());
         let members = self.store.set_members(&set).await?;
-        let mut ops = Vec::with_capacity(members.len() * 2 + 1);
+        let mut ops: Vec<Op> = Vec::with_capacity(members.len() * 2);
         for sid in &members {
-            if let Some(bytes) = self.store.get(&keys::session(sid)).await? {
-                let record: SessionRecord = decode(&bytes)?;
-                ops.push(Op::Delete {
-                    key: keys::refresh(&record.refresh),
-                });
-            }
             ops.push(Op::Delete {
                 key: keys::session(sid),
             });
+            ops.push(Op::SetRemove {
+                set: set.clone(),
+                member: sid.clone(),
+            });
         }
-        ops.push(Op::Delete { key: set });
         self.store.apply(ops).await?;
         Ok(members.len())
     }

@@ -20,7 +20,6 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use super::response::HttpResponse;
 use crate::app::App;
-use crate::store::keys;
 
 /// Latency buckets, seconds: token checks live in the first few, logins in the middle.
 const BUCKETS: &[f64] = &[
@@ -87,7 +86,7 @@ pub async fn render(app: &App) -> HttpResponse {
             "metrics recorder unavailable\n".into(),
         );
     };
-    match app.auth.store().count(&keys::session("")).await {
+    match app.auth.store().live_sessions().await {
         Ok(n) => metrics::gauge!("gatehouse_sessions_active").set(n as f64),
         Err(e) => tracing::warn!(error = %e, "cannot count sessions for /metrics"),
     }

@@ -139,7 +139,7 @@ async fn route(app: &App, req: HttpRequest, peer: SocketAddr) -> Result<HttpResp
         },
         "/auth/introspect" => {
             allow(&method, POST)?;
-            introspect::introspect(app, req).await
+            introspect::introspect(app, req, peer).await
         }
         "/.well-known/jwks.json" => {
             allow(&method, GET)?;

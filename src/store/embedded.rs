@@ -4,7 +4,7 @@
 //! All writes go through one writer thread that groups whatever requests are waiting into a
 //! single redb transaction and one fsync (group commit): a durable commit costs about 2 ms,
 //! so one commit per request would cap writes near 500/s. Because that thread applies every
-//! write in order, `take_then_apply` is atomic without locks.
+//! write in order, `swap_then_apply` is atomic without locks.
 //!
 //! Cache coherence: writes invalidate (never fill) the cache after they commit; reads fill it.
 //! A read that raced a commit could insert a stale value after the invalidation, so readers
@@ -24,7 +24,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::database::{Db, storage_error};
-use super::{Op, SessionStore, StoreError};
+use super::{Op, SessionStore, StoreError, Swap, keys};
 use crate::clock::now_ms;
 
 /// key → (expires_at in Unix ms, value)
@@ -52,13 +52,14 @@ enum Job {
         ops: Vec<Op>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
-    TakeThenApply {
-        key: String,
+    SwapThenApply {
+        swap: Swap,
         ops: Vec<Op>,
-        reply: oneshot::Sender<Result<Option<Bytes>, StoreError>>,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
     },
     Incr {
         key: String,
+        delta: i64,
         ttl: Duration,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
@@ -71,6 +72,9 @@ struct Shared {
     db: Arc<Db>,
     cache: Cache<String, Entry>,
     generation: AtomicU64,
+    /// `session:` keys on disk (live, or expired and not yet purged), kept by the writer so
+    /// that the metrics gauge never scans.
+    sessions: AtomicU64,
 }
 
 pub struct EmbeddedStore {
@@ -94,6 +98,7 @@ impl EmbeddedStore {
             txn.open_table(EXPIRY).map_err(storage_error)?;
             txn.commit().map_err(storage_error)
         })?;
+        let sessions = count_sessions(&db)?;
 
         let cache = Cache::builder()
             .max_capacity(cache_capacity)
@@ -103,6 +108,7 @@ impl EmbeddedStore {
             db,
             cache,
             generation: AtomicU64::new(0),
+            sessions: AtomicU64::new(sessions),
         });
         let (jobs, rx) = mpsc::channel();
         let writer = Writer {
@@ -171,34 +177,36 @@ impl SessionStore for EmbeddedStore {
         self.send(Job::Apply { ops, reply }, rx).await
     }
 
-    async fn take_then_apply(&self, key: &str, ops: Vec<Op>) -> Result<Option<Bytes>, StoreError> {
+    async fn swap_then_apply(&self, swap: Swap, ops: Vec<Op>) -> Result<bool, StoreError> {
         let (reply, rx) = oneshot::channel();
-        let key = key.to_owned();
-        self.send(Job::TakeThenApply { key, ops, reply }, rx).await
+        self.send(Job::SwapThenApply { swap, ops, reply }, rx).await
     }
 
-    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+    async fn incr_by(&self, key: &str, delta: i64, ttl: Duration) -> Result<u64, StoreError> {
         let (reply, rx) = oneshot::channel();
         let key = key.to_owned();
-        self.send(Job::Incr { key, ttl, reply }, rx).await
+        self.send(
+            Job::Incr {
+                key,
+                delta,
+                ttl,
+                reply,
+            },
+            rx,
+        )
+        .await
     }
 
-    async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
-        let db = self.shared.db.get()?;
-        let txn = db.begin_read().map_err(storage_error)?;
-        let table = txn.open_table(KV).map_err(storage_error)?;
-        let now = now_ms();
-        let mut n = 0;
-        for item in table.range(prefix..).map_err(storage_error)? {
-            let (key, value) = item.map_err(storage_error)?;
-            if !key.value().starts_with(prefix) {
-                break;
-            }
-            if value.value().0 > now {
-                n += 1;
-            }
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.get(key).await?);
         }
-        Ok(n)
+        Ok(values)
+    }
+
+    async fn live_sessions(&self) -> Result<u64, StoreError> {
+        Ok(self.shared.sessions.load(Ordering::Relaxed))
     }
 
     async fn set_members(&self, set: &str) -> Result<Vec<String>, StoreError> {
@@ -266,6 +274,8 @@ struct Tables<'t> {
     sets: Table<'t, (&'static str, &'static str), ()>,
     set_ttl: Table<'t, &'static str, u64>,
     expiry: Table<'t, (u64, &'static str), ()>,
+    /// Change in the number of `session:` keys made by this transaction.
+    sessions_delta: i64,
 }
 
 impl<'t> Tables<'t> {
@@ -275,13 +285,43 @@ impl<'t> Tables<'t> {
             sets: txn.open_table(SETS).map_err(storage_error)?,
             set_ttl: txn.open_table(SET_TTL).map_err(storage_error)?,
             expiry: txn.open_table(EXPIRY).map_err(storage_error)?,
+            sessions_delta: 0,
         })
     }
+
+    /// Stores `value` under `key` until `at`, replacing (and unindexing) any older value.
+    fn put(&mut self, key: &str, at: u64, value: &[u8]) -> Result<(), StoreError> {
+        remove_key(self, key)?;
+        self.kv.insert(key, (at, value)).map_err(storage_error)?;
+        self.expiry
+            .insert((at, key_tag(key).as_str()), ())
+            .map_err(storage_error)?;
+        if key.starts_with(keys::SESSION_PREFIX) {
+            self.sessions_delta += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Counts the `session:` keys on disk, once at start.
+fn count_sessions(db: &Db) -> Result<u64, StoreError> {
+    let db = db.get()?;
+    let txn = db.begin_read().map_err(storage_error)?;
+    let table = txn.open_table(KV).map_err(storage_error)?;
+    let mut n = 0;
+    for item in table.range(keys::SESSION_PREFIX..).map_err(storage_error)? {
+        let (key, _) = item.map_err(storage_error)?;
+        if !key.value().starts_with(keys::SESSION_PREFIX) {
+            break;
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 enum Outcome {
     Done,
-    Taken(Option<Bytes>),
+    Swapped(bool),
     Count(u64),
 }
 
@@ -324,12 +364,14 @@ impl Writer {
             touched.clear();
             self.write(db, &batch, &mut touched)
         });
-        if result.is_ok() {
+        let result = result.map(|(outcomes, sessions_delta)| {
             self.shared.generation.fetch_add(1, Ordering::AcqRel);
             for key in &touched {
                 self.shared.cache.invalidate(key);
             }
-        }
+            self.count_sessions(sessions_delta);
+            outcomes
+        });
         let outcomes = match result {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             Err(e) => {
@@ -342,16 +384,13 @@ impl Writer {
                 Job::Apply { reply, .. } | Job::Close { reply } => {
                     let _ = reply.send(outcome.map(|_| ()));
                 }
-                Job::TakeThenApply { reply, .. } => {
-                    let _ = reply.send(outcome.map(|o| match o {
-                        Outcome::Taken(v) => v,
-                        Outcome::Done | Outcome::Count(_) => None,
-                    }));
+                Job::SwapThenApply { reply, .. } => {
+                    let _ = reply.send(outcome.map(|o| matches!(o, Outcome::Swapped(true))));
                 }
                 Job::Incr { reply, .. } => {
                     let _ = reply.send(outcome.map(|o| match o {
                         Outcome::Count(n) => n,
-                        Outcome::Done | Outcome::Taken(_) => 0,
+                        Outcome::Done | Outcome::Swapped(_) => 0,
                     }));
                 }
             }
@@ -363,10 +402,11 @@ impl Writer {
         db: &Database,
         batch: &[Job],
         touched: &mut HashSet<String>,
-    ) -> Result<Vec<Outcome>, StoreError> {
+    ) -> Result<(Vec<Outcome>, i64), StoreError> {
         let txn = db.begin_write().map_err(storage_error)?;
         let now = now_ms();
         let mut outcomes = Vec::with_capacity(batch.len());
+        let sessions_delta;
         {
             let mut t = Tables::open(&txn)?;
             for job in batch {
@@ -377,36 +417,38 @@ impl Writer {
                         }
                         Outcome::Done
                     }
-                    Job::TakeThenApply { key, ops, .. } => {
-                        let taken = remove_key(&mut t, key)?
-                            .filter(|(expires_at, _)| *expires_at > now)
-                            .map(|(_, v)| Bytes::from(v));
-                        touched.insert(key.clone());
-                        if taken.is_some() {
+                    Job::SwapThenApply { swap, ops, .. } => {
+                        let current = t
+                            .kv
+                            .get(swap.key.as_str())
+                            .map_err(storage_error)?
+                            .map(|g| {
+                                let (at, v) = g.value();
+                                at > now && v == swap.expected.as_ref()
+                            });
+                        let swapped = current == Some(true);
+                        if swapped {
+                            t.put(&swap.key, expires_at(now, swap.ttl), &swap.value)?;
+                            touched.insert(swap.key.clone());
                             for op in ops {
                                 apply_op(&mut t, op, now, touched)?;
                             }
                         }
-                        Outcome::Taken(taken)
+                        Outcome::Swapped(swapped)
                     }
-                    Job::Incr { key, ttl, .. } => {
-                        let old = remove_key(&mut t, key)?.filter(|(at, _)| *at > now);
+                    Job::Incr {
+                        key, delta, ttl, ..
+                    } => {
+                        let old = t.kv.get(key.as_str()).map_err(storage_error)?.and_then(|g| {
+                            let (at, v) = g.value();
+                            let n = std::str::from_utf8(v).ok()?.parse::<u64>().ok()?;
+                            (at > now).then_some((n, at))
+                        });
                         let (count, at) = match old {
-                            Some((at, v)) => {
-                                let n = std::str::from_utf8(&v)
-                                    .ok()
-                                    .and_then(|s| s.parse::<u64>().ok())
-                                    .unwrap_or(0);
-                                (n.saturating_add(1), at)
-                            }
-                            None => (1, expires_at(now, *ttl)),
+                            Some((n, at)) => (n.saturating_add_signed(*delta), at),
+                            None => (0u64.saturating_add_signed(*delta), expires_at(now, *ttl)),
                         };
-                        let value = count.to_string();
-                        t.kv.insert(key.as_str(), (at, value.as_bytes()))
-                            .map_err(storage_error)?;
-                        t.expiry
-                            .insert((at, key_tag(key).as_str()), ())
-                            .map_err(storage_error)?;
+                        t.put(key, at, count.to_string().as_bytes())?;
                         touched.insert(key.clone());
                         Outcome::Count(count)
                     }
@@ -414,9 +456,26 @@ impl Writer {
                 };
                 outcomes.push(outcome);
             }
+            sessions_delta = t.sessions_delta;
         }
         txn.commit().map_err(storage_error)?;
-        Ok(outcomes)
+        Ok((outcomes, sessions_delta))
+    }
+
+    fn count_sessions(&self, delta: i64) {
+        if delta >= 0 {
+            self.shared
+                .sessions
+                .fetch_add(delta.unsigned_abs(), Ordering::Relaxed);
+        } else {
+            // Never below zero, even if a count at start raced a purge.
+            let _ = self
+                .shared
+                .sessions
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(delta.unsigned_abs()))
+                });
+        }
     }
 
     /// Deletes entries whose time has passed, a bounded number per transaction.
@@ -426,6 +485,7 @@ impl Writer {
             let txn = db.begin_write().map_err(storage_error)?;
             let mut touched = HashSet::new();
             let done;
+            let sessions_delta;
             {
                 let mut t = Tables::open(&txn)?;
                 let now = now_ms();
@@ -444,7 +504,11 @@ impl Writer {
                         .remove((*at, tagged.as_str()))
                         .map_err(storage_error)?;
                     if let Some(key) = tagged.strip_prefix("k:") {
-                        t.kv.remove(key).map_err(storage_error)?;
+                        if t.kv.remove(key).map_err(storage_error)?.is_some()
+                            && key.starts_with(keys::SESSION_PREFIX)
+                        {
+                            t.sessions_delta -= 1;
+                        }
                         touched.insert(key.to_owned());
                     } else if let Some(set) = tagged.strip_prefix("s:") {
                         remove_set(&mut t, set)?;
@@ -453,8 +517,10 @@ impl Writer {
                 if !due.is_empty() {
                     tracing::debug!(count = due.len(), "purged expired session entries");
                 }
+                sessions_delta = t.sessions_delta;
             }
             txn.commit().map_err(storage_error)?;
+            self.count_sessions(sessions_delta);
             self.shared.generation.fetch_add(1, Ordering::AcqRel);
             for key in &touched {
                 self.shared.cache.invalidate(key);
@@ -484,6 +550,9 @@ fn remove_key(t: &mut Tables, key: &str) -> Result<Option<(u64, Vec<u8>)>, Store
         t.expiry
             .remove((*at, key_tag(key).as_str()))
             .map_err(storage_error)?;
+        if key.starts_with(keys::SESSION_PREFIX) {
+            t.sessions_delta -= 1;
+        }
     }
     Ok(old)
 }
@@ -495,23 +564,8 @@ fn apply_op(
     touched: &mut HashSet<String>,
 ) -> Result<(), StoreError> {
     match op {
-        Op::Set {
-            key,
-            value,
-            ttl,
-            only_if_exists,
-        } => {
-            let old = remove_key(t, key)?;
-            let live = old.as_ref().is_some_and(|(at, _)| *at > now);
-            if *only_if_exists && !live {
-                return Ok(());
-            }
-            let at = expires_at(now, *ttl);
-            t.kv.insert(key.as_str(), (at, value.as_slice()))
-                .map_err(storage_error)?;
-            t.expiry
-                .insert((at, key_tag(key).as_str()), ())
-                .map_err(storage_error)?;
+        Op::Set { key, value, ttl } => {
+            t.put(key, expires_at(now, *ttl), value)?;
             touched.insert(key.clone());
         }
         Op::Delete { key } => {
@@ -632,24 +686,48 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn values_expire_and_take_is_atomic_once() {
+    async fn values_expire_and_swap_is_atomic_once() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
         s.apply(vec![Op::set(
-            "k".into(),
+            "session:k".into(),
             b"v".to_vec(),
-            Duration::from_millis(80),
+            Duration::from_millis(300),
         )])
         .await
         .unwrap();
-        assert_eq!(s.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(s.live_sessions().await.unwrap(), 1);
+        assert_eq!(
+            s.get("session:k").await.unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+        let swap = |to: &[u8]| Swap {
+            key: "session:k".into(),
+            expected: Bytes::from_static(b"v"),
+            value: to.to_vec(),
+            ttl: Duration::from_secs(5),
+        };
         let marker = || vec![Op::set("m".into(), b"1".to_vec(), Duration::from_secs(5))];
         let (a, b) = tokio::join!(
-            s.take_then_apply("k", marker()),
-            s.take_then_apply("k", marker())
+            s.swap_then_apply(swap(b"a"), marker()),
+            s.swap_then_apply(swap(b"b"), marker())
         );
-        assert_eq!(a.unwrap().is_some() as u8 + b.unwrap().is_some() as u8, 1);
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(a ^ b, "exactly one swap wins");
+        let winner: &[u8] = if a { b"a" } else { b"b" };
+        assert_eq!(s.get("session:k").await.unwrap().as_deref(), Some(winner));
         assert!(s.get("m").await.unwrap().is_some());
+        // A swap of an absent key does nothing.
+        let absent = Swap {
+            key: "session:gone".into(),
+            ..swap(b"x")
+        };
+        assert!(!s.swap_then_apply(absent, marker()).await.unwrap());
+        assert!(s.get("session:gone").await.unwrap().is_none());
+        assert_eq!(s.live_sessions().await.unwrap(), 1);
+        // Counters go up and down, never below zero.
+        assert_eq!(s.incr_by("c", 2, Duration::from_secs(5)).await.unwrap(), 2);
+        assert_eq!(s.incr_by("c", -3, Duration::from_secs(5)).await.unwrap(), 0);
         s.apply(vec![Op::set(
             "x".into(),
             b"y".to_vec(),
@@ -659,7 +737,12 @@ mod tests {
         .unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(s.get("x").await.unwrap().is_none());
-        assert_eq!(s.count("").await.unwrap(), 1, "only m is live");
+        s.apply(vec![Op::Delete {
+            key: "session:k".into(),
+        }])
+        .await
+        .unwrap();
+        assert_eq!(s.live_sessions().await.unwrap(), 0);
         s.close().await.unwrap();
     }
 }

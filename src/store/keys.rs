@@ -3,26 +3,20 @@
 
 /// The session record (JSON [`crate::auth::sessions::SessionRecord`]); present while the
 /// session lives. Every access token carries its session id as `sid`, so deleting this key
-/// revokes every token of the session at once.
+/// revokes every token of the session at once. It is the whole state of a session: the
+/// hash of its current refresh token and what the reuse grace needs are fields of it, so a
+/// session is one key however often it rotates. (Releases before 2026-12 also wrote
+/// `refresh:`, `rotated:` and `grace:` keys; nothing reads them any more and they expire.)
 pub fn session(sid: &str) -> String {
-    format!("session:{sid}")
+    format!("{SESSION_PREFIX}{sid}")
 }
 
-/// The current refresh token of a session, by the SHA-256 of the token.
-pub fn refresh(token_hash: &str) -> String {
-    format!("refresh:{token_hash}")
-}
+/// What every session key starts with.
+pub const SESSION_PREFIX: &str = "session:";
 
-/// Marks a refresh token as used; presenting it again is reuse and revokes the session.
-pub fn rotated(token_hash: &str) -> String {
-    format!("rotated:{token_hash}")
-}
-
-/// The successor of a just-rotated refresh token, kept for `tokens.refresh_reuse_grace`
-/// seconds so that a repeated refresh (two tabs) gets the same pair.
-pub fn grace(token_hash: &str) -> String {
-    format!("grace:{token_hash}")
-}
+/// Redis only, internal: a sorted set of the session keys by expiry (Unix ms), so that the
+/// live-session gauge is a `ZCARD`, not a scan. Not part of the layout other services read.
+pub const SESSION_INDEX: &str = "sessions_by_expiry";
 
 /// The set of a user's session ids.
 pub fn user_sessions(user_id: &str) -> String {

@@ -43,14 +43,11 @@ pub enum StoreError {
 /// One write of an atomic batch; the Redis command it stands for is in brackets.
 #[derive(Debug, Clone)]
 pub enum Op {
-    /// Store `value` under `key` for `ttl` [SET key value PX ttl]. With `only_if_exists`,
-    /// nothing happens when the key is absent [SET … XX]: this is how a rotation updates a
-    /// session without bringing back one that a concurrent logout deleted.
+    /// Store `value` under `key` for `ttl` [SET key value PX ttl].
     Set {
         key: String,
         value: Vec<u8>,
         ttl: Duration,
-        only_if_exists: bool,
     },
     /// [DEL key]
     Delete { key: String },
@@ -66,13 +63,20 @@ pub enum Op {
 
 impl Op {
     pub fn set(key: String, value: Vec<u8>, ttl: Duration) -> Op {
-        Op::Set {
-            key,
-            value,
-            ttl,
-            only_if_exists: false,
-        }
+        Op::Set { key, value, ttl }
     }
+}
+
+/// A compare-and-set: replace the value at `key` only if it still holds exactly `expected`
+/// [SET key value PX ttl IFEQ expected, as in Redis 8.4]. Every rotation of a session is
+/// one of these, so two concurrent rotations of the same token cannot both win, and a
+/// rotation never brings back a session that a concurrent logout deleted.
+#[derive(Debug, Clone)]
+pub struct Swap {
+    pub key: String,
+    pub expected: Bytes,
+    pub value: Vec<u8>,
+    pub ttl: Duration,
 }
 
 /// Key-value state with Redis semantics. Every method that returns `Ok` after a write has
@@ -83,15 +87,20 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
     /// Applies all `ops` atomically [MULTI … EXEC].
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError>;
-    /// Atomically deletes `key` and, only if it was present, applies `ops`; returns the value
-    /// it held [GETDEL + writes, as one Lua script]. Of several concurrent callers with the
-    /// same key exactly one sees `Some`.
-    async fn take_then_apply(&self, key: &str, ops: Vec<Op>) -> Result<Option<Bytes>, StoreError>;
-    /// Adds one to the counter at `key` and returns the new count; the first increment arms
-    /// `ttl`, so the count covers a fixed window [INCR + PEXPIRE on 1, one Lua script].
-    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError>;
-    /// How many live keys start with `prefix` (for the metrics gauge; O(keys)) [SCAN MATCH].
-    async fn count(&self, prefix: &str) -> Result<u64, StoreError>;
+    /// Atomically performs `swap` and, only if it succeeded, applies `ops`; returns whether
+    /// it did [GET + compare + SET + writes, as one Lua script]. Of several concurrent
+    /// callers expecting the same value, exactly one succeeds.
+    async fn swap_then_apply(&self, swap: Swap, ops: Vec<Op>) -> Result<bool, StoreError>;
+    /// Adds `delta` to the counter at `key` and returns the new count (never below zero);
+    /// the first increment arms `ttl`, so the count covers a fixed window [INCRBY + PEXPIRE
+    /// on creation, one Lua script].
+    async fn incr_by(&self, key: &str, delta: i64, ttl: Duration) -> Result<u64, StoreError>;
+    /// [MGET keys]: the values in the order of `keys`.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError>;
+    /// How many sessions live, for the metrics gauge. Costs the same however many there are:
+    /// the embedded store keeps the count as it writes; Redis answers from a count refreshed
+    /// in the background at most once a minute.
+    async fn live_sessions(&self) -> Result<u64, StoreError>;
     /// [SMEMBERS set]
     async fn set_members(&self, set: &str) -> Result<Vec<String>, StoreError>;
     /// Answers when the store can serve requests (for `/readyz`).
@@ -138,6 +147,16 @@ pub struct User {
     /// Unix seconds.
     pub created_at: u64,
     pub disabled: bool,
+    /// Bumped by every write of the record; [`UserStore::update`] succeeds only when the
+    /// stored record still has the version the change was based on, so concurrent admin
+    /// and self-service writes never overwrite each other.
+    #[serde(default)]
+    pub version: u64,
+    /// Bumped by every change that ends the user's sessions (password, disable, role,
+    /// second-factor reset). A session records the value it was created under and dies
+    /// when they differ: a login that checked the old password cannot outlive the change.
+    #[serde(default)]
+    pub credential_version: u64,
 }
 
 /// The form under which emails are unique: `Ada@X.org` and `ada@x.org` are one account.
@@ -149,6 +168,9 @@ pub fn normalize_email(email: &str) -> String {
 pub enum UserStoreError {
     #[error("an account with this email already exists")]
     EmailTaken,
+    /// The record changed (or vanished) since it was read: read it again and retry.
+    #[error("the account changed while this change was being made")]
+    Conflict,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -160,7 +182,9 @@ pub trait UserStore: Send + Sync + 'static {
     async fn create(&self, user: &User) -> Result<(), UserStoreError>;
     async fn by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
     async fn by_id(&self, id: Uuid) -> Result<Option<User>, StoreError>;
-    /// Replaces the stored user with the same id (the email does not change).
-    async fn update(&self, user: &User) -> Result<(), StoreError>;
+    /// Replaces the stored user with the same id (the email does not change), only if the
+    /// stored record's `version` is still `user.version`; stores it with `version + 1`.
+    /// Fails with [`UserStoreError::Conflict`] otherwise (or when the user is gone).
+    async fn update(&self, user: &User) -> Result<(), UserStoreError>;
     async fn list(&self) -> Result<Vec<User>, StoreError>;
 }

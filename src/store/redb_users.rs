@@ -67,7 +67,7 @@ impl RedbUserStore {
                     }
                 }
             })?;
-            out.ok_or_else(|| refused.unwrap_or(UserStoreError::EmailTaken))
+            out.ok_or_else(|| refused.unwrap_or(UserStoreError::Conflict))
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("user write task failed: {e}")))?
@@ -130,14 +130,25 @@ impl UserStore for RedbUserStore {
         self.read_user(id.as_u128())
     }
 
-    async fn update(&self, user: &User) -> Result<(), StoreError> {
-        let user = user.clone();
-        self.write(move |txn| put(txn, &user))
-            .await
-            .map_err(|e| match e {
-                UserStoreError::Store(s) => s,
-                UserStoreError::EmailTaken => StoreError::Corrupt("email index".into()),
-            })
+    async fn update(&self, user: &User) -> Result<(), UserStoreError> {
+        let next = User {
+            version: user.version + 1,
+            ..user.clone()
+        };
+        let expected = user.version;
+        // Read, compare and write in one write transaction: redb runs one at a time.
+        self.write(move |txn| {
+            let stored = {
+                let users = txn.open_table(USERS).map_err(storage_error)?;
+                let stored = users.get(next.id.as_u128()).map_err(storage_error)?;
+                stored.map(|g| decode(g.value())).transpose()?
+            };
+            match stored {
+                Some(stored) if stored.version == expected => put(txn, &next),
+                _ => Err(UserStoreError::Conflict),
+            }
+        })
+        .await
     }
 
     async fn list(&self) -> Result<Vec<User>, StoreError> {

@@ -19,19 +19,25 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
 use uuid::Uuid;
 
-use super::{Op, SessionStore, StoreError, User, UserStore, UserStoreError, normalize_email};
+use super::{
+    Op, SessionStore, StoreError, Swap, User, UserStore, UserStoreError, keys, normalize_email,
+};
+use crate::clock::now_ms;
 
-/// Applies the ops encoded in ARGV to KEYS[k], KEYS[k+1], … (one key per op).
-/// Encoding (see [`encode_ops`]): `set value ttl_ms`, `setxx value ttl_ms`, `del`,
-/// `sadd member ttl_ms`, `srem member`.
+/// Applies the ops encoded in ARGV, from ARGV[i], to KEYS[k], KEYS[k+1], … (one key per op).
+/// Encoding (see [`encode_ops`]): `set value ttl_ms`, `del`, `sadd member ttl_ms`,
+/// `srem member`, `zadd member score now_ms` (which also drops members scored before now),
+/// `zrem member`.
 const APPLY_OPS: &str = r"
-local i = 1
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'set' then
     redis.call('SET', KEYS[k], ARGV[i + 1], 'PX', ARGV[i + 2]); i = i + 3
-  elseif op == 'setxx' then
-    redis.call('SET', KEYS[k], ARGV[i + 1], 'PX', ARGV[i + 2], 'XX'); i = i + 3
+  elseif op == 'zadd' then
+    redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', ARGV[i + 3])
+    redis.call('ZADD', KEYS[k], ARGV[i + 2], ARGV[i + 1]); i = i + 4
+  elseif op == 'zrem' then
+    redis.call('ZREM', KEYS[k], ARGV[i + 1]); i = i + 2
   elseif op == 'del' then
     redis.call('DEL', KEYS[k]); i = i + 1
   elseif op == 'sadd' then
@@ -104,30 +110,25 @@ fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-/// Keys (prefixed) and arguments for [`APPLY_OPS`].
+/// Keys (prefixed) and arguments for [`APPLY_OPS`]. Every write of a `session:` key also
+/// updates the expiry index (see [`keys::SESSION_INDEX`]), so that counting live sessions
+/// never scans.
 fn encode_ops(conn: &RedisConnection, ops: &[Op]) -> (Vec<String>, Vec<Vec<u8>>) {
     let mut keys = Vec::with_capacity(ops.len());
     let mut args: Vec<Vec<u8>> = Vec::with_capacity(ops.len() * 3);
     for op in ops {
         match op {
-            Op::Set {
-                key,
-                value,
-                ttl,
-                only_if_exists,
-            } => {
+            Op::Set { key, value, ttl } => {
                 keys.push(conn.key(key));
-                args.push(if *only_if_exists {
-                    b"setxx".to_vec()
-                } else {
-                    b"set".to_vec()
-                });
+                args.push(b"set".to_vec());
                 args.push(value.clone());
                 args.push(millis(*ttl).to_string().into_bytes());
+                index_session(conn, key, Some(*ttl), &mut keys, &mut args);
             }
             Op::Delete { key } => {
                 keys.push(conn.key(key));
                 args.push(b"del".to_vec());
+                index_session(conn, key, None, &mut keys, &mut args);
             }
             Op::SetAdd { set, member, ttl } => {
                 keys.push(conn.key(set));
@@ -145,24 +146,61 @@ fn encode_ops(conn: &RedisConnection, ops: &[Op]) -> (Vec<String>, Vec<Vec<u8>>)
     (keys, args)
 }
 
+/// For a `session:` key: adds it to the expiry index until `ttl` from now, or (`None`)
+/// removes it.
+fn index_session(
+    conn: &RedisConnection,
+    key: &str,
+    ttl: Option<Duration>,
+    keys_out: &mut Vec<String>,
+    args: &mut Vec<Vec<u8>>,
+) {
+    if !key.starts_with(keys::SESSION_PREFIX) {
+        return;
+    }
+    keys_out.push(conn.key(keys::SESSION_INDEX));
+    match ttl {
+        Some(ttl) => {
+            // Entries of sessions that expired are dropped as new ones arrive, so the index
+            // stays the size of the live sessions whether or not anyone reads the gauge.
+            let now = now_ms();
+            args.push(b"zadd".to_vec());
+            args.push(key.as_bytes().to_vec());
+            args.push(now.saturating_add(millis(ttl)).to_string().into_bytes());
+            args.push(now.to_string().into_bytes());
+        }
+        None => {
+            args.push(b"zrem".to_vec());
+            args.push(key.as_bytes().to_vec());
+        }
+    }
+}
+
 /// Sessions in Redis; the key layout is [`super::keys`] behind `redis.prefix`.
 pub struct RedisSessionStore {
     conn: RedisConnection,
     apply: Script,
-    take_then_apply: Script,
+    swap_then_apply: Script,
     incr: Script,
+    count: Script,
 }
 
 impl RedisSessionStore {
     pub fn new(conn: RedisConnection) -> Self {
         RedisSessionStore {
             conn,
-            apply: Script::new(&format!("local k = 1\n{APPLY_OPS}\nreturn 1")),
-            take_then_apply: Script::new(&format!(
-                "local v = redis.call('GETDEL', KEYS[1])\nif not v then return false end\nlocal k = 2\n{APPLY_OPS}\nreturn v"
+            apply: Script::new(&format!("local i, k = 1, 1\n{APPLY_OPS}\nreturn 1")),
+            // ARGV: expected, value, ttl_ms, then the ops; KEYS: the swapped key, then the ops'.
+            swap_then_apply: Script::new(&format!(
+                "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\nredis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\nlocal i, k = 4, 2\n{APPLY_OPS}\nreturn 1"
             )),
+            // Never below zero; the TTL is armed when the counter is created.
             incr: Script::new(
-                "local n = redis.call('INCR', KEYS[1])\nif n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end\nreturn n",
+                "local existed = redis.call('EXISTS', KEYS[1])\nlocal n = redis.call('INCRBY', KEYS[1], ARGV[1])\nif n < 0 then redis.call('SET', KEYS[1], 0, 'KEEPTTL'); n = 0 end\nif existed == 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\nreturn n",
+            ),
+            // Drops the index entries of sessions that expired, then counts the rest.
+            count: Script::new(
+                "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])\nreturn redis.call('ZCARD', KEYS[1])",
             ),
         }
     }
@@ -192,58 +230,68 @@ impl SessionStore for RedisSessionStore {
         Ok(())
     }
 
-    async fn take_then_apply(&self, key: &str, ops: Vec<Op>) -> Result<Option<Bytes>, StoreError> {
-        let (keys, args) = encode_ops(&self.conn, &ops);
-        let mut invocation = self.take_then_apply.prepare_invoke();
-        invocation.key(self.conn.key(key)).key(keys).arg(args);
-        let value: Option<Vec<u8>> = self
+    async fn swap_then_apply(&self, swap: Swap, ops: Vec<Op>) -> Result<bool, StoreError> {
+        let (mut keys, mut args) = encode_ops(&self.conn, &ops);
+        // The swapped key's own index entry rides along as an op of its own.
+        let mut index_keys = Vec::new();
+        let mut index_args = Vec::new();
+        index_session(
+            &self.conn,
+            &swap.key,
+            Some(swap.ttl),
+            &mut index_keys,
+            &mut index_args,
+        );
+        keys.extend(index_keys);
+        args.extend(index_args);
+        let mut invocation = self.swap_then_apply.prepare_invoke();
+        invocation
+            .key(self.conn.key(&swap.key))
+            .key(keys)
+            .arg(swap.expected.as_ref())
+            .arg(swap.value)
+            .arg(millis(swap.ttl))
+            .arg(args);
+        let swapped: i64 = self
             .conn
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
-        Ok(value.map(Bytes::from))
+        Ok(swapped == 1)
     }
 
-    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+    async fn incr_by(&self, key: &str, delta: i64, ttl: Duration) -> Result<u64, StoreError> {
         let mut invocation = self.incr.prepare_invoke();
-        invocation.key(self.conn.key(key)).arg(millis(ttl));
+        invocation
+            .key(self.conn.key(key))
+            .arg(delta)
+            .arg(millis(ttl));
+        let n: i64 = self
+            .conn
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        Ok(n.max(0).unsigned_abs())
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = keys.iter().map(|k| self.conn.key(k)).collect();
+        let values: Vec<Option<Vec<u8>>> = self
+            .conn
+            .run(|mut c| async move { redis::cmd("MGET").arg(keys).query_async(&mut c).await })
+            .await?;
+        Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
+    }
+
+    async fn live_sessions(&self) -> Result<u64, StoreError> {
+        let mut invocation = self.count.prepare_invoke();
+        invocation
+            .key(self.conn.key(keys::SESSION_INDEX))
+            .arg(now_ms());
         self.conn
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await
-    }
-
-    async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
-        // Glob characters in the prefix must match themselves.
-        let mut pattern = String::new();
-        for c in self.conn.key(prefix).chars() {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
-        pattern.push('*');
-        let mut cursor: u64 = 0;
-        let mut n: u64 = 0;
-        loop {
-            let pattern = pattern.clone();
-            let (next, keys): (u64, Vec<String>) = self
-                .conn
-                .run(|mut c| async move {
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query_async(&mut c)
-                        .await
-                })
-                .await?;
-            n += keys.len() as u64;
-            if next == 0 {
-                return Ok(n);
-            }
-            cursor = next;
-        }
     }
 
     async fn set_members(&self, set: &str) -> Result<Vec<String>, StoreError> {
@@ -271,6 +319,7 @@ impl SessionStore for RedisSessionStore {
 pub struct RedisUserStore {
     conn: RedisConnection,
     create: Script,
+    update: Script,
 }
 
 impl RedisUserStore {
@@ -281,6 +330,15 @@ impl RedisUserStore {
                 r"if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[1])
+return 1",
+            ),
+            // Compare-and-set on the record's version (a missing `version` is 0).
+            update: Script::new(
+                r"local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local version = cjson.decode(cur)['version'] or 0
+if tostring(version) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
 return 1",
             ),
         }
@@ -343,20 +401,26 @@ impl UserStore for RedisUserStore {
         value.map(|v| decode(&v)).transpose()
     }
 
-    async fn update(&self, user: &User) -> Result<(), StoreError> {
-        let key = self.user_key(user.id);
-        let json = serde_json::to_vec(user).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.conn
-            .run(|mut c| async move {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(json)
-                    .arg("XX")
-                    .query_async::<Option<String>>(&mut c)
-                    .await
-            })
+    async fn update(&self, user: &User) -> Result<(), UserStoreError> {
+        let next = User {
+            version: user.version + 1,
+            ..user.clone()
+        };
+        let json = serde_json::to_vec(&next).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut invocation = self.update.prepare_invoke();
+        invocation
+            .key(self.user_key(user.id))
+            .arg(user.version.to_string())
+            .arg(json);
+        let updated: i64 = self
+            .conn
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
-        Ok(())
+        if updated == 1 {
+            Ok(())
+        } else {
+            Err(UserStoreError::Conflict)
+        }
     }
 
     async fn list(&self) -> Result<Vec<User>, StoreError> {

@@ -1,6 +1,8 @@
 //! `POST /auth/introspect` (RFC 7662) for resource servers, and
 //! `GET /.well-known/jwks.json` (the public keys that verify access tokens).
 
+use std::net::SocketAddr;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -12,7 +14,7 @@ use crate::app::App;
 use crate::auth::AuthError;
 use crate::auth::tokens::AccessClaims;
 use crate::error::ApiError;
-use crate::http::request::{HttpRequest, is_json, read_body};
+use crate::http::request::{HttpRequest, client_info, is_json, read_body};
 use crate::http::response::{HttpResponse, json};
 
 #[derive(Debug, Deserialize)]
@@ -38,16 +40,28 @@ struct Active<'a> {
 /// right HTTP Basic credentials (checked before the body is read); then `{"active": true,
 /// …claims}` for an access token of a live session and `{"active": false}` for anything
 /// else (expired, revoked, forged, garbage).
-pub async fn introspect(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn introspect(
+    app: &App,
+    req: HttpRequest,
+    peer: SocketAddr,
+) -> Result<HttpResponse, ApiError> {
     let (Some(id), Some(secret)) = (
         app.config.introspection.client_id.as_deref(),
         app.config.introspection.client_secret.as_deref(),
     ) else {
         return Err(ApiError::NotFound);
     };
-    if !client_authenticated(req.headers(), id, secret) {
+    // Wrong client secrets count against the client address like failed logins.
+    let client = client_info(req.headers(), peer, &app.config.trusted_networks);
+    let checked = app
+        .auth
+        .check_client_secret(client.ip.as_deref(), || {
+            client_authenticated(req.headers(), id, secret)
+        })
+        .await;
+    if let Err(e) = checked {
         tracing::info!(event = "introspection_client_refused");
-        return Err(ApiError::InvalidClient);
+        return Err(e.into());
     }
     let json_body = is_json(req.headers());
     let form_body = is_form(req.headers());
