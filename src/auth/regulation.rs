@@ -49,7 +49,11 @@ pub fn address(ip: &str) -> String {
 
 /// The subjects of an attempt by `email` (if it names an account) from `ip`.
 pub fn subjects(email: Option<&str>, ip: Option<&str>) -> Vec<String> {
-    email.map(account).into_iter().chain(ip.map(address)).collect()
+    email
+        .map(account)
+        .into_iter()
+        .chain(ip.map(address))
+        .collect()
 }
 
 /// One attempt, counted as failed until it is resolved otherwise. Dropping it unresolved
@@ -192,8 +196,9 @@ impl Regulation {
                     },
                 ])
                 .await?;
-            tracing::warn!(event = "banned", subject = %subject, ban_seconds = self.ban_time.as_secs(),
-                "too many failed attempts");
+            // (The event keeps the name it had when only logins were regulated.)
+            tracing::warn!(event = "login_banned", subject = %subject, ban_seconds = self.ban_time.as_secs(),
+                "too many failed attempts (logins, current passwords or client secrets)");
         }
         Ok(())
     }

@@ -271,10 +271,12 @@ impl Service {
         match self.regulation.reserve(subjects).await? {
             Ok(attempt) => Ok(attempt),
             Err(retry_after) => {
-                tracing::info!(event = "attempt_regulated", what, retry_after);
                 if what == "login" {
+                    tracing::info!(event = "login_regulated", retry_after);
                     metrics::counter!("gatehouse_logins_total", "result" => "regulated")
                         .increment(1);
+                } else {
+                    tracing::info!(event = "attempt_regulated", what, retry_after);
                 }
                 Err(AuthError::Regulated { retry_after })
             }

@@ -100,7 +100,11 @@ pub fn seal(consumed: &str, successor: &str) -> String {
         .split_once('.')
         .and_then(|(_, s)| URL_SAFE_NO_PAD.decode(s).ok())
         .unwrap_or_default();
-    let sealed: Vec<u8> = secret.iter().zip(pad(consumed)).map(|(a, b)| a ^ b).collect();
+    let sealed: Vec<u8> = secret
+        .iter()
+        .zip(pad(consumed))
+        .map(|(a, b)| a ^ b)
+        .collect();
     URL_SAFE_NO_PAD.encode(sealed)
 }
 
@@ -110,7 +114,11 @@ fn unseal(consumed: &str, sealed: &str) -> Option<String> {
     if sealed.len() != 32 {
         return None;
     }
-    let secret: Vec<u8> = sealed.iter().zip(pad(consumed)).map(|(a, b)| a ^ b).collect();
+    let secret: Vec<u8> = sealed
+        .iter()
+        .zip(pad(consumed))
+        .map(|(a, b)| a ^ b)
+        .collect();
     let sid = refresh_token_session(consumed)?;
     Some(format!("{sid}.{}", URL_SAFE_NO_PAD.encode(secret)))
 }

@@ -418,14 +418,13 @@ impl Writer {
                         Outcome::Done
                     }
                     Job::SwapThenApply { swap, ops, .. } => {
-                        let current = t
-                            .kv
-                            .get(swap.key.as_str())
-                            .map_err(storage_error)?
-                            .map(|g| {
-                                let (at, v) = g.value();
-                                at > now && v == swap.expected.as_ref()
-                            });
+                        let current =
+                            t.kv.get(swap.key.as_str())
+                                .map_err(storage_error)?
+                                .map(|g| {
+                                    let (at, v) = g.value();
+                                    at > now && v == swap.expected.as_ref()
+                                });
                         let swapped = current == Some(true);
                         if swapped {
                             t.put(&swap.key, expires_at(now, swap.ttl), &swap.value)?;
@@ -439,11 +438,14 @@ impl Writer {
                     Job::Incr {
                         key, delta, ttl, ..
                     } => {
-                        let old = t.kv.get(key.as_str()).map_err(storage_error)?.and_then(|g| {
-                            let (at, v) = g.value();
-                            let n = std::str::from_utf8(v).ok()?.parse::<u64>().ok()?;
-                            (at > now).then_some((n, at))
-                        });
+                        let old =
+                            t.kv.get(key.as_str())
+                                .map_err(storage_error)?
+                                .and_then(|g| {
+                                    let (at, v) = g.value();
+                                    let n = std::str::from_utf8(v).ok()?.parse::<u64>().ok()?;
+                                    (at > now).then_some((n, at))
+                                });
                         let (count, at) = match old {
                             Some((n, at)) => (n.saturating_add_signed(*delta), at),
                             None => (0u64.saturating_add_signed(*delta), expires_at(now, *ttl)),
