@@ -459,6 +459,34 @@ impl Server {
     pub async fn me_status(&self, access: &str) -> u16 {
         self.get_auth("/auth/me", access).await.status().as_u16()
     }
+
+    /// Runs `gatehouse ARGS` on this server's data dir and backend (through the running
+    /// server's admin socket where the command needs one), with `stdin` as its input.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("GATEHOUSE_DATA_DIR", &self.data_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in BASE_ENV
+            .iter()
+            .filter(|(k, _)| k.starts_with("GATEHOUSE_ARGON2"))
+        {
+            cmd.env(k, v);
+        }
+        for (k, v) in self.backend.env().iter().chain(&self.env) {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn gatehouse");
+        if let Some(mut input) = child.stdin.take() {
+            let _ = input.write_all(stdin.as_bytes());
+        }
+        child.wait_with_output().expect("gatehouse output")
+    }
 }
 
 impl Drop for Server {
