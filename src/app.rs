@@ -130,7 +130,11 @@ impl App {
             );
         }
         let threads = config.argon2_max_concurrent();
-        let hasher = Hasher::start(params, threads, threads * 16)?;
+        let hasher = Hasher::start(
+            params,
+            threads,
+            threads * crate::auth::service::HASH_QUEUE_PER_THREAD,
+        )?;
 
         let auth = Service::new(&config, users, store, hasher, signer);
         Ok(Arc::new(App { config, auth, db }))

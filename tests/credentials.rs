@@ -178,11 +178,17 @@ async fn parallel_guesses_cannot_exceed_the_limit(backend: Backend) {
     });
     let statuses = futures::future::join_all(guesses).await;
     let checked = statuses.iter().filter(|s| **s == 401).count();
-    let refused = statuses.iter().filter(|s| **s == 429).count();
-    // Reserved before hashing: never more checks than max_retries, however many in flight
-    // (the contract allows max_retries + argon2.max_concurrent).
-    assert!(checked <= 3, "{checked} guesses were checked: {statuses:?}");
-    assert_eq!(checked + refused, 24, "{statuses:?}");
+    // Reserved before hashing: never more checks than max_retries + argon2.max_concurrent,
+    // however many guesses are in flight; the others are shed (503) or banned (429).
+    assert!(
+        checked <= 3 + 2,
+        "{checked} guesses were checked: {statuses:?}"
+    );
+    assert!(checked >= 3, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [401, 429, 503].contains(s)),
+        "{statuses:?}"
+    );
     // The account is banned now, even for the right password.
     assert_eq!(server.login(&user, PASSWORD).await.status(), 429);
 }

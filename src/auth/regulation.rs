@@ -5,14 +5,21 @@
 //! work, so a flood costs no CPU. Accounts are counted by the email typed, whether or not it
 //! exists, so a ban says nothing about which emails are registered.
 //!
-//! An attempt is counted *before* the secret is checked ([`Regulation::reserve`]) and given
-//! back if it turns out right: parallel guesses each see the count of those before them, so
-//! no burst of requests in flight at once can get more than `max_retries` checks in a window.
+//! An attempt is admitted *before* its secret is checked ([`Regulation::reserve`]): it takes
+//! one of `argon2.max_concurrent` check slots, and only then reads the bans; it keeps the slot
+//! until its failure is recorded. So between "not banned" and "failure counted" there are
+//! never more attempts than slots, and however many guesses arrive at once, at most
+//! `max_retries + argon2.max_concurrent` are answered 401 in a window (per node). Attempts
+//! beyond the slots wait, a bounded queue like the hashing threads' (full: 503); honest logins
+//! in parallel are never banned, since bans come from failures alone.
 //! IPv6 clients are counted per /64, the block one subscriber usually holds.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::sessions::encode;
 use crate::clock::now_secs;
@@ -56,12 +63,21 @@ pub fn subjects(email: Option<&str>, ip: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-/// One attempt, counted as failed until it is resolved otherwise. Dropping it unresolved
-/// (an error on the way) leaves it counted: the safe side.
+/// An admitted attempt: it holds a check slot until it is resolved.
 #[must_use = "resolve the attempt with `failed`, `succeeded` or `withdraw`"]
 pub struct Reservation {
-    /// Each subject with its failure count including this attempt.
-    counted: Vec<(String, u64)>,
+    subjects: Vec<String>,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+/// Why an attempt may not be made now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A subject is banned: 429 with `Retry-After` of this many seconds.
+    Banned(u64),
+    /// Too many attempts are waiting for a check slot: shed like an overloaded server (503),
+    /// without counting anything against anyone.
+    Busy,
 }
 
 pub struct Regulation {
@@ -69,15 +85,30 @@ pub struct Regulation {
     max_retries: u64,
     find_time: Duration,
     ban_time: Duration,
+    /// One permit per attempt between its ban check and its recorded outcome.
+    slots: Arc<Semaphore>,
+    /// Attempts waiting for a slot, and how many may.
+    waiting: AtomicUsize,
+    max_waiting: usize,
 }
 
 impl Regulation {
-    pub fn new(settings: &Settings, store: Arc<dyn SessionStore>) -> Self {
+    /// `slots`: attempts checked at once (the hashing threads); `max_waiting`: attempts that
+    /// may wait for one (the hashing queue).
+    pub fn new(
+        settings: &Settings,
+        slots: usize,
+        max_waiting: usize,
+        store: Arc<dyn SessionStore>,
+    ) -> Self {
         Regulation {
             store,
             max_retries: settings.max_retries,
             find_time: Duration::from_secs(settings.find_time),
             ban_time: Duration::from_secs(settings.ban_time),
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+            waiting: AtomicUsize::new(0),
+            max_waiting,
         }
     }
 
@@ -100,106 +131,95 @@ impl Regulation {
         Ok(wait)
     }
 
-    /// Counts an attempt under `subjects` before its secret is checked. `Err(retry_after)`
-    /// when a subject is banned or this attempt would go past `max_retries`: then the secret
-    /// must not be checked at all.
+    /// Admits an attempt under `subjects` before its secret is checked: waits for a check
+    /// slot, then reads the bans. A refusal means the secret must not be checked at all.
     pub async fn reserve(
         &self,
         subjects: Vec<String>,
-    ) -> Result<Result<Reservation, u64>, StoreError> {
+    ) -> Result<Result<Reservation, Refusal>, StoreError> {
         if !self.enabled() {
             return Ok(Ok(Reservation {
-                counted: Vec::new(),
+                subjects: Vec::new(),
+                _slot: None,
             }));
         }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Ok(Err(Refusal::Busy));
+        }
+        let slot = self.slots.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let Ok(slot) = slot else {
+            return Ok(Err(Refusal::Busy)); // closed: never, the semaphore lives with us
+        };
         if let Some(wait) = self.banned_for(&subjects).await? {
-            return Ok(Err(wait));
+            return Ok(Err(Refusal::Banned(wait)));
         }
-        let mut counted = Vec::with_capacity(subjects.len());
-        for subject in subjects {
-            let count = self
-                .store
-                .incr_by(&keys::failures(&subject), 1, self.find_time)
-                .await?;
-            counted.push((subject, count));
-        }
-        if counted.iter().any(|(_, n)| *n > self.max_retries) {
-            // Others got here first: the subject is (being) banned. Give back the counts of
-            // the subjects that are not (a ban clears its subject's count).
-            self.ban(&counted).await?;
-            let below: Vec<_> = counted
-                .into_iter()
-                .filter(|(_, n)| *n < self.max_retries)
-                .collect();
-            self.release(&below).await?;
-            return Ok(Err(self.ban_time.as_secs()));
-        }
-        Ok(Ok(Reservation { counted }))
+        Ok(Ok(Reservation {
+            subjects,
+            _slot: Some(slot),
+        }))
     }
 
-    /// The secret was wrong: the attempt stays counted; subjects at `max_retries` are banned.
+    /// The secret was wrong: counts a failure for each subject; those that reach
+    /// `max_retries` are banned. The slot is given back only after.
     pub async fn failed(&self, attempt: Reservation) -> Result<(), StoreError> {
-        self.ban(&attempt.counted).await
-    }
-
-    /// The secret was right: the attempt is given back, and an account's failures are
-    /// forgotten (a right password proves the account's owner is trying).
-    pub async fn succeeded(&self, attempt: Reservation) -> Result<(), StoreError> {
-        let (accounts, others): (Vec<_>, Vec<_>) = attempt
-            .counted
-            .into_iter()
-            .partition(|(subject, _)| subject.starts_with("user:"));
-        if !accounts.is_empty() {
-            let ops = accounts
-                .iter()
-                .map(|(subject, _)| Op::Delete {
-                    key: keys::failures(subject),
-                })
-                .collect();
-            self.store.apply(ops).await?;
-        }
-        self.release(&others).await
-    }
-
-    /// Like [`Regulation::succeeded`] but forgetting nothing: for a second secret (a code
-    /// after a password), whose right answer must not reset the account's failures.
-    pub async fn withdraw(&self, attempt: Reservation) -> Result<(), StoreError> {
-        self.release(&attempt.counted).await
-    }
-
-    async fn release(&self, counted: &[(String, u64)]) -> Result<(), StoreError> {
-        for (subject, _) in counted {
-            self.store
-                .incr_by(&keys::failures(subject), -1, self.find_time)
+        for subject in &attempt.subjects {
+            let failures = self
+                .store
+                .incr_by(&keys::failures(subject), 1, self.find_time)
                 .await?;
+            if failures >= self.max_retries {
+                self.ban(subject).await?;
+            }
         }
         Ok(())
     }
 
-    /// Bans every subject whose count reached `max_retries`.
-    async fn ban(&self, counted: &[(String, u64)]) -> Result<(), StoreError> {
-        for (subject, count) in counted {
-            if *count < self.max_retries {
-                continue;
-            }
-            let until = now_secs() + self.ban_time.as_secs();
-            self.store
-                .apply(vec![
-                    Op::set(keys::ban(subject), encode(&until), self.ban_time),
-                    Op::Delete {
-                        key: keys::failures(subject),
-                    },
-                    Op::SetAdd {
-                        set: keys::bans(),
-                        member: subject.clone(),
-                        ttl: self.ban_time,
-                    },
-                ])
-                .await?;
-            // (The event keeps the name it had when only logins were regulated.)
-            tracing::warn!(event = "login_banned", subject = %subject, ban_seconds = self.ban_time.as_secs(),
-                "too many failed attempts (logins, current passwords or client secrets)");
+    /// The secret was right: an account's failures are forgotten (a right password proves
+    /// the account's owner is trying).
+    pub async fn succeeded(&self, attempt: Reservation) -> Result<(), StoreError> {
+        let forget: Vec<Op> = attempt
+            .subjects
+            .iter()
+            .filter(|subject| subject.starts_with("user:"))
+            .map(|subject| Op::Delete {
+                key: keys::failures(subject),
+            })
+            .collect();
+        if !forget.is_empty() {
+            self.store.apply(forget).await?;
         }
+        Ok(())
+    }
+
+    /// Ends an attempt without a verdict and forgets nothing: one that was never judged (the
+    /// hashing queue was full), or a second secret whose right answer must not reset the
+    /// account's failures.
+    pub async fn withdraw(&self, attempt: Reservation) -> Result<(), StoreError> {
+        drop(attempt);
+        Ok(())
+    }
+
+    /// Bans `subject` for `ban_time` and starts its count afresh.
+    async fn ban(&self, subject: &str) -> Result<(), StoreError> {
+        let until = now_secs() + self.ban_time.as_secs();
+        self.store
+            .apply(vec![
+                Op::set(keys::ban(subject), encode(&until), self.ban_time),
+                Op::Delete {
+                    key: keys::failures(subject),
+                },
+                Op::SetAdd {
+                    set: keys::bans(),
+                    member: subject.to_owned(),
+                    ttl: self.ban_time,
+                },
+            ])
+            .await?;
+        // (The event keeps the name it had when only logins were regulated.)
+        tracing::warn!(event = "login_banned", subject = %subject, ban_seconds = self.ban_time.as_secs(),
+            "too many failed attempts (logins, current passwords or client secrets)");
         Ok(())
     }
 

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use super::passwords::{HashError, Hasher};
 use super::policy;
-use super::regulation::{self, Ban, Regulation, Reservation};
+use super::regulation::{self, Ban, Refusal, Regulation, Reservation};
 use super::sessions::{self, Presented, Rotation, SessionRecord, encode};
 use super::tokens::{AccessClaims, Signer, TokenError};
 use crate::clock::now_secs;
@@ -38,6 +38,9 @@ use crate::store::{
 /// Attempts at a compare-and-set write before giving up with 503 (each retry follows a
 /// concurrent write that succeeded, so running out takes a storm of writes to one record).
 const MAX_WRITE_ATTEMPTS: usize = 8;
+
+/// Jobs that may wait per hashing thread before callers are shed with 503.
+pub const HASH_QUEUE_PER_THREAD: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -149,7 +152,12 @@ impl Service {
     ) -> Self {
         Service {
             users,
-            regulation: Regulation::new(&config.regulation, store.clone()),
+            regulation: Regulation::new(
+                &config.regulation,
+                config.argon2_max_concurrent(),
+                config.argon2_max_concurrent() * HASH_QUEUE_PER_THREAD,
+                store.clone(),
+            ),
             store,
             hasher,
             signer,
@@ -270,7 +278,11 @@ impl Service {
     async fn reserve(&self, subjects: Vec<String>, what: &str) -> Result<Reservation, AuthError> {
         match self.regulation.reserve(subjects).await? {
             Ok(attempt) => Ok(attempt),
-            Err(retry_after) => {
+            Err(Refusal::Busy) => {
+                tracing::info!(event = "attempts_shed", what);
+                Err(AuthError::Busy)
+            }
+            Err(Refusal::Banned(retry_after)) => {
                 if what == "login" {
                     tracing::info!(event = "login_regulated", retry_after);
                     metrics::counter!("gatehouse_logins_total", "result" => "regulated")
