@@ -1,0 +1,198 @@
+//! Accounts: registration, the password change, and user writes as versioned
+//! read-modify-write (ADR-0006), including the changes that end every session.
+
+use uuid::Uuid;
+
+use super::{AuthError, ClientInfo, Issued, MAX_WRITE_ATTEMPTS, Service};
+use crate::auth::policy;
+use crate::auth::regulation::{self};
+use crate::auth::tokens::AccessClaims;
+use crate::clock::now_secs;
+use crate::config::Registration;
+use crate::store::{Role, User, UserStoreError, normalize_email};
+
+impl Service {
+    /// `POST /auth/register`: a new account with the `user` role.
+    pub async fn register(&self, email: &str, password: &str) -> Result<User, AuthError> {
+        if self.registration == Registration::Closed {
+            return Err(AuthError::RegistrationClosed);
+        }
+        self.create_user(email, password, Role::User).await
+    }
+
+    /// Creates an account regardless of the registration setting (the admin CLI).
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password: &str,
+        role: Role,
+    ) -> Result<User, AuthError> {
+        policy::check_email(email).map_err(AuthError::InvalidEmail)?;
+        // Hash before the uniqueness check, so a taken email costs the same time.
+        let password_hash = self.hash_new(password, email).await?;
+        let user = User {
+            id: Uuid::now_v7(),
+            email: email.to_owned(),
+            password_hash,
+            role,
+            created_at: now_secs(),
+            disabled: false,
+            version: 0,
+            credential_version: 0,
+        };
+        self.users.create(&user).await?;
+        tracing::info!(event = "user_created", user_id = %user.id, role = role.as_str());
+        Ok(user)
+    }
+
+    /// `GET /auth/me`: the account behind a verified token.
+    pub async fn user(&self, claims: &AccessClaims) -> Result<User, AuthError> {
+        match self.users.by_id(claims.sub).await? {
+            Some(user) if !user.disabled => Ok(user),
+            _ => Err(AuthError::SessionEnded),
+        }
+    }
+
+    /// `POST /auth/password`: checks the current password, stores the new one, ends every
+    /// session of the user and starts a fresh one for the caller.
+    pub async fn change_password(
+        &self,
+        claims: &AccessClaims,
+        current: &str,
+        new: &str,
+        client: &ClientInfo,
+    ) -> Result<Issued, AuthError> {
+        let user = self.user(claims).await?;
+        let attempt = self
+            .reserve(
+                regulation::subjects(Some(&user.email), client.ip.as_deref()),
+                "current_password",
+            )
+            .await?;
+        let matches = current.len() <= policy::MAX_PASSWORD_BYTES
+            && match self.hasher.verify(current, Some(&user.password_hash)).await {
+                Ok(check) => check.matches,
+                Err(e) => {
+                    self.regulation.withdraw(attempt).await?;
+                    return Err(e.into());
+                }
+            };
+        if !matches {
+            self.regulation.failed(attempt).await?;
+            return Err(AuthError::WrongPassword);
+        }
+        self.regulation.succeeded(attempt).await?;
+        let password_hash = self.hash_new(new, &user.email).await?;
+        // Only over the credentials just checked: a concurrent change wins, and this one
+        // answers as if the current password were wrong (it no longer is the current one).
+        let checked = user.credential_version;
+        let user = self
+            .change_credentials(user.id, |u| {
+                if u.credential_version != checked || u.disabled {
+                    return Err(AuthError::WrongPassword);
+                }
+                u.password_hash = password_hash.clone();
+                Ok(())
+            })
+            .await?;
+        tracing::info!(event = "password_changed", user_id = %user.id);
+        // The caller's fresh session. Another change that ends sessions (a role change, say)
+        // may land between storing the password and starting it; the password is changed
+        // all the same, so start the session under the newer version, as long as it is still
+        // the password set here and the account is enabled.
+        let mut user = user;
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            match self.start_session(&user, client).await {
+                Err(AuthError::SessionEnded) => match self.users.by_id(user.id).await? {
+                    Some(now) if !now.disabled && now.password_hash == user.password_hash => {
+                        user = now;
+                    }
+                    _ => return Err(AuthError::SessionEnded),
+                },
+                other => return other,
+            }
+        }
+        Err(AuthError::SessionEnded)
+    }
+
+    /// Checks a new password against the policy and hashes it, on the hashing threads.
+    pub(super) async fn hash_new(&self, password: &str, email: &str) -> Result<String, AuthError> {
+        let (email, rules) = (email.to_owned(), self.passwords.clone());
+        let policy = Box::new(move |p: &str| policy::check_password(p, &email, &rules));
+        Ok(self.hasher.hash_new(password, policy).await?)
+    }
+
+    pub(super) async fn find_user(&self, email: &str) -> Result<User, AuthError> {
+        self.users
+            .by_email(email)
+            .await?
+            .ok_or_else(|| AuthError::UserNotFound(normalize_email(email)))
+    }
+
+    /// Read-modify-write of a user as one compare-and-set, retried on a concurrent write:
+    /// `change` runs on the freshest record each time and may refuse. Returns the stored user.
+    pub(super) async fn modify_user(
+        &self,
+        id: Uuid,
+        mut change: impl FnMut(&mut User) -> Result<(), AuthError>,
+    ) -> Result<User, AuthError> {
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let Some(mut user) = self.users.by_id(id).await? else {
+                return Err(AuthError::UserNotFound(id.to_string()));
+            };
+            change(&mut user)?;
+            match self.users.update(&user).await {
+                Ok(()) => {
+                    user.version += 1;
+                    return Ok(user);
+                }
+                Err(UserStoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(UserStoreError::Conflict.into())
+    }
+
+    /// A change that ends the user's sessions: bumps `credential_version` in the same write
+    /// and only then ends every session, so a login racing it either is ended here or sees
+    /// the new version when it re-reads the user (see [`Service::start_session`]).
+    pub(super) async fn change_credentials(
+        &self,
+        id: Uuid,
+        mut change: impl FnMut(&mut User) -> Result<(), AuthError>,
+    ) -> Result<User, AuthError> {
+        let user = self
+            .modify_user(id, |u| {
+                change(u)?;
+                u.credential_version += 1;
+                Ok(())
+            })
+            .await?;
+        self.revoke_all(id).await?;
+        Ok(user)
+    }
+
+    /// Stores a stronger hash of a password that just verified, unless the password
+    /// changed meanwhile. Best effort: the login succeeds either way.
+    pub(super) async fn upgrade_hash(&self, user: &User, password: &str) {
+        let hash = match self.hasher.hash(password).await {
+            Ok(hash) => hash,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not upgrade a password hash");
+                return;
+            }
+        };
+        let old = user.password_hash.clone();
+        let result = self
+            .modify_user(user.id, |u| {
+                if u.password_hash == old {
+                    u.password_hash = hash.clone();
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, user_id = %user.id, "could not store the upgraded password hash");
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Administration (the CLI, directly or through the admin socket): users, roles, bans.
+
+use super::{AuthError, Service};
+use crate::auth::regulation::Ban;
+use crate::store::{Role, User};
+
+impl Service {
+    pub async fn list_users(&self) -> Result<Vec<User>, AuthError> {
+        Ok(self.users.list().await?)
+    }
+
+    /// Tokens carry the role: the sessions end so that the next login gets the new one.
+    pub async fn set_role(&self, email: &str, role: Role) -> Result<User, AuthError> {
+        let user = self.find_user(email).await?;
+        self.change_credentials(user.id, |u| {
+            u.role = role;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn set_disabled(&self, email: &str, disabled: bool) -> Result<User, AuthError> {
+        let user = self.find_user(email).await?;
+        if disabled {
+            let user = self
+                .change_credentials(user.id, |u| {
+                    u.disabled = true;
+                    Ok(())
+                })
+                .await?;
+            tracing::info!(event = "user_disabled", user_id = %user.id);
+            Ok(user)
+        } else {
+            let user = self
+                .modify_user(user.id, |u| {
+                    u.disabled = false;
+                    Ok(())
+                })
+                .await?;
+            tracing::info!(event = "user_enabled", user_id = %user.id);
+            Ok(user)
+        }
+    }
+
+    /// Sets a new password and ends every session of the user.
+    pub async fn set_password(&self, email: &str, password: &str) -> Result<User, AuthError> {
+        let user = self.find_user(email).await?;
+        let password_hash = self.hash_new(password, &user.email).await?;
+        let user = self
+            .change_credentials(user.id, |u| {
+                u.password_hash = password_hash.clone();
+                Ok(())
+            })
+            .await?;
+        tracing::info!(event = "password_changed", user_id = %user.id, by = "admin");
+        Ok(user)
+    }
+
+    /// The live login bans.
+    pub async fn bans(&self) -> Result<Vec<Ban>, AuthError> {
+        Ok(self.regulation.list().await?)
+    }
+
+    /// Lifts a ban on an email or address; returns what was lifted.
+    pub async fn lift_ban(&self, target: &str) -> Result<Vec<String>, AuthError> {
+        let lifted = self.regulation.lift(target).await?;
+        tracing::info!(event = "ban_lifted", target = %target, lifted = lifted.len());
+        Ok(lifted)
+    }
+}

@@ -1,0 +1,108 @@
+//! Checking secrets under regulation: the password login, client secrets.
+
+use super::{AuthError, ClientInfo, Issued, Service};
+use crate::auth::policy;
+use crate::auth::regulation::{self, Refusal, Reservation};
+use crate::store::User;
+
+impl Service {
+    /// `POST /auth/login`. Unknown emails, wrong passwords and disabled accounts all answer
+    /// [`AuthError::InvalidCredentials`] after the same argon2 work; a banned account or
+    /// address answers [`AuthError::Regulated`] before any.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<(User, Issued), AuthError> {
+        let ip = client.ip.as_deref();
+        let attempt = self
+            .reserve(regulation::subjects(Some(email), ip), "login")
+            .await?;
+        // No stored password is over the limit; refusing before hashing bounds the work.
+        let found = if password.len() > policy::MAX_PASSWORD_BYTES {
+            None
+        } else {
+            let user = self.users.by_email(email).await?;
+            let check = match self
+                .hasher
+                .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+                .await
+            {
+                Ok(check) => check,
+                Err(e) => {
+                    // Nothing was checked: the attempt does not count.
+                    self.regulation.withdraw(attempt).await?;
+                    return Err(e.into());
+                }
+            };
+            user.filter(|u| check.matches && !u.disabled)
+                .map(|u| (u, check.needs_rehash))
+        };
+        let Some((user, needs_rehash)) = found else {
+            tracing::info!(event = "login_failed", ip = ip.unwrap_or("-"));
+            metrics::counter!("gatehouse_logins_total", "result" => "failed").increment(1);
+            self.regulation.failed(attempt).await?;
+            return Err(AuthError::InvalidCredentials);
+        };
+        self.regulation.succeeded(attempt).await?;
+        if needs_rehash {
+            self.upgrade_hash(&user, password).await;
+        }
+        // A change that raced this login (its password checked against the old hash)
+        // makes `start_session` fail: the credentials are no longer right.
+        let issued = match self.start_session(&user, client).await {
+            Err(AuthError::SessionEnded) => return Err(AuthError::InvalidCredentials),
+            other => other?,
+        };
+        tracing::info!(event = "login_ok", user_id = %user.id, ip = client.ip.as_deref().unwrap_or("-"));
+        metrics::counter!("gatehouse_logins_total", "result" => "ok").increment(1);
+        Ok((user, issued))
+    }
+
+    /// Counts an attempt at a secret under `subjects` before it is checked; a banned
+    /// subject, or one this attempt would take past the limit, answers
+    /// [`AuthError::Regulated`] without any check.
+    pub(super) async fn reserve(
+        &self,
+        subjects: Vec<String>,
+        what: &str,
+    ) -> Result<Reservation, AuthError> {
+        match self.regulation.reserve(subjects).await? {
+            Ok(attempt) => Ok(attempt),
+            Err(Refusal::Busy) => {
+                tracing::info!(event = "attempts_shed", what);
+                Err(AuthError::Busy)
+            }
+            Err(Refusal::Banned(retry_after)) => {
+                if what == "login" {
+                    tracing::info!(event = "login_regulated", retry_after);
+                    metrics::counter!("gatehouse_logins_total", "result" => "regulated")
+                        .increment(1);
+                } else {
+                    tracing::info!(event = "attempt_regulated", what, retry_after);
+                }
+                Err(AuthError::Regulated { retry_after })
+            }
+        }
+    }
+
+    /// Checks a client secret (introspection today; OIDC clients next) under regulation of
+    /// the client address: `matches` runs only when the address may try.
+    pub async fn check_client_secret(
+        &self,
+        ip: Option<&str>,
+        matches: impl FnOnce() -> bool,
+    ) -> Result<(), AuthError> {
+        let attempt = self
+            .reserve(regulation::subjects(None, ip), "client_secret")
+            .await?;
+        if matches() {
+            self.regulation.succeeded(attempt).await?;
+            Ok(())
+        } else {
+            self.regulation.failed(attempt).await?;
+            Err(AuthError::WrongClientSecret)
+        }
+    }
+}

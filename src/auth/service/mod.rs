@@ -1,0 +1,192 @@
+//! The operations of gatehouse, one method each, shared by the HTTP handlers and the CLI,
+//! split by concept: [`login`] (checking passwords and client secrets under regulation),
+//! [`sessions`] (token checks, session start and end), [`rotation`] (refresh), [`accounts`]
+//! (registration, password change, versioned user writes) and [`admin`] (the CLI's commands).
+//!
+//! Session rules (ADR-004 and the API contract):
+//! - A login creates a session (`session:<sid>`), its refresh token and an access token that
+//!   names the session (`sid`). A token check is a signature check plus one store read of the
+//!   session, so deleting the session revokes all of its tokens on the very next request.
+//! - A refresh reads the session record once and swaps it (compare-and-set) for one that
+//!   names the successor: the record is the session's whole state and stays the same size
+//!   however often it rotates (ADR-0006). Presenting any earlier token revokes the session
+//!   (reuse detection), except the token rotated last within the grace window, which answers
+//!   with the same successor.
+//! - Logout deletes the session; logout-all and a password change delete every session of
+//!   the user.
+//! - Credential changes are atomic with respect to sessions (ADR-0006): a change bumps the
+//!   user's `credential_version` in a compare-and-set write and only then ends the sessions;
+//!   a session records the version it began under, a login re-reads it after writing its
+//!   session, and a refresh compares it. A login that checked the old password therefore
+//!   never leaves a live session behind a change that has returned.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use super::passwords::{HashError, Hasher};
+use super::regulation::Regulation;
+use super::sessions::SessionRecord;
+use super::tokens::{Signer, TokenError};
+use crate::config::{Config, Passwords, Registration};
+use crate::store::{SessionStore, StoreError, UserStore, UserStoreError};
+
+mod accounts;
+mod admin;
+mod login;
+mod rotation;
+mod sessions;
+
+/// Attempts at a compare-and-set write before giving up with 503 (each retry follows a
+/// concurrent write that succeeded, so running out takes a storm of writes to one record).
+pub(super) const MAX_WRITE_ATTEMPTS: usize = 8;
+
+/// Jobs that may wait per hashing thread before callers are shed with 503.
+pub const HASH_QUEUE_PER_THREAD: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("{0}")]
+    InvalidEmail(String),
+    #[error("{0}")]
+    WeakPassword(String),
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("registration is closed")]
+    RegistrationClosed,
+    #[error("the email or password is wrong")]
+    InvalidCredentials,
+    #[error("{}", .0.message())]
+    InvalidToken(TokenError),
+    #[error("the session has ended")]
+    SessionEnded,
+    #[error("the refresh token is invalid, expired or already used")]
+    InvalidRefreshToken,
+    #[error("the current password is wrong")]
+    WrongPassword,
+    #[error("the client credentials are wrong")]
+    WrongClientSecret,
+    #[error("no such session")]
+    SessionNotFound,
+    #[error("no user with the email {0}")]
+    UserNotFound(String),
+    #[error("too many password hashes are waiting")]
+    Busy,
+    #[error("too many failed logins; retry in {retry_after} s")]
+    Regulated { retry_after: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<HashError> for AuthError {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Busy => AuthError::Busy,
+            HashError::Failed(e) => AuthError::Internal(e),
+            HashError::Rejected(why) => AuthError::WeakPassword(why),
+        }
+    }
+}
+
+impl From<UserStoreError> for AuthError {
+    fn from(err: UserStoreError) -> Self {
+        match err {
+            UserStoreError::EmailTaken => AuthError::EmailTaken,
+            UserStoreError::Conflict => AuthError::Store(StoreError::Unavailable(
+                "the account is being changed by many writers at once; retry".into(),
+            )),
+            UserStoreError::Store(e) => AuthError::Store(e),
+        }
+    }
+}
+
+/// Who is calling, as recorded with a new session.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// A token pair as handed to the client.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+    pub refresh_expires_in: u64,
+}
+
+/// One of the caller's sessions, for `GET /auth/sessions`.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub id: String,
+    pub record: SessionRecord,
+}
+
+pub struct Service {
+    users: Arc<dyn UserStore>,
+    store: Arc<dyn SessionStore>,
+    hasher: Hasher,
+    signer: Signer,
+    regulation: Regulation,
+    passwords: Passwords,
+    registration: Registration,
+    issuer: Option<String>,
+    audience: Option<String>,
+    access_ttl: u64,
+    refresh_ttl: u64,
+    grace: u64,
+    leeway: u64,
+    max_sessions_per_user: usize,
+    /// Unix second of the last clock-skew warning, so a skewed peer cannot flood the log.
+    last_clock_warning: AtomicU64,
+}
+
+impl Service {
+    pub fn new(
+        config: &Config,
+        users: Arc<dyn UserStore>,
+        store: Arc<dyn SessionStore>,
+        hasher: Hasher,
+        signer: Signer,
+    ) -> Self {
+        Service {
+            users,
+            regulation: Regulation::new(
+                &config.regulation,
+                config.argon2_max_concurrent(),
+                config.argon2_max_concurrent() * HASH_QUEUE_PER_THREAD,
+                store.clone(),
+            ),
+            store,
+            hasher,
+            signer,
+            passwords: config.passwords.clone(),
+            registration: config.registration,
+            issuer: config.tokens.issuer.clone(),
+            audience: config.tokens.audience.clone(),
+            access_ttl: config.tokens.access_ttl,
+            refresh_ttl: config.tokens.refresh_ttl,
+            grace: config.tokens.refresh_reuse_grace,
+            leeway: config.tokens.leeway,
+            max_sessions_per_user: usize::try_from(config.sessions.max_per_user)
+                .unwrap_or(usize::MAX)
+                .max(1),
+            last_clock_warning: AtomicU64::new(0),
+        }
+    }
+
+    pub fn store(&self) -> &dyn SessionStore {
+        self.store.as_ref()
+    }
+
+    /// The public keys that verify access tokens, as JWKs (empty under HS256).
+    pub fn jwks(&self) -> Vec<serde_json::Value> {
+        self.signer.public_jwks()
+    }
+}
+
+pub(super) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
