@@ -5,6 +5,8 @@
 //!
 //! - [`cli`]: the command line (`serve`, `check-config`, `user …`, `ban …`, `backup`,
 //!   `restore`); `main.rs` only calls it.
+//! - [`serve`]: the running server's start-up and shutdown; [`systemd`]: readiness and
+//!   watchdog notifications.
 //! - [`admin`]: account administration, run by the CLI directly or, while a server holds the
 //!   database, through the server's admin socket.
 //! - [`config`]: layered configuration (defaults < `config.toml` < `GATEHOUSE_*` env) and its validation.
@@ -32,4 +34,6 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod serve;
 pub mod store;
+pub mod systemd;

@@ -454,6 +454,25 @@ fn check_config_accepts_defaults_and_a_good_file() {
         "registration = \"closed\"\n[tokens]\naccess_ttl = 60\n",
     );
     check_config(&["--config", &path], &[]).assert_success("check-config --config good.toml");
+    // `--config` is one global option: before the subcommand too.
+    run_with(
+        &["--config", &path, "check-config"],
+        Some(dir.path()),
+        &[],
+        "",
+        Duration::from_secs(30),
+    )
+    .assert_success("--config good.toml check-config");
+    let bad_dir = tempfile::tempdir().expect("tempdir");
+    let bad = write_config(bad_dir.path(), "registration = \"sometimes\"\n");
+    run_with(
+        &["--config", &bad, "check-config"],
+        Some(dir.path()),
+        &[],
+        "",
+        Duration::from_secs(30),
+    )
+    .assert_failure("--config bad.toml check-config");
     // The file may also be named by GATEHOUSE_CONFIG.
     check_config(&[], &[("GATEHOUSE_CONFIG", &path)])
         .assert_success("check-config with GATEHOUSE_CONFIG");

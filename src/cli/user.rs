@@ -17,7 +17,7 @@ pub fn request(cmd: UserCommand) -> Result<AdminRequest, String> {
             password: read_password()?,
             role,
         },
-        UserCommand::List { .. } => AdminRequest::ListUsers,
+        UserCommand::List => AdminRequest::ListUsers,
         UserCommand::SetRole { email, role, .. } => AdminRequest::SetRole { email, role },
         UserCommand::Disable { email, .. } => AdminRequest::SetDisabled {
             email,

@@ -1,0 +1,126 @@
+//! The running server: `gatehouse serve` binds the listeners (HTTP, optional metrics, the
+//! admin socket), reports readiness to systemd, serves until SIGINT or SIGTERM, then stops
+//! accepting, finishes in-flight requests and flushes the session store.
+
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::config::Config;
+
+/// `gatehouse serve`: builds the app, binds the listeners (HTTP, metrics, admin socket),
+/// tells systemd it is ready, serves until SIGINT or SIGTERM, then drains and flushes.
+pub async fn serve(config: Config) -> Result<(), String> {
+    let listen = config.listen;
+    let app = App::build(config, &crate::auth::secret::SecretInputs::from_env())
+        .map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    raise_fd_limit();
+    if let Some(handle) = crate::http::metrics::install() {
+        // Histograms keep raw samples until upkeep folds them into buckets; without a
+        // scraper that would grow with every request.
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        });
+    }
+    let metrics = match app.config.metrics.listen {
+        Some(metrics_addr) => {
+            let metrics_listener = TcpListener::bind(metrics_addr)
+                .await
+                .map_err(|e| format!("cannot listen on {metrics_addr} (metrics.listen): {e}"))?;
+            let serving = crate::http::serve(
+                app.clone(),
+                metrics_listener,
+                crate::http::router::Surface::Metrics,
+                std::future::pending(),
+            );
+            Some(tokio::spawn(serving))
+        }
+        None => None,
+    };
+    let admin = crate::admin::bind(&app.config.data_dir)
+        .map(|socket| tokio::spawn(crate::admin::serve(app.clone(), socket)));
+    tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening");
+    // Both sockets are bound: tell systemd (Type=notify) that we are ready.
+    crate::systemd::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!("listening on {addr}")),
+    ]);
+    let watchdog = sd_notify::watchdog_enabled()
+        .map(|interval| tokio::spawn(crate::systemd::watchdog(interval)));
+    let shutdown = async {
+        shutdown_signal().await;
+        crate::systemd::notify(&[
+            sd_notify::NotifyState::Stopping,
+            sd_notify::NotifyState::Status("shutting down: finishing in-flight requests"),
+        ]);
+    };
+    crate::http::serve(
+        app.clone(),
+        listener,
+        crate::http::router::Surface::Api,
+        shutdown,
+    )
+    .await;
+    for task in [admin, metrics].into_iter().flatten() {
+        task.abort();
+    }
+    let _ = std::fs::remove_file(crate::admin::socket_path(&app.config.data_dir));
+    app.auth
+        .store()
+        .close()
+        .await
+        .map_err(|e| format!("flushing the session store failed: {e}"))?;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit: every connection is a file, and
+/// the default soft limit (often 1024) would refuse connections long before
+/// `limits.max_connections`.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
