@@ -1,0 +1,306 @@
+//! The behaviour the `SessionStore` and `UserStore` traits promise, held to both backends:
+//! the embedded store (moka + redb) and the redb user store on a temporary data dir, and the
+//! Redis stores on a real `redis-server`. The service relies on exactly these semantics
+//! (ADR-0006: compare-and-set rotation, versioned user writes), so each backend must agree.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::RedisServer;
+use gatehouse::store::database::Db;
+use gatehouse::store::embedded::EmbeddedStore;
+use gatehouse::store::redb_users::RedbUserStore;
+use gatehouse::store::redis::{RedisConnection, RedisSessionStore, RedisUserStore};
+use gatehouse::store::{Op, Role, SessionStore, Swap, User, UserStore, UserStoreError};
+use uuid::Uuid;
+
+/// One backend pair, and what keeps it alive.
+struct Stores {
+    sessions: Arc<dyn SessionStore>,
+    users: Arc<dyn UserStore>,
+    _dir: Option<tempfile::TempDir>,
+    _redis: Option<RedisServer>,
+}
+
+fn embedded() -> Stores {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), &dir.path().join("gatehouse.redb")).unwrap();
+    Stores {
+        sessions: Arc::new(
+            EmbeddedStore::open(db.clone(), 1000, Duration::from_millis(50)).unwrap(),
+        ),
+        users: Arc::new(RedbUserStore::open(db).unwrap()),
+        _dir: Some(dir),
+        _redis: None,
+    }
+}
+
+fn redis() -> Option<Stores> {
+    let server = RedisServer::start()?;
+    let conn = |prefix: &str| {
+        RedisConnection::open(
+            &server.url(),
+            prefix,
+            Duration::from_secs(2),
+            Duration::from_secs(2),
+        )
+        .unwrap()
+    };
+    Some(Stores {
+        sessions: Arc::new(RedisSessionStore::new(conn("contract:"))),
+        users: Arc::new(RedisUserStore::new(conn("contract:"))),
+        _dir: None,
+        _redis: Some(server),
+    })
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::embedded()).await
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(stores) = super::redis() {
+                        super::$name(stores).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    values_live_for_their_ttl,
+    sets_expire_as_a_whole,
+    swap_has_exactly_one_winner_and_applies_its_ops_only_then,
+    counters_count_up_and_down_within_their_window,
+    get_many_answers_in_order,
+    live_sessions_are_counted_without_scanning,
+    user_emails_are_unique,
+    user_writes_are_compare_and_set,
+);
+
+fn set(key: &str, value: &str, ms: u64) -> Op {
+    Op::set(
+        key.into(),
+        value.as_bytes().to_vec(),
+        Duration::from_millis(ms),
+    )
+}
+
+async fn values_live_for_their_ttl(s: Stores) {
+    let s = s.sessions;
+    s.apply(vec![set("a", "1", 10_000), set("b", "2", 150)])
+        .await
+        .unwrap();
+    assert_eq!(s.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(s.get("b").await.unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(s.get("missing").await.unwrap(), None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.get("b").await.unwrap(), None, "expired");
+    s.apply(vec![Op::Delete { key: "a".into() }]).await.unwrap();
+    assert_eq!(s.get("a").await.unwrap(), None, "deleted");
+    s.ping().await.unwrap();
+}
+
+async fn sets_expire_as_a_whole(s: Stores) {
+    let s = s.sessions;
+    let add = |m: &str, ms: u64| Op::SetAdd {
+        set: "s".into(),
+        member: m.into(),
+        ttl: Duration::from_millis(ms),
+    };
+    s.apply(vec![add("x", 250), add("y", 250)]).await.unwrap();
+    s.apply(vec![Op::SetRemove {
+        set: "s".into(),
+        member: "x".into(),
+    }])
+    .await
+    .unwrap();
+    assert_eq!(s.set_members("s").await.unwrap(), ["y"]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(s.set_members("s").await.unwrap().is_empty());
+}
+
+async fn swap_has_exactly_one_winner_and_applies_its_ops_only_then(s: Stores) {
+    let s = s.sessions;
+    s.apply(vec![set("session:k", "v0", 10_000)]).await.unwrap();
+    let swap = |to: &str| Swap {
+        key: "session:k".into(),
+        expected: Bytes::from_static(b"v0"),
+        value: to.as_bytes().to_vec(),
+        ttl: Duration::from_secs(10),
+    };
+    let marker = |m: &str| vec![set(&format!("marker:{m}"), "1", 10_000)];
+    let attempts = (0..8).map(|i| {
+        let s = s.clone();
+        let to = format!("v{}", i + 1);
+        async move {
+            let won = s.swap_then_apply(swap(&to), marker(&to)).await.unwrap();
+            (won, to)
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let winners: Vec<&String> = results.iter().filter(|(w, _)| *w).map(|(_, v)| v).collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    let winner = winners[0];
+    assert_eq!(
+        s.get("session:k").await.unwrap().as_deref(),
+        Some(winner.as_bytes())
+    );
+    for (won, to) in &results {
+        let marked = s.get(&format!("marker:{to}")).await.unwrap().is_some();
+        assert_eq!(marked, *won, "ops of {to} applied only if its swap won");
+    }
+    // A swap of an absent key does nothing, not even create it.
+    let absent = Swap {
+        key: "session:gone".into(),
+        ..swap("x")
+    };
+    assert!(!s.swap_then_apply(absent, marker("gone")).await.unwrap());
+    assert_eq!(s.get("session:gone").await.unwrap(), None);
+    assert_eq!(s.get("marker:gone").await.unwrap(), None);
+}
+
+async fn counters_count_up_and_down_within_their_window(s: Stores) {
+    let s = s.sessions;
+    let window = Duration::from_millis(300);
+    assert_eq!(s.incr_by("c", 1, window).await.unwrap(), 1);
+    assert_eq!(s.incr_by("c", 2, window).await.unwrap(), 3);
+    assert_eq!(
+        s.incr_by("c", -5, window).await.unwrap(),
+        0,
+        "never below zero"
+    );
+    assert_eq!(s.incr_by("c", 1, window).await.unwrap(), 1);
+    // The window is armed by the first increment and not moved by later ones.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(
+        s.incr_by("c", 1, window).await.unwrap(),
+        1,
+        "a fresh window"
+    );
+}
+
+async fn get_many_answers_in_order(s: Stores) {
+    let s = s.sessions;
+    s.apply(vec![set("m1", "a", 10_000), set("m3", "c", 10_000)])
+        .await
+        .unwrap();
+    let keys = ["m3", "m2", "m1"].map(String::from);
+    let values = s.get_many(&keys).await.unwrap();
+    let values: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
+    assert_eq!(values, [Some(&b"c"[..]), None, Some(&b"a"[..])]);
+    assert!(s.get_many(&[]).await.unwrap().is_empty());
+}
+
+async fn live_sessions_are_counted_without_scanning(s: Stores) {
+    let s = s.sessions;
+    let base = s.live_sessions().await.unwrap();
+    s.apply(vec![
+        set("session:1", "a", 10_000),
+        set("session:2", "b", 10_000),
+        set("session:3", "c", 200),
+        set("other:1", "x", 10_000),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.live_sessions().await.unwrap(), base + 3);
+    // Rewriting a session is not a new one; deleting one is one less.
+    s.apply(vec![
+        set("session:1", "a2", 10_000),
+        Op::Delete {
+            key: "session:2".into(),
+        },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.live_sessions().await.unwrap(), base + 2);
+    // An expired session stops counting (the embedded store at its purge, every 50 ms here).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.live_sessions().await.unwrap(), base + 1);
+}
+
+fn user(email: &str) -> User {
+    User {
+        id: Uuid::now_v7(),
+        email: email.into(),
+        password_hash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+        role: Role::User,
+        created_at: 1,
+        disabled: false,
+        version: 0,
+        credential_version: 0,
+    }
+}
+
+async fn user_emails_are_unique(s: Stores) {
+    let users = s.users;
+    let ada = user("ada@example.org");
+    users.create(&ada).await.unwrap();
+    assert!(matches!(
+        users.create(&user("ADA@example.org")).await,
+        Err(UserStoreError::EmailTaken)
+    ));
+    let found = users.by_email("Ada@Example.org").await.unwrap().unwrap();
+    assert_eq!(found.id, ada.id);
+    assert_eq!(users.by_id(ada.id).await.unwrap().unwrap().email, ada.email);
+    assert!(users.by_email("bob@example.org").await.unwrap().is_none());
+    assert!(users.by_id(Uuid::now_v7()).await.unwrap().is_none());
+    assert_eq!(users.list().await.unwrap().len(), 1);
+}
+
+async fn user_writes_are_compare_and_set(s: Stores) {
+    let users = s.users;
+    let ada = user("cas@example.org");
+    users.create(&ada).await.unwrap();
+    let read = users.by_id(ada.id).await.unwrap().unwrap();
+    assert_eq!(read.version, 0);
+    // Two writers read version 0; the first write wins, the second is refused.
+    let admin = User {
+        role: Role::Admin,
+        ..read.clone()
+    };
+    let self_service = User {
+        password_hash: "$argon2id$v=19$m=64,t=1,p=1$bmV3c2FsdA$bmV3".into(),
+        ..read.clone()
+    };
+    users.update(&admin).await.unwrap();
+    assert!(matches!(
+        users.update(&self_service).await,
+        Err(UserStoreError::Conflict)
+    ));
+    let now = users.by_id(ada.id).await.unwrap().unwrap();
+    assert_eq!((now.role, now.version), (Role::Admin, 1));
+    assert_eq!(now.password_hash, read.password_hash);
+    // Concurrent writers from the same version: exactly one succeeds.
+    let writes = (0..6).map(|i| {
+        let users = users.clone();
+        let mut u = now.clone();
+        u.created_at = i;
+        async move { users.update(&u).await.is_ok() }
+    });
+    let ok = futures::future::join_all(writes)
+        .await
+        .into_iter()
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(ok, 1);
+    assert_eq!(users.by_id(ada.id).await.unwrap().unwrap().version, 2);
+    // A user that does not exist cannot be updated into existence.
+    assert!(matches!(
+        users.update(&user("ghost@example.org")).await,
+        Err(UserStoreError::Conflict)
+    ));
+}
