@@ -183,17 +183,34 @@ pub fn bind(data_dir: &Path) -> Option<Listener> {
     let path = socket_path(data_dir);
     // We hold the database lock, so a socket file left here is from a dead process.
     let _ = std::fs::remove_file(&path);
-    match tokio::net::UnixListener::bind(&path) {
-        Ok(listener) => {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-            Some(listener)
-        }
+    match bind_private(data_dir, &path) {
+        Ok(listener) => Some(listener),
         Err(e) => {
             tracing::warn!(error = %e, path = %path.display(), "cannot open the admin socket; `gatehouse user` commands will not work while the server runs");
             None
         }
     }
+}
+
+/// Binds the socket in a new 0700 directory, makes it 0600 and only then moves it to `path`:
+/// `bind` creates the file with the process umask's mode, so binding at `path` and narrowing
+/// after would leave a moment in which others might connect.
+#[cfg(unix)]
+fn bind_private(data_dir: &Path, path: &Path) -> std::io::Result<Listener> {
+    use std::os::unix::fs::PermissionsExt;
+    let staging = data_dir.join(format!(".admin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let mut dir = std::fs::DirBuilder::new();
+    std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+    dir.create(&staging)?;
+    let staged = staging.join("admin.sock");
+    let bound = tokio::net::UnixListener::bind(&staged).and_then(|listener| {
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&staged, path)?;
+        Ok(listener)
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    bound
 }
 
 #[cfg(not(unix))]

@@ -19,6 +19,8 @@
 //!   the session life cycle (login, rotation with reuse detection, revocation).
 //! - [`store`]: the [`store::SessionStore`] and [`store::UserStore`] traits and their backends
 //!   (embedded moka + redb, Redis), plus backup. The handlers never know which backend runs.
+//! - [`files`]: files that hold secrets (backups, generated keys, the data dir), created
+//!   private rather than narrowed afterwards.
 //! - [`error`]: the one error type that every endpoint renders as `application/problem+json`.
 //! - [`clock`]: Unix time helpers.
 //!
@@ -33,6 +35,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod serve;
 pub mod store;

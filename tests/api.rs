@@ -292,23 +292,6 @@ async fn sessions_list_and_revoke(backend: Backend) {
     assert_eq!(list.len(), 1);
 }
 
-fn cookie_pairs(response: &reqwest::Response) -> Vec<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect()
-}
-
-fn cookie_header(set_cookies: &[String]) -> String {
-    set_cookies
-        .iter()
-        .map(|c| c.split(';').next().unwrap().to_owned())
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 async fn cookie_mode_and_csrf(backend: Backend) {
     let server = Server::start(backend);
     let user = email("browser");
@@ -330,18 +313,15 @@ async fn cookie_mode_and_csrf(backend: Backend) {
 
     let r = login(Some(&origin)).await.unwrap();
     assert_eq!(r.status(), 200);
-    let set = cookie_pairs(&r);
-    assert_eq!(set.len(), 2, "{set:?}");
-    for c in &set {
-        assert!(c.contains("HttpOnly"), "{c}");
-        assert!(c.contains("SameSite=Lax"), "{c}");
-        assert!(c.contains("Path=/"), "{c}");
-        assert!(!c.contains("Secure"), "cookies.secure=false in tests: {c}");
-    }
+    // Without cookies.domain every cookie is host-only; the refresh cookie is for /auth only.
+    let set = set_cookies(r.headers());
+    assert_token_cookies(&set, None, false);
     let body: Value = r.json().await.unwrap();
     assert!(body.get("access_token").is_none() && body.get("refresh_token").is_none());
     assert_eq!(body["token_type"], "Bearer");
-    let cookies = cookie_header(&set);
+    let cookies = browser_cookies(&set, "/auth/me");
+    assert!(cookies.contains("gatehouse_refresh="), "{cookies}");
+    assert!(!browser_cookies(&set, "/").contains("gatehouse_refresh="));
 
     let me = server
         .http
@@ -382,9 +362,9 @@ async fn cookie_mode_and_csrf(backend: Backend) {
     // Refresh from the cookie sets new cookies.
     let r = post("/auth/refresh", Some(&origin)).await.unwrap();
     assert_eq!(r.status(), 200);
-    let rotated = cookie_pairs(&r);
-    assert_eq!(rotated.len(), 2);
-    let cookies = cookie_header(&rotated);
+    let rotated = set_cookies(r.headers());
+    assert_token_cookies(&rotated, None, false);
+    let cookies = browser_cookies(&rotated, "/auth/logout");
     let r = server
         .http
         .post(server.url("/auth/logout"))
@@ -394,7 +374,7 @@ async fn cookie_mode_and_csrf(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert!(cookie_pairs(&r).iter().all(|c| c.contains("Max-Age=0")));
+    assert_token_cookies(&set_cookies(r.headers()), None, true);
     let me = server
         .http
         .get(server.url("/auth/me"))

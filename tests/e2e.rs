@@ -136,12 +136,22 @@ async fn upstream(logout_url: String) -> u16 {
                     .map(|(k, v)| format!("{}: {}", k.trim().to_ascii_lowercase(), v.trim()))
                     .collect();
                 seen.sort();
+                // The names of the cookies it received: never the refresh cookie.
+                let cookies: Vec<String> = head
+                    .lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .filter(|(k, _)| k.trim().eq_ignore_ascii_case("cookie"))
+                    .flat_map(|(_, v)| v.split(';'))
+                    .filter_map(|c| c.split_once('='))
+                    .map(|(name, _)| format!("cookie: {}", name.trim()))
+                    .collect();
                 let body = format!(
                     "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Upstream app</title></head>\
-<body><h1>Upstream app</h1><p id=\"path\">{}</p><pre id=\"headers\">{}</pre>\
+<body><h1>Upstream app</h1><p id=\"path\">{}</p><pre id=\"headers\">{}</pre><pre id=\"cookies\">{}</pre>\
 <a id=\"logout\" href=\"{}\">Sign out</a></body></html>",
                     html_escape::encode_text(&path),
                     html_escape::encode_text(&seen.join("\n")),
+                    html_escape::encode_text(&cookies.join("\n")),
                     html_escape::encode_double_quoted_attribute(&logout_url),
                 );
                 let response = format!(
@@ -334,14 +344,10 @@ fn client(port: u16) -> reqwest::Client {
         .expect("client")
 }
 
+/// The `Cookie` header a browser sends to the app (and to `/logout`) after this response:
+/// the refresh cookie is for gatehouse's `/auth` only.
 fn cookie_header(r: &reqwest::Response) -> String {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|c| c.split(';').next())
-        .collect::<Vec<_>>()
-        .join("; ")
+    common::browser_cookies(&common::set_cookies(r.headers()), "/")
 }
 
 fn location(r: &reqwest::Response) -> String {
@@ -396,7 +402,8 @@ async fn walk_through_proxy(server: &Server, port: u16) {
     assert!(page.contains("Gatehouse test lab"), "{page}");
     assert!(page.contains("type=\"password\""));
 
-    // Log in with the form: 303 back to the app, cookies for the whole domain.
+    // Log in with the form: 303 back to the app, the access cookie for the whole domain, the
+    // refresh cookie for gatehouse's own host and /auth only.
     let r = http
         .post(format!("{auth}/login"))
         .header("origin", &auth)
@@ -410,6 +417,11 @@ async fn walk_through_proxy(server: &Server, port: u16) {
         .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(location(&r), format!("{app}/dashboard?tab=1"));
+    common::assert_token_cookies(
+        &common::set_cookies(r.headers()),
+        Some("gatehouse.test"),
+        false,
+    );
     let cookie = cookie_header(&r);
     assert!(cookie.contains("gatehouse_access="), "{cookie}");
 
@@ -746,6 +758,10 @@ async fn browser_signs_in_through_nginx_and_out() {
     let page = browser.source().await;
     assert!(page.contains(&format!("remote-user: {ada}")), "{page}");
     assert!(page.contains("remote-role: user"), "{page}");
+    // The browser sends the app the access cookie (forward-auth needs it), never the
+    // refresh token.
+    assert!(page.contains("cookie: gatehouse_access"), "{page}");
+    assert!(!page.contains("gatehouse_refresh"), "{page}");
 
     // Sign out from the app: gatehouse asks to confirm (the link came from another
     // origin), the button posts, and the app is locked again.

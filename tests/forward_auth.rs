@@ -84,7 +84,7 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// `name=value` of the cookies a response sets (empty values included).
+/// The cookies a response sets, as sent (empty values included).
 fn set_cookies(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all(SET_COOKIE)
@@ -94,13 +94,10 @@ fn set_cookies(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// The `Cookie` header that a browser would send back after this response.
+/// The `Cookie` header that a browser would send back after this response to an app, to
+/// forward-auth or to `/logout` (anywhere outside `/auth`).
 fn cookie_header(headers: &HeaderMap) -> String {
-    set_cookies(headers)
-        .iter()
-        .filter_map(|c| c.split(';').next())
-        .collect::<Vec<_>>()
-        .join("; ")
+    common::browser_cookies(&common::set_cookies(headers), "/")
 }
 
 /// Logs in through the login page (form post); returns the response.
@@ -523,22 +520,19 @@ async fn login_page_signs_in_and_redirects_only_to_allowed_hosts(backend: Backen
     assert!(page.contains(&format!("value=\"{ada}\"")));
     assert!(page.contains("name=\"rd\" value=\"https://app.example.org/\""));
 
-    // Success: cookies for the whole domain, 303 to rd.
+    // Success: 303 to rd; the access cookie for the whole domain, the refresh cookie only
+    // for gatehouse's own /auth.
     let rd = "https://app.example.org:8443/deep/page?x=1";
     let r = form_login(&server, &ada, PASSWORD, Some(rd)).await;
     assert_eq!(r.status(), 303);
     assert_eq!(header(r.headers(), "location"), Some(rd));
-    let cookies = set_cookies(r.headers());
-    assert_eq!(cookies.len(), 2, "{cookies:?}");
-    for c in &cookies {
-        assert!(
-            c.contains("HttpOnly")
-                && c.contains("SameSite=Lax")
-                && c.contains("Domain=example.org"),
-            "{c}"
-        );
-    }
+    common::assert_token_cookies(
+        &common::set_cookies(r.headers()),
+        Some("example.org"),
+        false,
+    );
     let cookie = cookie_header(r.headers());
+    assert!(!cookie.contains("gatehouse_refresh"), "{cookie}");
     let r = traefik(
         &server,
         "GET",
@@ -694,13 +688,7 @@ async fn logout_page_ends_the_session_only_from_our_site(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let cleared = set_cookies(r.headers());
-    assert!(
-        cleared
-            .iter()
-            .any(|c| c.starts_with("gatehouse_access=;") && c.contains("Max-Age=0")),
-        "{cleared:?}"
-    );
+    common::assert_token_cookies(&common::set_cookies(r.headers()), Some("example.org"), true);
     assert!(r.text().await.unwrap().contains("You have been signed out"));
     assert_eq!(alive(cookie.clone()).await, 401);
 
@@ -738,19 +726,23 @@ async fn logout_page_ends_the_session_only_from_our_site(backend: Backend) {
     assert!(r.text().await.unwrap().contains("You have been signed out"));
     assert_eq!(alive(cookie).await, 401);
 
-    // An expired access cookie still ends the session, by its refresh cookie.
+    // A refresh cookie as older versions set it (`Path=/`, so it reaches /logout) still
+    // ends the session when the access cookie is no token of ours.
     let login = form_login(&server, &ada, PASSWORD, None).await;
     let cookie = cookie_header(login.headers());
-    let refresh_only: String = cookie
-        .split("; ")
-        .filter(|c| c.starts_with("gatehouse_refresh="))
-        .collect();
+    let refresh = common::set_cookies(login.headers())
+        .into_iter()
+        .find(|c| c.name() == "gatehouse_refresh" && !c.value().is_empty())
+        .unwrap();
     let r = server
         .http
         .post(server.url("/logout"))
         .header(
             "cookie",
-            format!("gatehouse_access=expired; {refresh_only}"),
+            format!(
+                "gatehouse_access=garbage; gatehouse_refresh={}",
+                refresh.value()
+            ),
         )
         .header("origin", PUBLIC)
         .send()
@@ -758,6 +750,78 @@ async fn logout_page_ends_the_session_only_from_our_site(backend: Backend) {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(alive(cookie).await, 401);
+}
+
+/// `/logout` never receives the refresh cookie (`Path=/auth`): an access cookie whose token
+/// has expired still names the session, and logging out ends it.
+async fn logout_page_ends_a_session_whose_access_token_expired(backend: Backend) {
+    let (server, _dir) = start(
+        backend,
+        &[
+            ("GATEHOUSE_TOKENS__ACCESS_TTL", "1"),
+            ("GATEHOUSE_TOKENS__LEEWAY", "0"),
+        ],
+    );
+    let ada = email("ada");
+    server.register(&ada, PASSWORD).await;
+    let login = form_login(&server, &ada, PASSWORD, None).await;
+    let set = common::set_cookies(login.headers());
+    // The access cookie outlives its token: it lives as long as the session.
+    let access = set.iter().find(|c| c.name() == "gatehouse_access").unwrap();
+    assert_eq!(access.max_age().unwrap().whole_seconds(), 604_800);
+    let to_logout = common::browser_cookies(&set, "/logout");
+    let to_refresh = common::browser_cookies(&set, "/auth/refresh");
+    assert!(!to_logout.contains("gatehouse_refresh"), "{to_logout}");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+
+    // Someone else's token (a forged signature) ends nothing.
+    let forged = {
+        let token = access.value();
+        let (rest, _) = token.rsplit_once('.').unwrap();
+        format!("gatehouse_access={rest}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+    };
+    let r = server
+        .http
+        .get(server.url("/logout"))
+        .header("cookie", forged)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let refresh = |cookie: String| {
+        let req = server
+            .http
+            .post(server.url("/auth/refresh"))
+            .header("cookie", cookie)
+            .header("origin", PUBLIC);
+        async move { req.send().await.unwrap() }
+    };
+    let r = refresh(to_refresh.clone()).await;
+    assert_eq!(r.status(), 200, "the session lives on");
+    let set = common::set_cookies(r.headers());
+    let to_logout = common::browser_cookies(&set, "/logout");
+    let to_refresh = common::browser_cookies(&set, "/auth/refresh");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+
+    // The expired access cookie alone: the session ends, its refresh token with it.
+    let r = server
+        .http
+        .get(server.url("/logout"))
+        .header("cookie", &to_logout)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    common::assert_token_cookies(&common::set_cookies(r.headers()), Some("example.org"), true);
+    assert!(r.text().await.unwrap().contains("You have been signed out"));
+    assert_problem(refresh(to_refresh).await, 401).await;
+    assert!(
+        server.logs().contains("event=\"logout\""),
+        "{}",
+        server.logs()
+    );
 }
 
 async fn introspection_answers_active_for_live_tokens_only(backend: Backend) {
@@ -956,6 +1020,7 @@ backend_tests!(
     login_page_signs_in_and_redirects_only_to_allowed_hosts,
     login_page_is_regulated,
     logout_page_ends_the_session_only_from_our_site,
+    logout_page_ends_a_session_whose_access_token_expired,
     introspection_answers_active_for_live_tokens_only,
     jwks_is_empty_under_hs256_and_introspection_is_off_by_default,
     asymmetric_keys_are_published_and_verify,

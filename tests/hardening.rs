@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 backend_tests!(
     repeated_failures_ban_the_account_and_the_address,
     weak_passwords_are_refused_with_reasons,
+    forwarded_for_through_an_ipv6_listener,
 );
 
 async fn login_from(server: &Server, ip: &str, email: &str, password: &str) -> reqwest::Response {
@@ -125,6 +126,78 @@ async fn repeated_failures_ban_the_account_and_the_address(backend: Backend) {
         .await;
     }
     assert_problem(login_from(&plain, "203.0.113.3", &z, PASSWORD).await, 429).await;
+}
+
+/// A `[::]` listener reached over IPv4 sees the peer as `::ffff:127.0.0.1`: it still matches
+/// `trusted_proxies = ["127.0.0.1"]`, X-Forwarded-For is walked from the right, and addresses
+/// are recorded in their IPv4 form.
+async fn forwarded_for_through_an_ipv6_listener(backend: Backend) {
+    let server = Server::builder(backend)
+        .env("GATEHOUSE_LISTEN", "[::]:0")
+        .env("GATEHOUSE_TRUSTED_PROXIES", "[\"127.0.0.1\"]")
+        .start();
+    let port = server.addr.rsplit(':').next().unwrap().to_owned();
+    assert!(server.addr.starts_with("[::]:"), "{}", server.addr);
+    let base = format!("http://127.0.0.1:{port}");
+    let ada = email("ada");
+    let r = server
+        .http
+        .post(format!("{base}/auth/register"))
+        .json(&json!({"email": ada, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // The address each login is recorded under, newest session last.
+    let login_ip = |forwarded: Option<&'static str>| {
+        let (http, base, ada) = (server.http.clone(), base.clone(), ada.clone());
+        async move {
+            let mut request = http
+                .post(format!("{base}/auth/login"))
+                .json(&json!({"email": ada, "password": PASSWORD}));
+            if let Some(forwarded) = forwarded {
+                request = request.header("x-forwarded-for", forwarded);
+            }
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let access = r.json::<Value>().await.unwrap()["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let sessions: Value = http
+                .get(format!("{base}/auth/sessions"))
+                .bearer_auth(&access)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let current = sessions
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["current"] == true)
+                .cloned()
+                .unwrap();
+            current["ip"].as_str().unwrap().to_owned()
+        }
+    };
+    // Honoured from the trusted (mapped) peer; the forged left-most entry is not believed.
+    assert_eq!(login_ip(Some("203.0.113.7")).await, "203.0.113.7");
+    assert_eq!(login_ip(Some("6.6.6.6, 203.0.113.7")).await, "203.0.113.7");
+    assert_eq!(
+        login_ip(Some("6.6.6.6, 203.0.113.7:5123, 127.0.0.1")).await,
+        "203.0.113.7"
+    );
+    // Garbage cannot pick an address: the walk stops at the last trusted hop.
+    assert_eq!(login_ip(Some("6.6.6.6, not-an-address")).await, "127.0.0.1");
+    assert_eq!(
+        login_ip(Some("6.6.6.6, garbage, 127.0.0.1")).await,
+        "127.0.0.1"
+    );
+    // The peer itself, in IPv4 form, never as ::ffff:127.0.0.1.
+    assert_eq!(login_ip(None).await, "127.0.0.1");
 }
 
 async fn weak_passwords_are_refused_with_reasons(backend: Backend) {

@@ -201,7 +201,7 @@ pub fn generate(algorithm: TokenAlgorithm, path: &Path) -> Result<KeyPair, KeyEr
         path: path.to_owned(),
         source,
     };
-    super::secret::write_private(path, pem.as_bytes()).map_err(io)?;
+    crate::files::write_private(path, pem.as_bytes()).map_err(io)?;
     from_pem(algorithm, &pem).map_err(invalid)
 }
 

@@ -9,7 +9,6 @@
 //! That is how the secret is rotated without logging anyone out: put the new secret on the
 //! first line, keep the old one below it for an access-token lifetime, then remove it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Shortest secret accepted: HS256 wants at least the hash's 256 bits.
@@ -142,20 +141,8 @@ fn generate(path: &Path) -> Result<Vec<u8>, SecretError> {
     let mut raw = [0u8; 32];
     getrandom::fill(&mut raw).map_err(|e| SecretError::Random(e.to_string()))?;
     let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(path, hex.as_bytes()).map_err(io)?;
+    crate::files::write_private(path, hex.as_bytes()).map_err(io)?;
     Ok(hex.into_bytes())
-}
-
-/// Creates `path` (never overwriting) readable by its owner only, writes `bytes` and syncs:
-/// for generated secrets and keys.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 #[cfg(test)]

@@ -171,6 +171,22 @@ impl Signer {
 
     /// Verifies signature, algorithm, key id and time claims, and returns the claims.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        self.verify_with(token, &self.validation)
+    }
+
+    /// Like [`Signer::verify`], but an expired token passes: only to learn which session a
+    /// token of ours names in order to end it (logout), never to grant access.
+    pub fn verify_ignoring_expiry(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let mut validation = self.validation.clone();
+        validation.validate_exp = false;
+        self.verify_with(token, &validation)
+    }
+
+    fn verify_with(
+        &self,
+        token: &str,
+        validation: &Validation,
+    ) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(map_error)?;
         if header.alg != self.algorithm {
             return Err(TokenError::BadAlgorithm);
@@ -181,7 +197,7 @@ impl Signer {
             .and_then(|kid| self.decoding.iter().find(|(k, _)| k == kid))
             .map(|(_, key)| key)
             .ok_or(TokenError::UnknownKey)?;
-        jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
+        jsonwebtoken::decode::<AccessClaims>(token, key, validation)
             .map(|data| data.claims)
             .map_err(map_error)
     }
@@ -241,6 +257,12 @@ mod tests {
 
         let expired = signer.sign(&claims(now - 10)).unwrap();
         assert_eq!(signer.verify(&expired).unwrap_err(), TokenError::Expired);
+        // Expired but ours: its session can be named (for logout); others' still cannot.
+        assert_eq!(signer.verify_ignoring_expiry(&expired).unwrap().sid, "s");
+        assert_eq!(
+            other.verify_ignoring_expiry(&expired).unwrap_err(),
+            TokenError::UnknownKey
+        );
 
         let mut tampered = token.clone();
         tampered.pop();

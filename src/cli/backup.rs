@@ -83,12 +83,27 @@ fn absolute(file: &Path) -> Result<PathBuf, String> {
     std::path::absolute(file).map_err(|e| format!("{}: {e}", file.display()))
 }
 
-/// Copies then removes (the data dir and the target may be on different filesystems).
+/// Moves the server's staged copy (mode 0600) to `to`: a rename, or across filesystems a copy
+/// into a new private file beside `to`, synced, then renamed; never a window in which the
+/// copy is readable by others.
 fn move_file(from: &Path, to: &Path) -> Result<(), String> {
+    if std::fs::rename(from, to).is_ok() {
+        return Ok(());
+    }
     let io = |e: std::io::Error| format!("cannot write {}: {e}", to.display());
-    std::fs::copy(from, to).map_err(io)?;
-    std::fs::File::open(to)
-        .and_then(|f| f.sync_all())
-        .map_err(io)?;
+    let mut partial = to.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let _ = std::fs::remove_file(&partial);
+    let copied = (|| {
+        let mut out = crate::files::create_private(&partial)?;
+        std::io::copy(&mut std::fs::File::open(from)?, &mut out)?;
+        out.sync_all()?;
+        std::fs::rename(&partial, to)
+    })();
+    if copied.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    copied.map_err(io)?;
     std::fs::remove_file(from).map_err(io)
 }

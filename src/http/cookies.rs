@@ -22,40 +22,75 @@ pub fn get<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .map(|(_, value)| value)
 }
 
-/// Sets both token cookies.
+/// The refresh cookie's path: it must reach `POST /auth/refresh`; `/auth/` is gatehouse's
+/// own API, never an app's.
+pub const REFRESH_PATH: &str = "/auth";
+
+/// Sets both token cookies (and expires a refresh cookie left by an older version).
+///
+/// The access cookie goes to every path and, with `cookies.domain`, to every app in that
+/// domain: forward-auth needs it there. The refresh cookie is host-only (never a `Domain`)
+/// with `Path=/auth`, so no upstream app ever receives it. The access cookie lives as long
+/// as the session, not the token: once the token has expired it still names its session, so
+/// `/logout`, outside the refresh cookie's path, can end that session.
 pub fn set_tokens(headers: &mut HeaderMap, config: &Config, issued: &Issued) {
     append(
         headers,
         config,
         ACCESS,
         &issued.access_token,
-        issued.expires_in,
+        true,
+        "/",
+        issued.refresh_expires_in,
     );
     append(
         headers,
         config,
         REFRESH,
         &issued.refresh_token,
+        false,
+        REFRESH_PATH,
         issued.refresh_expires_in,
     );
+    expire_legacy_refresh(headers, config);
 }
 
 /// Expires both token cookies.
 pub fn clear(headers: &mut HeaderMap, config: &Config) {
-    append(headers, config, ACCESS, "", 0);
-    append(headers, config, REFRESH, "", 0);
+    append(headers, config, ACCESS, "", true, "/", 0);
+    append(headers, config, REFRESH, "", false, REFRESH_PATH, 0);
+    expire_legacy_refresh(headers, config);
 }
 
-fn append(headers: &mut HeaderMap, config: &Config, name: &'static str, value: &str, max_age: u64) {
+/// Releases before the refresh cookie was narrowed set it like the access cookie (`Path=/`
+/// and the configured `Domain`), which sent it to every app; a browser keeps such a copy
+/// until it expires unless told to drop it with the same path and domain.
+fn expire_legacy_refresh(headers: &mut HeaderMap, config: &Config) {
+    append(headers, config, REFRESH, "", false, "/", 0);
+    if config.cookies.domain.is_some() {
+        append(headers, config, REFRESH, "", true, "/", 0);
+    }
+}
+
+/// Appends one `Set-Cookie`; `domain` says whether it carries `cookies.domain` (if set).
+fn append(
+    headers: &mut HeaderMap,
+    config: &Config,
+    name: &'static str,
+    value: &str,
+    domain: bool,
+    path: &'static str,
+    max_age: u64,
+) {
     let mut cookie = Cookie::build((name, value.to_owned()))
         .http_only(true)
         .secure(config.cookies.secure)
         .same_site(SameSite::Lax)
-        .path("/")
+        .path(path)
         .max_age(Duration::seconds(
             i64::try_from(max_age).unwrap_or(i64::MAX),
         ));
-    if let Some(domain) = &config.cookies.domain {
+    if let (true, Some(domain)) = (domain, &config.cookies.domain) {
         cookie = cookie.domain(domain.clone());
     }
     // Token characters are all valid in a header value; skip rather than panic if not.

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, header};
+use http::{HeaderMap, HeaderValue, Method, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use ipnet::IpNet;
@@ -189,51 +189,168 @@ pub fn client_info(headers: &HeaderMap, peer: SocketAddr, trusted: &[IpNet]) -> 
     }
 }
 
-/// The peer's address, unless the peer is a trusted proxy: then the right-most address of
-/// `X-Forwarded-For` that is not itself a trusted proxy (entries left of it are whatever the
-/// client chose to send, so they are never believed).
+/// The client's address, in canonical form (an IPv4-mapped IPv6 address such as a `[::]`
+/// listener reports becomes plain IPv4), so regulation and sessions see one form per client.
+///
+/// The peer, unless it is a trusted proxy: then `X-Forwarded-For` (every such header, in
+/// order) is read right to left, each hop vouching for the entry left of it, and the first
+/// address that is not a trusted proxy is the client. Entries left of it are whatever the
+/// client chose to send and are never believed. An entry that is not an address ends the
+/// walk at the last trusted hop (the one right of it): a malformed header must never let a
+/// client choose its address. If every entry is trusted, the left-most one counts.
 pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
+    let mut client = peer.to_canonical();
+    if !is_trusted(&client) {
+        return client;
     }
-    let forwarded: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map_while(|entry| entry.trim().parse::<IpAddr>().ok())
-        .collect();
-    forwarded
+    let values: Vec<&HeaderValue> = headers.get_all("x-forwarded-for").iter().collect();
+    let entries = values
         .iter()
         .rev()
-        .find(|ip| !is_trusted(ip))
-        .or(forwarded.first())
-        .copied()
-        .unwrap_or(peer)
+        .flat_map(|v| v.as_bytes().rsplit(|b| *b == b','));
+    for entry in entries {
+        match forwarded_address(entry) {
+            Some(ip) if is_trusted(&ip) => client = ip,
+            Some(ip) => return ip,
+            None => break,
+        }
+    }
+    client
+}
+
+/// One `X-Forwarded-For` entry: an address, optionally with a port (`192.0.2.1:8080`,
+/// `[2001:db8::1]:443`), surrounded by optional spaces; canonical form.
+fn forwarded_address(entry: &[u8]) -> Option<IpAddr> {
+    let entry = std::str::from_utf8(entry).ok()?.trim_matches([' ', '\t']);
+    let ip = if let Some(rest) = entry.strip_prefix('[') {
+        let (addr, port) = rest.split_once(']')?;
+        if !port.is_empty() && !is_port(port.strip_prefix(':')?) {
+            return None;
+        }
+        addr.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)?
+    } else if let Ok(ip) = entry.parse::<IpAddr>() {
+        ip
+    } else {
+        let (addr, port) = entry.split_once(':')?;
+        if !is_port(port) {
+            return None;
+        }
+        addr.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)?
+    };
+    Some(ip.to_canonical())
+}
+
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// The client for a peer and a list of `X-Forwarded-For` header values, with
+    /// 10.0.0.0/8 and 2001:db8:ffff::/48 trusted.
+    fn walk(peer: &str, forwarded: &[&str]) -> String {
+        let trusted: Vec<IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8:ffff::/48".parse().unwrap(),
+        ];
+        let mut headers = HeaderMap::new();
+        for value in forwarded {
+            headers.append("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+        }
+        client_ip(&headers, ip(peer), &trusted).to_string()
+    }
+
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-forwarded-for",
-            "6.6.6.6, 203.0.113.7, 10.0.0.2".parse().unwrap(),
-        );
-        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
-        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        let chain = ["6.6.6.6, 203.0.113.7, 10.0.0.2"];
+        assert_eq!(walk("10.0.0.1", &chain), "203.0.113.7");
+        assert_eq!(walk("198.51.100.1", &chain), "198.51.100.1");
+        assert_eq!(walk("10.0.0.1", &[]), "10.0.0.1");
+    }
+
+    #[test]
+    fn a_malformed_entry_ends_the_walk_at_the_last_trusted_hop() {
+        // Right-most entry malformed: nobody trusted vouched for anything, the peer counts.
+        assert_eq!(walk("10.0.0.1", &["garbage"]), "10.0.0.1");
+        assert_eq!(walk("10.0.0.1", &["6.6.6.6, garbage"]), "10.0.0.1");
+        assert_eq!(walk("10.0.0.1", &["6.6.6.6, "]), "10.0.0.1");
+        // Garbage in the middle: the trusted hop right of it counts, never what is left of it.
         assert_eq!(
-            client_ip(&headers, proxy, &trusted).to_string(),
+            walk("10.0.0.1", &["6.6.6.6, unknown, 10.0.0.2"]),
+            "10.0.0.2"
+        );
+        assert_eq!(walk("10.0.0.1", &["6.6.6.6,,10.0.0.2"]), "10.0.0.2");
+        assert_eq!(
+            walk("10.0.0.1", &["6.6.6.6, 1.2.3.4.5, 203.0.113.7"]),
             "203.0.113.7"
         );
-        assert_eq!(client_ip(&headers, stranger, &trusted), stranger);
-        assert_eq!(client_ip(&HeaderMap::new(), proxy, &trusted), proxy);
-        headers.insert("x-forwarded-for", "garbage".parse().unwrap());
-        assert_eq!(client_ip(&headers, proxy, &trusted), proxy);
+        assert_eq!(
+            walk("10.0.0.1", &["6.6.6.6, _, 10.0.0.3, 10.0.0.2"]),
+            "10.0.0.3"
+        );
+        // Zone ids, CIDRs and obfuscated identifiers are not addresses.
+        assert_eq!(walk("10.0.0.1", &["6.6.6.6, fe80::1%eth0"]), "10.0.0.1");
+        assert_eq!(walk("10.0.0.1", &["6.6.6.6, 10.0.0.0/8"]), "10.0.0.1");
+    }
+
+    #[test]
+    fn ports_and_spaces_are_read() {
+        assert_eq!(walk("10.0.0.1", &["  203.0.113.7:4711  "]), "203.0.113.7");
+        assert_eq!(walk("10.0.0.1", &["6.6.6.6,\t203.0.113.7 "]), "203.0.113.7");
+        assert_eq!(walk("10.0.0.1", &["[2001:db8::7]:443"]), "2001:db8::7");
+        assert_eq!(walk("10.0.0.1", &["[2001:db8::7]"]), "2001:db8::7");
+        assert_eq!(walk("10.0.0.1", &["2001:db8::7"]), "2001:db8::7");
+        // A port that is not a number, or a bracket that does not close, is garbage.
+        assert_eq!(walk("10.0.0.1", &["203.0.113.7:http"]), "10.0.0.1");
+        assert_eq!(walk("10.0.0.1", &["[2001:db8::7:443"]), "10.0.0.1");
+        assert_eq!(walk("10.0.0.1", &["203.0.113.7 4711"]), "10.0.0.1");
+    }
+
+    #[test]
+    fn several_headers_are_one_list_in_order() {
+        assert_eq!(
+            walk("10.0.0.1", &["6.6.6.6, 203.0.113.7", "10.0.0.2"]),
+            "203.0.113.7"
+        );
+        assert_eq!(walk("10.0.0.1", &["203.0.113.7", "garbage"]), "10.0.0.1");
+        assert_eq!(
+            walk("10.0.0.1", &["6.6.6.6", "garbage, 10.0.0.2"]),
+            "10.0.0.2"
+        );
+    }
+
+    #[test]
+    fn all_trusted_means_the_left_most() {
+        assert_eq!(walk("10.0.0.1", &["10.0.0.3, 10.0.0.2"]), "10.0.0.3");
+        assert_eq!(walk("10.0.0.1", &["10.0.0.3", "10.0.0.2"]), "10.0.0.3");
+    }
+
+    #[test]
+    fn mapped_addresses_are_ipv4() {
+        // A `[::]` listener sees IPv4 clients as ::ffff:a.b.c.d: they match IPv4 proxies and
+        // are reported as IPv4, wherever they appear.
+        assert_eq!(walk("::ffff:10.0.0.1", &["203.0.113.7"]), "203.0.113.7");
+        assert_eq!(
+            walk("::ffff:198.51.100.1", &["203.0.113.7"]),
+            "198.51.100.1"
+        );
+        assert_eq!(walk("::ffff:10.0.0.1", &[]), "10.0.0.1");
+        assert_eq!(walk("10.0.0.1", &["::ffff:203.0.113.7"]), "203.0.113.7");
+        assert_eq!(
+            walk("10.0.0.1", &["6.6.6.6, [::ffff:10.0.0.2]:80"]),
+            "6.6.6.6"
+        );
+        // Plain IPv6 stays IPv6, and IPv6 proxies are walked like IPv4 ones.
+        assert_eq!(
+            walk("2001:db8:ffff::1", &["2001:db8::9, 2001:db8:ffff::2"]),
+            "2001:db8::9"
+        );
     }
 }

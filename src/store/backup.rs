@@ -29,23 +29,21 @@ pub fn copy_database(db: &Database, dest: &Path, contents: Contents) -> Result<u
     let partial = partial_path(dest);
     let _ = std::fs::remove_file(&partial);
     let result = (|| {
+        // A copy holds password hashes: readable by its owner only, from its first byte
+        // (redb opens the empty file and keeps its mode).
+        drop(crate::files::create_private(&partial).map_err(io_error)?);
         let out = Database::create(&partial).map_err(storage_error)?;
-        // A copy holds password hashes: readable by its owner only.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o600))
-                .map_err(io_error)?;
-        }
         let read = db.begin_read().map_err(storage_error)?;
         let write = out.begin_write().map_err(storage_error)?;
-        let users = copy_table(&read, &write, redb_users::USERS)?;
-        copy_table(&read, &write, redb_users::EMAILS)?;
+        let users = copy_table(&read, &write, redb_users::USERS, |_| true)?;
+        copy_table(&read, &write, redb_users::EMAILS, |_| true)?;
         if contents == Contents::Everything {
-            copy_table(&read, &write, embedded::KV)?;
-            copy_table(&read, &write, embedded::SETS)?;
-            copy_table(&read, &write, embedded::SET_TTL)?;
-            copy_table(&read, &write, embedded::EXPIRY)?;
+            copy_table(&read, &write, embedded::KV, |key| !holds_token(key))?;
+            copy_table(&read, &write, embedded::SETS, |_| true)?;
+            copy_table(&read, &write, embedded::SET_TTL, |_| true)?;
+            copy_table(&read, &write, embedded::EXPIRY, |(_, tagged)| {
+                !tagged.strip_prefix("k:").is_some_and(holds_token)
+            })?;
         }
         write.commit().map_err(storage_error)?;
         drop(out);
@@ -75,10 +73,21 @@ pub fn inspect(file: &Path) -> Result<u64, StoreError> {
     redb::ReadableTableMetadata::len(&users).map_err(storage_error)
 }
 
+/// Session-store keys whose values are usable tokens, which a backup never holds: a
+/// `grace:<hash>` record is the plaintext successor of a just-rotated refresh token, kept
+/// for the reuse grace window (and, written by releases before the successor was sealed
+/// into the session record, until it expires). Everything else there is hashes and
+/// metadata: a restored session still needs its refresh token from the browser.
+fn holds_token(key: &str) -> bool {
+    key.starts_with("grace:")
+}
+
+/// Copies the rows of `table` whose key passes `keep`; returns how many.
 fn copy_table<K: Key + 'static, V: Value + 'static>(
     read: &ReadTransaction,
     write: &WriteTransaction,
     table: TableDefinition<K, V>,
+    keep: impl Fn(&K::SelfType<'_>) -> bool,
 ) -> Result<u64, StoreError> {
     let source = match read.open_table(table) {
         Ok(t) => t,
@@ -90,7 +99,11 @@ fn copy_table<K: Key + 'static, V: Value + 'static>(
     let mut n = 0;
     for item in source.iter().map_err(storage_error)? {
         let (k, v) = item.map_err(storage_error)?;
-        dest.insert(k.value(), v.value()).map_err(storage_error)?;
+        let key = k.value();
+        if !keep(&key) {
+            continue;
+        }
+        dest.insert(key, v.value()).map_err(storage_error)?;
         n += 1;
     }
     Ok(n)

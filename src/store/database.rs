@@ -15,7 +15,7 @@ use super::StoreError;
 pub enum OpenError {
     #[error("the database {0} is in use by another process (is `gatehouse serve` running?)")]
     InUse(String),
-    #[error("cannot create the data dir {path}: {source}")]
+    #[error("cannot prepare the data dir {path}: {source}")]
     DataDir {
         path: String,
         source: std::io::Error,
@@ -168,16 +168,9 @@ pub fn open(data_dir: &Path, file: &Path) -> Result<Arc<Database>, OpenError> {
         path: data_dir.display().to_string(),
         source,
     })?;
-    // The file holds password hashes and sessions: readable by the service's user only.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let _ = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(file);
-    }
+    // The file holds password hashes and sessions: readable by the service's user only,
+    // from its first byte (redb then opens the empty file and keeps its mode).
+    let _ = crate::files::create_private(file);
     match Database::builder().set_cache_size(CACHE_BYTES).create(file) {
         Ok(db) => Ok(Arc::new(db)),
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
@@ -190,13 +183,9 @@ pub fn open(data_dir: &Path, file: &Path) -> Result<Arc<Database>, OpenError> {
     }
 }
 
-/// Creates `dir` and its parents; a new directory gets mode 0700 (it holds the secret).
+/// Creates `dir` (mode 0700) or makes an existing one private: see [`crate::files::private_dir`].
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
+    crate::files::private_dir(dir)
 }
 
 /// Maps any redb error onto the store's error kinds; a full disk is told apart because the

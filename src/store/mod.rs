@@ -159,9 +159,29 @@ pub struct User {
     pub credential_version: u64,
 }
 
-/// The form under which emails are unique: `Ada@X.org` and `ada@x.org` are one account.
+/// The form under which emails are unique and looked up: `Ada@X.org` and `ada@x.org`, or
+/// the NFC and NFD forms of `jürgen@x.org`, are one account. It is Unicode's compatibility
+/// caseless match (D146: NFKD, full case folding, twice, after NFD), composed again (NFC)
+/// to keep keys short. For ASCII that is plain lower case, as it always was, so the keys of
+/// existing ASCII accounts do not change (others are re-indexed once, see README).
 pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
+    use icu_casemap::CaseMapperBorrowed;
+    use icu_normalizer::{ComposingNormalizerBorrowed, DecomposingNormalizerBorrowed};
+    let email = email.trim();
+    if email.is_ascii() {
+        return email.to_ascii_lowercase();
+    }
+    let fold = CaseMapperBorrowed::new();
+    let nfkd = DecomposingNormalizerBorrowed::new_nfkd();
+    let mut key = DecomposingNormalizerBorrowed::new_nfd()
+        .normalize(email)
+        .into_owned();
+    for _ in 0..2 {
+        key = nfkd.normalize(&fold.fold_string(&key)).into_owned();
+    }
+    ComposingNormalizerBorrowed::new_nfc()
+        .normalize(&key)
+        .into_owned()
 }
 
 #[derive(Debug, thiserror::Error)]

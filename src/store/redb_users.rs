@@ -16,6 +16,12 @@ use super::{StoreError, User, UserStore, UserStoreError, normalize_email};
 pub(crate) const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
 /// normalized email → user id
 pub(crate) const EMAILS: TableDefinition<&str, u128> = TableDefinition::new("user_emails");
+/// Small facts about the tables above.
+const META: TableDefinition<&str, u64> = TableDefinition::new("user_meta");
+/// Which [`normalize_email`] the keys of [`EMAILS`] follow: absent for trimmed lower case,
+/// 2 for NFKC and full case folding.
+const EMAIL_KEYS: &str = "email_keys";
+const EMAIL_KEYS_VERSION: u64 = 2;
 
 pub struct RedbUserStore {
     db: Arc<Db>,
@@ -27,6 +33,7 @@ impl RedbUserStore {
             let txn = db.begin_write().map_err(storage_error)?;
             txn.open_table(USERS).map_err(storage_error)?;
             txn.open_table(EMAILS).map_err(storage_error)?;
+            reindex_emails(&txn)?;
             txn.commit().map_err(storage_error)
         })?;
         Ok(RedbUserStore { db })
@@ -72,6 +79,74 @@ impl RedbUserStore {
         .await
         .map_err(|e| StoreError::Unavailable(format!("user write task failed: {e}")))?
     }
+}
+
+/// The email key of releases before NFKC and full case folding.
+pub(crate) fn legacy_email_key(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// Makes the email index follow [`normalize_email`], once. Keys made before NFKC and full
+/// case folding differ only for some non-ASCII emails (`Straße@x.org`, an NFD form): those
+/// accounts get the new key and lose the old one. Of two accounts that now share a key (one
+/// address registered once composed and once decomposed), the one already holding it, else
+/// the older, keeps it; the other is named in a warning: it can no longer sign in by email.
+fn reindex_emails(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META).map_err(storage_error)?;
+    let version = meta
+        .get(EMAIL_KEYS)
+        .map_err(storage_error)?
+        .map(|v| v.value());
+    if version >= Some(EMAIL_KEYS_VERSION) {
+        return Ok(());
+    }
+    let mut users = Vec::new();
+    for item in txn
+        .open_table(USERS)
+        .map_err(storage_error)?
+        .iter()
+        .map_err(storage_error)?
+    {
+        let (_, value) = item.map_err(storage_error)?;
+        match decode(value.value()) {
+            Ok(user) if !user.email.is_ascii() => users.push(user),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "skipped an unreadable user record while re-indexing emails")
+            }
+        }
+    }
+    users.sort_by_key(|u| u.created_at);
+    let mut emails = txn.open_table(EMAILS).map_err(storage_error)?;
+    for user in users {
+        let (old, new) = (legacy_email_key(&user.email), normalize_email(&user.email));
+        let id = user.id.as_u128();
+        let holder = emails
+            .get(new.as_str())
+            .map_err(storage_error)?
+            .map(|g| g.value());
+        match holder {
+            None => {
+                emails.insert(new.as_str(), id).map_err(storage_error)?;
+            }
+            Some(holder) if holder == id => {}
+            Some(holder) => {
+                tracing::warn!(user_id = %user.id, holder = %Uuid::from_u128(holder),
+                    "two accounts have one email once normalised (NFKC, case folding); the older keeps it, this one can no longer sign in by email");
+                continue;
+            }
+        }
+        let stale = emails
+            .get(old.as_str())
+            .map_err(storage_error)?
+            .map(|g| g.value());
+        if old != new && stale == Some(id) {
+            emails.remove(old.as_str()).map_err(storage_error)?;
+        }
+    }
+    meta.insert(EMAIL_KEYS, EMAIL_KEYS_VERSION)
+        .map_err(storage_error)?;
+    Ok(())
 }
 
 /// Writes the user record (not the email index).

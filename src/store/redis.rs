@@ -320,6 +320,8 @@ pub struct RedisUserStore {
     conn: RedisConnection,
     create: Script,
     update: Script,
+    /// Set once the email keys follow [`normalize_email`] (see [`RedisUserStore::email_keys`]).
+    email_keys: tokio::sync::OnceCell<()>,
 }
 
 impl RedisUserStore {
@@ -341,11 +343,86 @@ if tostring(version) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2])
 return 1",
             ),
+            email_keys: tokio::sync::OnceCell::new(),
         }
     }
 
     fn user_key(&self, id: Uuid) -> String {
         self.conn.key(&format!("user:{id}"))
+    }
+
+    /// Makes the `user_email:` keys follow [`normalize_email`] before the first lookup, once
+    /// per deployment (the key `user_email_keys` records it), as the redb store does at open:
+    /// keys made before NFKC and full case folding differ only for some non-ASCII emails;
+    /// those accounts get the new key (unless another account already holds it, which a
+    /// warning names) and lose the old one.
+    async fn email_keys(&self) -> Result<(), StoreError> {
+        self.email_keys
+            .get_or_try_init(|| self.reindex_emails())
+            .await
+            .map(|_| ())
+    }
+
+    async fn reindex_emails(&self) -> Result<(), StoreError> {
+        let marker = self.conn.key("user_email_keys");
+        if self.get_string(&marker).await?.as_deref() == Some("2") {
+            return Ok(());
+        }
+        for user in self.list().await? {
+            let old = super::redb_users::legacy_email_key(&user.email);
+            let new = normalize_email(&user.email);
+            if old == new {
+                continue;
+            }
+            let (id, key) = (
+                user.id.to_string(),
+                self.conn.key(&format!("user_email:{new}")),
+            );
+            let (k, v) = (key.clone(), id.clone());
+            let set: Option<String> = self
+                .conn
+                .run(|mut c| async move {
+                    redis::cmd("SET")
+                        .arg(k)
+                        .arg(v)
+                        .arg("NX")
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            if set.is_none() && self.get_string(&key).await?.as_deref() != Some(id.as_str()) {
+                tracing::warn!(user_id = %user.id, "two accounts have one email once normalised (NFKC, case folding); the other keeps it, this one can no longer sign in by email");
+                continue;
+            }
+            let stale = self.conn.key(&format!("user_email:{old}"));
+            if self.get_string(&stale).await?.as_deref() == Some(id.as_str()) {
+                self.conn
+                    .run(|mut c| async move {
+                        redis::cmd("DEL")
+                            .arg(stale)
+                            .query_async::<i64>(&mut c)
+                            .await
+                    })
+                    .await?;
+            }
+        }
+        self.conn
+            .run(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(marker)
+                    .arg("2")
+                    .query_async::<String>(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn get_string(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.conn
+            .run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
+            .await
     }
 }
 
@@ -356,6 +433,7 @@ fn decode(bytes: &[u8]) -> Result<User, StoreError> {
 #[async_trait]
 impl UserStore for RedisUserStore {
     async fn create(&self, user: &User) -> Result<(), UserStoreError> {
+        self.email_keys().await?;
         let json = serde_json::to_vec(user).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut invocation = self.create.prepare_invoke();
         invocation
@@ -379,6 +457,7 @@ impl UserStore for RedisUserStore {
     }
 
     async fn by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        self.email_keys().await?;
         let key = self
             .conn
             .key(&format!("user_email:{}", normalize_email(email)));

@@ -551,3 +551,65 @@ pub fn email(tag: &str) -> String {
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{tag}{n}@example.org")
 }
+
+/// The `Set-Cookie`s of a response, parsed.
+pub fn set_cookies(headers: &reqwest::header::HeaderMap) -> Vec<cookie::Cookie<'static>> {
+    headers
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .map(|v| cookie::Cookie::parse(v.to_str().expect("ASCII cookie").to_owned()))
+        .map(|c| c.expect("a valid Set-Cookie"))
+        .collect()
+}
+
+/// What a browser sends back to gatehouse's host for a request to `path` after these
+/// `Set-Cookie`s: the live cookies whose path covers `path` (expired ones are deleted).
+pub fn browser_cookies(set: &[cookie::Cookie<'static>], path: &str) -> String {
+    set.iter()
+        .filter(|c| c.max_age() != Some(cookie::time::Duration::ZERO))
+        .filter(|c| {
+            let p = c.path().unwrap_or("/");
+            path == p || path.starts_with(&format!("{}/", p.trim_end_matches('/')))
+        })
+        .map(|c| format!("{}={}", c.name(), c.value()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Asserts that `set` sets (or, with `cleared`, expires) the token cookies scoped as the
+/// contract says: the access cookie `Path=/` with `Domain=domain` when one is configured,
+/// the refresh cookie host-only (never a `Domain`) with `Path=/auth`, and the refresh cookie
+/// as older versions set it (`Path=/`, host-only and with the domain) expired; nothing else.
+pub fn assert_token_cookies(set: &[cookie::Cookie<'static>], domain: Option<&str>, cleared: bool) {
+    let all = format!("{set:?}");
+    let mut expected = vec![
+        ("gatehouse_access", "/", domain, !cleared),
+        ("gatehouse_refresh", "/auth", None, !cleared),
+        ("gatehouse_refresh", "/", None, false),
+    ];
+    if domain.is_some() {
+        expected.push(("gatehouse_refresh", "/", domain, false));
+    }
+    assert_eq!(set.len(), expected.len(), "{all}");
+    for (name, path, domain, live) in expected {
+        let c = set
+            .iter()
+            .find(|c| c.name() == name && c.path() == Some(path) && c.domain() == domain)
+            .unwrap_or_else(|| panic!("no {name} cookie for {path} {domain:?}: {all}"));
+        assert_eq!(c.http_only(), Some(true), "{c}");
+        assert_eq!(c.same_site(), Some(cookie::SameSite::Lax), "{c}");
+        assert_eq!(c.secure(), None, "cookies.secure = false in tests: {c}");
+        let max_age = c.max_age().expect("Max-Age").whole_seconds();
+        if live {
+            assert!(!c.value().is_empty() && max_age > 0, "{c}");
+        } else {
+            assert!(c.value().is_empty() && max_age == 0, "{c}");
+        }
+    }
+    // Whatever else holds: a refresh token never leaves gatehouse's /auth.
+    for c in set.iter().filter(|c| c.name() == "gatehouse_refresh") {
+        if !c.value().is_empty() {
+            assert!(c.domain().is_none() && c.path() == Some("/auth"), "{c}");
+        }
+    }
+}

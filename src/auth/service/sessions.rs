@@ -70,6 +70,24 @@ impl Service {
         Ok(())
     }
 
+    /// Ends the session an access token of ours names, even once the token has expired: the
+    /// logout page, which the refresh cookie (`Path=/auth`) never reaches, has only the
+    /// access cookie. The session must belong to the token's user. Returns whether one ended.
+    pub async fn logout_by_access_token(&self, token: &str) -> Result<bool, AuthError> {
+        let Ok(claims) = self.signer.verify_ignoring_expiry(token) else {
+            return Ok(false);
+        };
+        let Some(bytes) = self.store.get(&keys::session(&claims.sid)).await? else {
+            return Ok(false);
+        };
+        if decode::<SessionRecord>(&bytes)?.uid != claims.sub {
+            return Ok(false);
+        }
+        self.revoke_session(&claims.sid, claims.sub).await?;
+        tracing::info!(event = "logout", user_id = %claims.sub);
+        Ok(true)
+    }
+
     /// `POST /auth/logout-all`: ends every session of the user.
     pub async fn logout_all(&self, user_id: Uuid) -> Result<(), AuthError> {
         let count = self.revoke_all(user_id).await?;

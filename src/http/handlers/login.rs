@@ -210,20 +210,15 @@ async fn end_session(
     headers: &HeaderMap,
     rd: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
+    // The access cookie names the session even after its token expired. A refresh cookie
+    // reaches this page only as older versions set it (`Path=/`); it still counts.
     let access = cookies::get(headers, cookies::ACCESS).filter(|t| !t.is_empty());
-    let refresh = cookies::get(headers, cookies::REFRESH).filter(|t| !t.is_empty());
+    let legacy_refresh = cookies::get(headers, cookies::REFRESH).filter(|t| !t.is_empty());
     let mut ended = false;
     if let Some(token) = access {
-        match app.auth.authenticate(token).await {
-            Ok(claims) => {
-                app.auth.logout(&claims).await?;
-                ended = true;
-            }
-            Err(AuthError::Store(e)) => return Err(AuthError::Store(e).into()),
-            Err(_) => {}
-        }
+        ended = app.auth.logout_by_access_token(token).await?;
     }
-    if let (false, Some(token)) = (ended, refresh) {
+    if let (false, Some(token)) = (ended, legacy_refresh) {
         app.auth.logout_by_refresh_token(token).await?;
     }
     let mut response = match rd.and_then(|rd| redirect::allowed(rd, &app.config)) {
