@@ -318,16 +318,17 @@ impl SessionStore for RedisSessionStore {
 /// `users` of all ids. Creation is one Lua script, so email uniqueness holds across nodes.
 pub struct RedisUserStore {
     conn: RedisConnection,
-    create: Script,
-    update: Script,
     /// Set once the email keys follow [`normalize_email`] (see [`RedisUserStore::email_keys`]).
     email_keys: tokio::sync::OnceCell<()>,
+    create: Script,
+    update: Script,
 }
 
 impl RedisUserStore {
     pub fn new(conn: RedisConnection) -> Self {
         RedisUserStore {
             conn,
+            email_keys: tokio::sync::OnceCell::new(),
             create: Script::new(
                 r"if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
 redis.call('SET', KEYS[2], ARGV[2])
@@ -343,7 +344,6 @@ if tostring(version) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2])
 return 1",
             ),
-            email_keys: tokio::sync::OnceCell::new(),
         }
     }
 
