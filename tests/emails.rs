@@ -43,6 +43,11 @@ async fn one_account_per_normalised_email(backend: Backend) {
                 .contains("already exists")
         );
     }
+    // Registered decomposed, an account is stored and shown composed (NFC).
+    let (nfc2, nfd2) = jurgen(&unique());
+    let r = server.register(&nfd2, PASSWORD).await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.json::<Value>().await.unwrap()["email"], nfc2.as_str());
     // Either form signs in, to the one account, which keeps the email as registered.
     for variant in [&nfc, &nfd, &nfd.to_uppercase()] {
         let r = server.login(variant, PASSWORD).await;
@@ -150,6 +155,15 @@ fn redb_to_old_keys(data_dir: &Path, email: &str, twin: Option<(uuid::Uuid, &str
         emails.remove(new_key.as_str()).unwrap();
         emails.insert(email.to_lowercase().as_str(), id).unwrap();
         txn.open_table(META).unwrap().remove("email_keys").unwrap();
+        // Before, the record kept the email exactly as typed (today: composed, NFC).
+        {
+            let mut users = txn.open_table(USERS).unwrap();
+            let mut record: Value =
+                serde_json::from_slice(users.get(id).unwrap().unwrap().value()).unwrap();
+            record["email"] = json!(email);
+            let bytes = serde_json::to_vec(&record).unwrap();
+            users.insert(id, bytes.as_slice()).unwrap();
+        }
         if let Some((twin_id, twin)) = twin {
             let mut users = txn.open_table(USERS).unwrap();
             let mut record: Value =
@@ -223,6 +237,17 @@ async fn accounts_indexed_before_nfkc_are_found(backend: Backend) {
             let record = redis(r.port, &["GET", &format!("gatehouse:user:{jurgen_id}")]);
             let json_start = record.find('{').unwrap();
             let mut twin: Value = serde_json::from_str(record[json_start..].trim_end()).unwrap();
+            // Before, the record kept the email exactly as typed (today: composed, NFC).
+            let mut old = twin.clone();
+            old["email"] = json!(nfd);
+            redis(
+                r.port,
+                &[
+                    "SET",
+                    &format!("gatehouse:user:{jurgen_id}"),
+                    &old.to_string(),
+                ],
+            );
             twin["id"] = json!(twin_id.to_string());
             twin["email"] = json!(nfc);
             twin["created_at"] = json!(twin["created_at"].as_u64().unwrap() + 1);

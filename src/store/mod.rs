@@ -184,6 +184,15 @@ pub fn normalize_email(email: &str) -> String {
         .into_owned()
 }
 
+/// The form in which an email is stored and shown (in `Remote-User`, tokens, `/auth/me`):
+/// as typed, trimmed and composed (NFC), so that one address never travels as two byte
+/// strings depending on how the keyboard spelled it.
+pub fn display_email(email: &str) -> String {
+    icu_normalizer::ComposingNormalizerBorrowed::new_nfc()
+        .normalize(email.trim())
+        .into_owned()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum UserStoreError {
     #[error("an account with this email already exists")]

@@ -9,7 +9,7 @@ use crate::auth::regulation::{self};
 use crate::auth::tokens::AccessClaims;
 use crate::clock::now_secs;
 use crate::config::Registration;
-use crate::store::{Role, User, UserStoreError, normalize_email};
+use crate::store::{Role, User, UserStoreError, display_email, normalize_email};
 
 impl Service {
     /// `POST /auth/register`: a new account with the `user` role.
@@ -32,7 +32,7 @@ impl Service {
         let password_hash = self.hash_new(password, email).await?;
         let user = User {
             id: Uuid::now_v7(),
-            email: email.to_owned(),
+            email: display_email(email),
             password_hash,
             role,
             created_at: now_secs(),
