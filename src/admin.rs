@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::app::App;
-use crate::store::Role;
+use crate::domain::Role;
 
 /// Longest request line accepted on the socket.
 const MAX_REQUEST_BYTES: u64 = 64 * 1024;

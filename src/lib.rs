@@ -22,6 +22,7 @@
 //! - [`files`]: files that hold secrets (backups, generated keys, the data dir), created
 //!   private rather than narrowed afterwards.
 //! - [`error`]: the one error type that every endpoint renders as `application/problem+json`.
+//! - [`domain`]: the model `auth` and `store` share: users, roles, email addresses.
 //! - [`clock`]: Unix time helpers.
 //!
 //! A token check (`GET /auth/me`, forward-auth): [`http::router`] → [`http::request::credential`]
@@ -34,6 +35,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod files;
 pub mod http;

@@ -143,7 +143,7 @@ fn redb_to_old_keys(data_dir: &Path, email: &str, twin: Option<(uuid::Uuid, &str
     const EMAILS: TableDefinition<&str, u128> = TableDefinition::new("user_emails");
     const META: TableDefinition<&str, u64> = TableDefinition::new("user_meta");
     let db = redb::Database::open(data_dir.join("gatehouse.redb")).unwrap();
-    let new_key = gatehouse::store::normalize_email(email);
+    let new_key = gatehouse::domain::normalize_email(email);
     let id = {
         let read = db.begin_read().unwrap();
         let emails = read.open_table(EMAILS).unwrap();
@@ -230,7 +230,7 @@ async fn accounts_indexed_before_nfkc_are_found(backend: Backend) {
         Backend::Redis(r) => {
             let key = |k: &str| format!("gatehouse:user_email:{k}");
             for email in [&strasse, &nfd] {
-                let new = gatehouse::store::normalize_email(email);
+                let new = gatehouse::domain::normalize_email(email);
                 let reply = redis(r.port, &["RENAME", &key(&new), &key(&email.to_lowercase())]);
                 assert!(reply.starts_with("+OK"), "{reply}");
             }

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::RedisServer;
+use gatehouse::domain::{Role, User};
 use gatehouse::store::database::Db;
 use gatehouse::store::embedded::EmbeddedStore;
 use gatehouse::store::redb_users::RedbUserStore;
 use gatehouse::store::redis::{RedisConnection, RedisSessionStore, RedisUserStore};
-use gatehouse::store::{Op, Role, SessionStore, Swap, User, UserStore, UserStoreError};
+use gatehouse::store::{Op, SessionStore, Swap, UserStore, UserStoreError};
 use uuid::Uuid;
 
 /// One backend pair, and what keeps it alive.

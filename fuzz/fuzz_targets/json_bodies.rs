@@ -4,7 +4,8 @@
 
 use std::sync::OnceLock;
 
-use gatehouse::auth::policy::{check_email, check_password};
+use gatehouse::auth::policy::check_password;
+use gatehouse::domain::check_email;
 use gatehouse::config::Passwords;
 use gatehouse::http::bodies::{Credentials, PasswordChange, RefreshBody};
 use libfuzzer_sys::fuzz_target;

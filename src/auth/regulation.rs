@@ -24,7 +24,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::sessions::encode;
 use crate::clock::now_secs;
 use crate::config::Regulation as Settings;
-use crate::store::{Op, SessionStore, StoreError, keys, normalize_email};
+use crate::domain::normalize_email;
+use crate::store::{Op, SessionStore, StoreError, keys};
 
 /// A live ban, for the CLI.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, LogFormat};
-use crate::store::Role;
+use crate::domain::Role;
 
 #[derive(Parser)]
 #[command(

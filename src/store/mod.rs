@@ -20,8 +20,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::domain::User;
+// Until forward-auth's rules import it from `domain` (a branch in flight).
+pub use crate::domain::Role;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -107,90 +110,6 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Finishes pending writes; called once at shutdown.
     async fn close(&self) -> Result<(), StoreError>;
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    User,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "user" => Ok(Role::User),
-            "admin" => Ok(Role::Admin),
-            other => Err(format!("unknown role {other:?}; use \"user\" or \"admin\"")),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct User {
-    pub id: Uuid,
-    /// As the user typed it; uniqueness is on [`normalize_email`] of it.
-    pub email: String,
-    /// argon2id PHC string.
-    pub password_hash: String,
-    pub role: Role,
-    /// Unix seconds.
-    pub created_at: u64,
-    pub disabled: bool,
-    /// Bumped by every write of the record; [`UserStore::update`] succeeds only when the
-    /// stored record still has the version the change was based on, so concurrent admin
-    /// and self-service writes never overwrite each other.
-    #[serde(default)]
-    pub version: u64,
-    /// Bumped by every change that ends the user's sessions (password, disable, role,
-    /// second-factor reset). A session records the value it was created under and dies
-    /// when they differ: a login that checked the old password cannot outlive the change.
-    #[serde(default)]
-    pub credential_version: u64,
-}
-
-/// The form under which emails are unique and looked up: `Ada@X.org` and `ada@x.org`, or
-/// the NFC and NFD forms of `jürgen@x.org`, are one account. It is Unicode's compatibility
-/// caseless match (D146: NFKD, full case folding, twice, after NFD), composed again (NFC)
-/// to keep keys short. For ASCII that is plain lower case, as it always was, so the keys of
-/// existing ASCII accounts do not change (others are re-indexed once, see README).
-pub fn normalize_email(email: &str) -> String {
-    use icu_casemap::CaseMapperBorrowed;
-    use icu_normalizer::{ComposingNormalizerBorrowed, DecomposingNormalizerBorrowed};
-    let email = email.trim();
-    if email.is_ascii() {
-        return email.to_ascii_lowercase();
-    }
-    let fold = CaseMapperBorrowed::new();
-    let nfkd = DecomposingNormalizerBorrowed::new_nfkd();
-    let mut key = DecomposingNormalizerBorrowed::new_nfd()
-        .normalize(email)
-        .into_owned();
-    for _ in 0..2 {
-        key = nfkd.normalize(&fold.fold_string(&key)).into_owned();
-    }
-    ComposingNormalizerBorrowed::new_nfc()
-        .normalize(&key)
-        .into_owned()
-}
-
-/// The form in which an email is stored and shown (in `Remote-User`, tokens, `/auth/me`):
-/// as typed, trimmed and composed (NFC), so that one address never travels as two byte
-/// strings depending on how the keyboard spelled it.
-pub fn display_email(email: &str) -> String {
-    icu_normalizer::ComposingNormalizerBorrowed::new_nfc()
-        .normalize(email.trim())
-        .into_owned()
 }
 
 #[derive(Debug, thiserror::Error)]

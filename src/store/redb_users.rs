@@ -10,7 +10,8 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use uuid::Uuid;
 
 use super::database::{Db, storage_error};
-use super::{StoreError, User, UserStore, UserStoreError, normalize_email};
+use super::{StoreError, UserStore, UserStoreError};
+use crate::domain::{User, normalize_email};
 
 /// user id → JSON [`User`]
 pub(crate) const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");

@@ -19,10 +19,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
 use uuid::Uuid;
 
-use super::{
-    Op, SessionStore, StoreError, Swap, User, UserStore, UserStoreError, keys, normalize_email,
-};
+use super::{Op, SessionStore, StoreError, Swap, UserStore, UserStoreError, keys};
 use crate::clock::now_ms;
+use crate::domain::{User, normalize_email};
 
 /// Applies the ops encoded in ARGV, from ARGV[i], to KEYS[k], KEYS[k+1], … (one key per op).
 /// Encoding (see [`encode_ops`]): `set value ttl_ms`, `del`, `sadd member ttl_ms`,

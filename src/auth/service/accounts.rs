@@ -9,7 +9,8 @@ use crate::auth::regulation::{self};
 use crate::auth::tokens::AccessClaims;
 use crate::clock::now_secs;
 use crate::config::Registration;
-use crate::store::{Role, User, UserStoreError, display_email, normalize_email};
+use crate::domain::{Role, User, check_email, display_email, normalize_email};
+use crate::store::UserStoreError;
 
 impl Service {
     /// `POST /auth/register`: a new account with the `user` role.
@@ -27,7 +28,7 @@ impl Service {
         password: &str,
         role: Role,
     ) -> Result<User, AuthError> {
-        policy::check_email(email).map_err(AuthError::InvalidEmail)?;
+        check_email(email).map_err(AuthError::InvalidEmail)?;
         // Hash before the uniqueness check, so a taken email costs the same time.
         let password_hash = self.hash_new(password, email).await?;
         let user = User {

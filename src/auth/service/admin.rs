@@ -2,7 +2,7 @@
 
 use super::{AuthError, Service};
 use crate::auth::regulation::Ban;
-use crate::store::{Role, User};
+use crate::domain::{Role, User};
 
 impl Service {
     pub async fn list_users(&self) -> Result<Vec<User>, AuthError> {

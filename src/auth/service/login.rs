@@ -3,7 +3,7 @@
 use super::{AuthError, ClientInfo, Issued, Service};
 use crate::auth::policy;
 use crate::auth::regulation::{self, Refusal, Reservation};
-use crate::store::User;
+use crate::domain::User;
 
 impl Service {
     /// `POST /auth/login`. Unknown emails, wrong passwords and disabled accounts all answer

@@ -8,7 +8,8 @@ use bytes::Bytes;
 use super::{AuthError, Issued, MAX_WRITE_ATTEMPTS, Service, decode};
 use crate::auth::sessions::{self, Presented, Rotation, SessionRecord, encode};
 use crate::clock::now_secs;
-use crate::store::{Op, StoreError, Swap, User, keys};
+use crate::domain::User;
+use crate::store::{Op, StoreError, Swap, keys};
 
 impl Service {
     /// `POST /auth/refresh`: rotates the refresh token, with reuse detection and grace.

@@ -9,7 +9,8 @@ use super::{AuthError, ClientInfo, Issued, Service, SessionInfo, decode};
 use crate::auth::sessions::{self, SessionRecord, encode};
 use crate::auth::tokens::{AccessClaims, TokenError};
 use crate::clock::now_secs;
-use crate::store::{Op, User, keys};
+use crate::domain::User;
+use crate::store::{Op, keys};
 
 impl Service {
     /// Verifies an access token and checks that its session lives: the token-check hot path.

@@ -1,0 +1,9 @@
+//! The domain model that the rules (`auth`) and the state (`store`) share: accounts and
+//! their roles ([`user`]), and email addresses as login names ([`email`]). Groups, second
+//! factors and grants join here. Nothing in it knows HTTP or a backend.
+
+pub mod email;
+pub mod user;
+
+pub use email::{check_email, display_email, normalize_email};
+pub use user::{Role, User};

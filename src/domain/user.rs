@@ -1,0 +1,54 @@
+//! Accounts: who a user is and what they may do.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "user" => Ok(Role::User),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("unknown role {other:?}; use \"user\" or \"admin\"")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub id: Uuid,
+    /// As the user typed it; uniqueness is on [`normalize_email`] of it.
+    pub email: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub role: Role,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub disabled: bool,
+    /// Bumped by every write of the record; [`UserStore::update`] succeeds only when the
+    /// stored record still has the version the change was based on, so concurrent admin
+    /// and self-service writes never overwrite each other.
+    #[serde(default)]
+    pub version: u64,
+    /// Bumped by every change that ends the user's sessions (password, disable, role,
+    /// second-factor reset). A session records the value it was created under and dies
+    /// when they differ: a login that checked the old password cannot outlive the change.
+    #[serde(default)]
+    pub credential_version: u64,
+}
