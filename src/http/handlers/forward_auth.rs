@@ -14,6 +14,7 @@
 //! everyone else gets 401. These are GET requests from the proxy: no CSRF check.
 
 use std::borrow::Cow;
+use std::sync::Once;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
@@ -185,14 +186,24 @@ fn from_original_url(headers: &HeaderMap) -> Result<Original<'_>, ApiError> {
         )
     })?;
     let target = Target::original_url(url).map_err(|refused| refusal("X-Original-URL", refused))?;
-    if let Some(routed) = header_str(headers, "x-original-host")? {
-        let routed =
-            target::authority(routed).map_err(|refused| refusal("X-Original-Host", refused))?;
-        if !routed.eq_ignore_ascii_case(target.host()) {
-            return Err(ApiError::BadRequest(format!(
-                "X-Original-URL names the host {:?} but nginx routed the request by {routed:?} (X-Original-Host); refused",
-                target.host()
-            )));
+    match header_str(headers, "x-original-host")? {
+        Some(routed) => {
+            let routed =
+                target::authority(routed).map_err(|refused| refusal("X-Original-Host", refused))?;
+            if !routed.eq_ignore_ascii_case(target.host()) {
+                return Err(ApiError::BadRequest(format!(
+                    "X-Original-URL names the host {:?} but nginx routed the request by {routed:?} (X-Original-Host); refused",
+                    target.host()
+                )));
+            }
+        }
+        None => {
+            static WARNED: Once = Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "nginx sends no X-Original-Host: a request line naming one host with a Host header naming another is judged by the wrong host's rules; add `proxy_set_header X-Original-Host $host;` (README)"
+                )
+            });
         }
     }
     Ok(Original {
