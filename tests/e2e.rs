@@ -3,7 +3,10 @@
 //! - nginx (`auth_request` to `/authz/auth-request`) and Caddy (`forward_auth` to
 //!   `/authz/forward-auth`) in front of a tiny upstream app that echoes the `Remote-*`
 //!   headers: anonymous browser → login page; API request → 401; logged in → the upstream
-//!   with the headers; logout → locked again; role rule → 403.
+//!   with the headers; logout → locked again; role rule → 403. Then issue #19: raw request
+//!   lines that spell the admin area differently (`/admin/..%2Fpublic/x`, `..;`, `\`,
+//!   double encoding, case, an absolute-form request line naming another host) never reach
+//!   the upstream's admin area, which routes on any reading of the path.
 //! - Chromium, headless, driven over WebDriver (chromedriver) through nginx: open a
 //!   protected URL, land on the login page, type the credentials, arrive at the app, sign
 //!   out. A screenshot of the login page goes to `target/test-artifacts/login.png`.
@@ -19,6 +22,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -28,6 +33,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const AUTH_HOST: &str = "auth.gatehouse.test";
 const APP_HOST: &str = "app.gatehouse.test";
+/// A host whose every path is public (a bypass rule); nginx and Caddy serve no site by it.
+const PUBLIC_HOST: &str = "public.gatehouse.test";
 const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 
 /// The path of `program`, or `None` after saying so (a failure under `CI=true`).
@@ -104,15 +111,19 @@ impl Drop for Proc {
 }
 
 /// The upstream app: answers every request with a small HTML page that shows the
-/// `Remote-*` headers it received, and a sign-out link to `logout_url`.
-async fn upstream(logout_url: String) -> u16 {
+/// `Remote-*` headers it received, the area the path routes to (see [`area`]), and a
+/// sign-out link to `logout_url`. Counts the requests that reached its admin area.
+async fn upstream(logout_url: String) -> (u16, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind upstream");
     let port = listener.local_addr().expect("addr").port();
+    let admin_hits = Arc::new(AtomicUsize::new(0));
+    let hits = admin_hits.clone();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             let logout_url = logout_url.clone();
+            let hits = hits.clone();
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut buf = [0u8; 4096];
@@ -129,6 +140,10 @@ async fn upstream(logout_url: String) -> u16 {
                     .and_then(|l| l.split_whitespace().nth(1))
                     .unwrap_or("?")
                     .to_owned();
+                let area = area(&path);
+                if area == "admin" {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                }
                 let mut seen: Vec<String> = head
                     .lines()
                     .filter_map(|l| l.split_once(':'))
@@ -147,7 +162,7 @@ async fn upstream(logout_url: String) -> u16 {
                     .collect();
                 let body = format!(
                     "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Upstream app</title></head>\
-<body><h1>Upstream app</h1><p id=\"path\">{}</p><pre id=\"headers\">{}</pre><pre id=\"cookies\">{}</pre>\
+<body><h1>Upstream app</h1><p id=\"path\">{}</p><p id=\"area\">area: {area}</p><pre id=\"headers\">{}</pre><pre id=\"cookies\">{}</pre>\
 <a id=\"logout\" href=\"{}\">Sign out</a></body></html>",
                     html_escape::encode_text(&path),
                     html_escape::encode_text(&seen.join("\n")),
@@ -163,7 +178,81 @@ async fn upstream(logout_url: String) -> u16 {
             });
         }
     });
-    port
+    (port, admin_hits)
+}
+
+/// Where the upstream routes a request target: `admin` when any way an application may
+/// read the path starts with `/admin` (as sent, decoded, with dot segments resolved; `\`
+/// as `/`, `;` parameters dropped, without case, trailing dots and spaces trimmed), as the
+/// app of issue #19 did; else `public` or `app` by the path as sent.
+fn area(target: &str) -> &'static str {
+    fn decode(s: &str) -> String {
+        let bytes: Vec<u8> = percent_decode(s.as_bytes());
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+    fn percent_decode(input: &[u8]) -> Vec<u8> {
+        let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < input.len() {
+            if input[i] == b'%' && i + 2 < input.len() {
+                if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(input[i]);
+            i += 1;
+        }
+        out
+    }
+    /// The first segment as sent and with dot segments resolved, normalised.
+    fn first_segments(path: &str) -> [String; 2] {
+        let path = path.split(['?', '#', '\0']).next().unwrap_or_default();
+        let segments = path
+            .split(['/', '\\'])
+            .map(|s| {
+                s.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end_matches(' ')
+            })
+            .filter(|s| !s.is_empty());
+        let normal = |s: &str| s.trim_end_matches(['.', ' ']).to_ascii_lowercase();
+        let as_sent = segments.clone().next().map(normal).unwrap_or_default();
+        let mut resolved = Vec::new();
+        for segment in segments {
+            match segment {
+                "." => {}
+                ".." | "..." => {
+                    resolved.pop();
+                }
+                s => resolved.push(s),
+            }
+        }
+        [
+            as_sent,
+            resolved.first().copied().map(normal).unwrap_or_default(),
+        ]
+    }
+    let path = target.split('?').next().unwrap_or_default();
+    let mut readings = vec![path.to_owned()];
+    let mut decoded = path.to_owned();
+    for _ in 0..4 {
+        decoded = decode(&decoded);
+        readings.push(decoded.clone());
+    }
+    let admin = readings
+        .iter()
+        .any(|r| first_segments(r).iter().any(|s| s == "admin"));
+    if admin {
+        "admin"
+    } else if path.starts_with("/public/") || path == "/public" {
+        "public"
+    } else {
+        "app"
+    }
 }
 
 /// Gatehouse configured for the proxy on `proxy_port`.
@@ -188,6 +277,9 @@ roles = ["admin"]
 [[access_control.rules]]
 domain = "{APP_HOST}"
 path = "/public"
+policy = "bypass"
+[[access_control.rules]]
+domain = "{PUBLIC_HOST}"
 policy = "bypass"
 [[access_control.rules]]
 domain = "*.gatehouse.test"
@@ -245,6 +337,7 @@ http {{
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+            proxy_set_header X-Original-Host $host;
             proxy_set_header X-Original-Method $request_method;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }}
@@ -476,6 +569,111 @@ async fn walk_through_proxy(server: &Server, port: u16) {
     assert!(location(&r).starts_with(&format!("{auth}/login?rd=")));
 }
 
+/// One raw request to the proxy on `port` (no URL library in between to tidy the target):
+/// the status and the body.
+async fn raw_request(
+    port: u16,
+    request_line_target: &str,
+    host: &str,
+    cookie: Option<&str>,
+) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the proxy");
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "GET {request_line_target} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n{cookie}Connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("the proxy answers")
+        .expect("read");
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Issue #19 through a real proxy: request lines that spell the admin area differently
+/// (the review's `/admin/..%2Fpublic/x` and variants) never reach the upstream's admin
+/// area, anonymous or signed in without the admin role; `/public/x` still does not need a
+/// session.
+async fn admin_area_stays_closed(server: &Server, port: u16, admin_hits: &AtomicUsize) {
+    let app = format!("{APP_HOST}:{port}");
+    let user = server.signup(&email("eve")).await;
+    let cookie = format!("gatehouse_access={}", user.access);
+    let variants = [
+        "/admin/..%2Fpublic/x",
+        "/admin/..%2fpublic/x",
+        "/admin%2F..%2Fpublic/x",
+        "/admin/%2e%2e/public/x",
+        "/admin/..;/public/x",
+        "/admin\\..\\public/x",
+        "/admin/..%5Cpublic/x",
+        "/admin/%252e%252e%252fpublic/x",
+        "/admin;x=1/",
+        "/admin;/settings",
+        "/ADMIN/settings",
+        "/Admin/",
+        "/%61dmin/settings",
+        "/%2561dmin/settings",
+        "//admin/settings",
+        "/./admin/settings",
+        "/public/..%2Fadmin/settings",
+        "/public/%2e%2e/admin",
+        "/public/..;/admin",
+        "/public\\..\\admin",
+        "/admin./settings",
+        "/admin%20/settings",
+        "/admin%3F/settings",
+    ];
+    for target in variants {
+        assert_eq!(
+            area(target),
+            "admin",
+            "the upstream takes {target} for the admin area"
+        );
+        for cookie in [None, Some(cookie.as_str())] {
+            let (status, body) = raw_request(port, target, &app, cookie).await;
+            assert!(
+                !body.contains("area: admin"),
+                "{target} (session: {}) reached the admin area: {status} {body}",
+                cookie.is_some()
+            );
+            assert_ne!(status, 200, "{target}: {body}");
+        }
+    }
+    // An absolute-form request line names the host the proxy routes by; the Host header
+    // (nginx's $http_host) names a bypass host.
+    let absolute = format!("http://{app}/admin/settings");
+    let (status, body) = raw_request(port, &absolute, &format!("{PUBLIC_HOST}:{port}"), None).await;
+    assert!(
+        !body.contains("area: admin"),
+        "absolute form: {status} {body}"
+    );
+    assert_ne!(status, 200, "absolute form: {body}");
+    // The bypass still works, anonymously.
+    let (status, body) = raw_request(port, "/public/x", &app, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("area: public"), "{body}");
+    assert_eq!(
+        admin_hits.load(Ordering::SeqCst),
+        0,
+        "requests reached the admin area"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_auth_request() {
     let Some(binary) = require("nginx", "nginx") else {
@@ -484,9 +682,10 @@ async fn nginx_auth_request() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let server = gatehouse(port, dir.path());
-    let upstream = upstream(format!("http://{AUTH_HOST}:{port}/logout")).await;
+    let (upstream, admin_hits) = upstream(format!("http://{AUTH_HOST}:{port}/logout")).await;
     let _nginx = nginx(&binary, dir.path(), port, &server.addr, upstream);
     walk_through_proxy(&server, port).await;
+    admin_area_stays_closed(&server, port, &admin_hits).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -497,9 +696,10 @@ async fn caddy_forward_auth() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let server = gatehouse(port, dir.path());
-    let upstream = upstream(format!("http://{AUTH_HOST}:{port}/logout")).await;
+    let (upstream, admin_hits) = upstream(format!("http://{AUTH_HOST}:{port}/logout")).await;
     let _caddy = caddy(&binary, dir.path(), port, &server.addr, upstream);
     walk_through_proxy(&server, port).await;
+    admin_area_stays_closed(&server, port, &admin_hits).await;
 }
 
 // --- the browser ---
@@ -674,7 +874,7 @@ async fn browser_signs_in_through_nginx_and_out() {
     server.signup(&ada).await;
     let auth = format!("http://{AUTH_HOST}:{port}");
     let app = format!("http://{APP_HOST}:{port}");
-    let upstream = upstream(format!("{auth}/logout?rd={app}/")).await;
+    let (upstream, _) = upstream(format!("{auth}/logout?rd={app}/")).await;
     let _nginx = nginx(&nginx_bin, dir.path(), port, &server.addr, upstream);
 
     let driver_port = free_port();

@@ -29,6 +29,10 @@ domain = "public.example.org"
 policy = "bypass"
 [[access_control.rules]]
 domain = "app.example.org"
+path = "/public"
+policy = "bypass"
+[[access_control.rules]]
+domain = "app.example.org"
 path = "/admin"
 roles = ["admin"]
 [[access_control.rules]]
@@ -412,7 +416,7 @@ async fn access_rules_bypass_deny_and_roles(backend: Backend) {
         403,
     )
     .await;
-    for sneaky in ["/x/../admin", "//admin", "/%61dmin/"] {
+    for sneaky in ["//admin", "/%61dmin/", "/ADMIN"] {
         assert_eq!(
             status("app.example.org", sneaky, Some(user.access.clone()))
                 .await
@@ -421,6 +425,12 @@ async fn access_rules_bypass_deny_and_roles(backend: Backend) {
             "{sneaky}"
         );
     }
+    // A `..` segment is refused rather than resolved (see the next test).
+    assert_problem(
+        status("app.example.org", "/x/../admin", Some(user.access.clone())).await,
+        400,
+    )
+    .await;
     assert_eq!(
         status("app.example.org", "/admin", None).await.status(),
         302
@@ -443,6 +453,228 @@ async fn access_rules_bypass_deny_and_roles(backend: Backend) {
         .await
         .unwrap();
     assert_problem(r, 403).await;
+}
+
+/// Issue #19: the decision is made on exactly what the proxy routes on. An authority that
+/// parses differently from how proxies route is refused; no spelling of a path gets past a
+/// `deny` or `roles` rule, on either endpoint, anonymous or signed in without the role.
+async fn ambiguous_requests_never_get_a_more_permissive_rule(backend: Backend) {
+    let (server, _dir) = start(backend, &[]);
+    let user = server.signup(&email("user")).await;
+    let boss = email("boss");
+    add_admin(&server, &boss);
+    let r = server.login(&boss, PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let admin = common::Tokens::from(r.json::<Value>().await.unwrap());
+
+    // Authorities: user info, percent-encoding, lists, look-alike IPv4 forms: 400, on both
+    // endpoints, whatever the path (`public.example.org` is a bypass host).
+    for host in [
+        "x@public.example.org",
+        "app.example.org@public.example.org",
+        "x:y@public.example.org:443",
+        "%70ublic.example.org",
+        "public.example.org%2F",
+        "public.example.org, app.example.org",
+        "public.example.org,app.example.org",
+        "public..example.org",
+        "public.example.org:",
+        "public.example.org:99999",
+        "public.example.org x",
+        "127.1",
+    ] {
+        let r = traefik(&server, "GET", "https", host, "/admin")
+            .send()
+            .await
+            .unwrap();
+        assert_problem(r, 400).await;
+        let r = nginx(&server, "GET", &format!("https://{host}/admin"))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(r, 400).await;
+    }
+    let r = traefik(&server, "GET", "https", "x@public.example.org", "/")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("user info"),
+        "{body}"
+    );
+    // The plain forms still work: case, a trailing dot, a port.
+    for host in [
+        "PUBLIC.example.org",
+        "public.example.org.",
+        "public.example.org:8443",
+    ] {
+        let r = traefik(&server, "GET", "https", host, "/")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{host}");
+    }
+    // X-Forwarded-Uri must be a path: `.evil.org/` after the host would change the host.
+    let r = traefik(
+        &server,
+        "GET",
+        "https",
+        "public.example.org",
+        ".evil.org/admin",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_problem(r, 400).await;
+    // A header sent twice, or one that is not ASCII, is refused, never taken for absent.
+    let r = traefik(&server, "GET", "https", "app.example.org", "/admin")
+        .header("x-forwarded-host", "public.example.org")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 400).await;
+    let r = server
+        .http
+        .get(server.url("/authz/forward-auth"))
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "public.example.org")
+        .header(
+            "x-forwarded-uri",
+            reqwest::header::HeaderValue::from_bytes(b"/admin/\xff").unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 400).await;
+    for target in ["/admin#x", "/admin\tx"] {
+        let r = traefik(&server, "GET", "https", "app.example.org", target)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(r, 400).await;
+    }
+    // nginx: the host it routed by ($host, as X-Original-Host) must be the URL's host. An
+    // absolute-form request line `GET http://app.example.org/admin` with
+    // `Host: public.example.org` is routed to app while $http_host names public.
+    let r = nginx(&server, "GET", "https://public.example.org/admin")
+        .header("x-original-host", "app.example.org")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 400).await;
+    let r = nginx(&server, "GET", "https://Public.example.org.:8443/admin")
+        .header("x-original-host", "public.example.org")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Paths: every spelling of /admin or /blocked, as the issue's review and its variants.
+    let restricted = [
+        "/admin/..%2Fpublic/x",
+        "/admin/..%2fpublic/x",
+        "/admin/%2e%2e/public/x",
+        "/admin%2F..%2Fpublic/x",
+        "/public/..%2Fadmin",
+        "/public/..%2Fadmin/x",
+        "/public/%2e%2e/admin",
+        "/public/%2E%2E/admin",
+        "/public/.%2e/admin",
+        "/public/..;/admin",
+        "/public/..;x=1/admin",
+        "/public\\..\\admin",
+        "/public/..%5Cadmin",
+        "/public/%252e%252e/admin",
+        "/public/%25252e%25252e/admin",
+        "/public/x/../../admin",
+        "/public/../admin",
+        "/public/.../admin",
+        "/public/..%20/admin",
+        "/admin;x=1/",
+        "/admin;jsessionid=ABC",
+        "/ADMIN",
+        "/Admin/",
+        "/aDmIn/users",
+        "/%61dmin",
+        "/%2561dmin",
+        "/%41DMIN",
+        "//admin",
+        "///admin/x",
+        "/./admin",
+        "/.%2Fadmin",
+        "\\admin",
+        "/admin.",
+        "/admin%20",
+        "/admin%3F",
+        "/admin%23x",
+        "/admin%00",
+        "/%2e/admin",
+    ];
+    let blocked = [
+        "/blocked",
+        "/BLOCKED/x",
+        "/blocked;x",
+        "/%62locked",
+        "/public/..%2Fblocked",
+        "/public;/..;/blocked",
+        "/public\\..\\blocked",
+    ];
+    let check = |endpoint: &'static str, path: &'static str, token: Option<String>| {
+        let req = match endpoint {
+            "forward-auth" => traefik(&server, "GET", "https", "app.example.org", path),
+            _ => nginx(&server, "GET", &format!("https://app.example.org{path}")),
+        };
+        let req = match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        async move { req.send().await.unwrap() }
+    };
+    for endpoint in ["forward-auth", "auth-request"] {
+        for path in restricted.iter().chain(&blocked) {
+            for (who, token) in [("anonymous", None), ("user", Some(user.access.clone()))] {
+                let r = check(endpoint, path, token).await;
+                let status = r.status().as_u16();
+                assert!(
+                    matches!(status, 400 | 401 | 403),
+                    "{endpoint} {path} as {who}: {status}"
+                );
+                assert!(r.headers().get("remote-user").is_none());
+            }
+            // The admin passes wherever the spelling is unambiguous; never past `deny`.
+            let r = check(endpoint, path, Some(admin.access.clone())).await;
+            let status = r.status().as_u16();
+            if blocked.contains(path) {
+                assert!(
+                    matches!(status, 400 | 403),
+                    "{endpoint} {path} as admin: {status}"
+                );
+            } else {
+                assert!(
+                    matches!(status, 200 | 400),
+                    "{endpoint} {path} as admin: {status}"
+                );
+            }
+        }
+        // The bypass still bypasses, with or without a session.
+        for path in [
+            "/public/x",
+            "/public",
+            "/public/",
+            "//public//x",
+            "/public/a%2Fb",
+        ] {
+            let r = check(endpoint, path, None).await;
+            assert_eq!(r.status(), 200, "{endpoint} {path}");
+            assert!(r.headers().get("remote-user").is_none());
+        }
+        // A spelling outside /public is not a bypass; here any signed-in user.
+        for path in ["/PUBLIC/x", "/public;x/y"] {
+            let r = check(endpoint, path, None).await;
+            assert_eq!(r.status(), 401, "{endpoint} {path}");
+        }
+    }
 }
 
 async fn login_page_signs_in_and_redirects_only_to_allowed_hosts(backend: Backend) {
@@ -1017,6 +1249,7 @@ backend_tests!(
     forward_auth_passes_a_session_with_remote_headers,
     anonymous_browsers_are_redirected_and_apis_get_401,
     access_rules_bypass_deny_and_roles,
+    ambiguous_requests_never_get_a_more_permissive_rule,
     login_page_signs_in_and_redirects_only_to_allowed_hosts,
     login_page_is_regulated,
     logout_page_ends_the_session_only_from_our_site,

@@ -1,6 +1,7 @@
 //! The rules of authentication, independent of HTTP and of storage backends.
 //!
-//! - [`access`]: forward-auth access rules (host, path, policy, roles).
+//! - [`access`]: forward-auth: the original request taken apart strictly, and the access
+//!   decision (host, path, policy, roles) over every reading of its path.
 //! - [`passwords`]: argon2id hashing on a fixed pool of low-priority threads.
 //! - [`tokens`]: signing and strictly verifying access tokens (JWT).
 //! - [`secret`]: where the signing secret comes from; [`keys`]: asymmetric key pairs.

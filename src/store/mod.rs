@@ -23,8 +23,6 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::domain::User;
-// Until forward-auth's rules import it from `domain` (a branch in flight).
-pub use crate::domain::Role;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {

@@ -13,14 +13,16 @@
 //! Traefik and Caddy; 401 with `X-Redirection-URL` for nginx, which redirects itself) and
 //! everyone else gets 401. These are GET requests from the proxy: no CSRF check.
 
+use std::borrow::Cow;
+use std::sync::Once;
+
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::Full;
-use url::Url;
 
 use crate::app::App;
 use crate::auth::AuthError;
-use crate::auth::access::Decision;
+use crate::auth::access::{Decision, Refused, Target, target};
 use crate::auth::tokens::AccessClaims;
 use crate::error::ApiError;
 use crate::http::cookies;
@@ -37,14 +39,30 @@ pub enum Flavor {
     AuthRequest,
 }
 
-/// The request the proxy asks about.
-struct Original {
+/// The request the proxy asks about, borrowed from the proxy's headers.
+struct Original<'h> {
     method: Method,
-    /// As sent by the proxy; what `rd` carries.
-    url: String,
-    /// Without port, lower case.
-    host: String,
-    path: String,
+    /// What the rules judge.
+    target: Target<'h>,
+    /// The URL as sent, for `rd`.
+    sent: Sent<'h>,
+}
+
+enum Sent<'h> {
+    Forwarded { host: &'h str, uri: &'h str },
+    Url(&'h str),
+}
+
+impl Original<'_> {
+    /// The original URL exactly as sent (the scheme: the first entry of a list).
+    fn url(&self) -> Cow<'_, str> {
+        match self.sent {
+            Sent::Forwarded { host, uri } => {
+                Cow::Owned(format!("{}://{host}{uri}", self.target.scheme()))
+            }
+            Sent::Url(url) => Cow::Borrowed(url),
+        }
+    }
 }
 
 pub async fn handle(app: &App, req: HttpRequest, flavor: Flavor) -> Result<HttpResponse, ApiError> {
@@ -53,18 +71,19 @@ pub async fn handle(app: &App, req: HttpRequest, flavor: Flavor) -> Result<HttpR
         Flavor::ForwardAuth => from_forwarded(headers)?,
         Flavor::AuthRequest => from_original_url(headers)?,
     };
-    let roles = match app
+    let decision = app
         .config
         .access_control
-        .decide(&original.host, &original.path)
-    {
+        .decide(original.target.host(), original.target.path())
+        .map_err(|refused| refusal("the original URL", refused))?;
+    let requirements = match decision {
         Decision::Bypass => return Ok(allowed(None)),
         Decision::Deny => {
             return Err(ApiError::Forbidden(
                 "access to this resource is denied by policy",
             ));
         }
-        Decision::Authenticated { roles } => roles,
+        Decision::Authenticated(requirements) => requirements,
     };
     let claims = match token(headers) {
         Some(token) => match app.auth.authenticate(token).await {
@@ -77,12 +96,18 @@ pub async fn handle(app: &App, req: HttpRequest, flavor: Flavor) -> Result<HttpR
     let Some(claims) = claims else {
         return Ok(unauthenticated(app, headers, &original, flavor));
     };
-    if !roles.is_empty() && !roles.iter().any(|r| r == claims.role.as_str()) {
+    if !requirements.allow(claims.role.as_str()) {
         return Err(ApiError::Forbidden(
             "your account does not have a role that this resource requires",
         ));
     }
     Ok(allowed(Some(&claims)))
+}
+
+fn refusal(what: &str, refused: Refused) -> ApiError {
+    ApiError::BadRequest(format!(
+        "{what} cannot be judged: {refused}; gatehouse decides on exactly what the proxy routes on"
+    ))
 }
 
 /// The access token: a `Bearer` authorization, else the access cookie. Another
@@ -98,79 +123,94 @@ fn token(headers: &HeaderMap) -> Option<&str> {
     bearer.or_else(|| cookies::get(headers, cookies::ACCESS).filter(|t| !t.is_empty()))
 }
 
-fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+/// A header of the original request: sent at most once, visible ASCII; empty counts as
+/// absent. A header that is there but unreadable is refused, never taken for absent (an
+/// unreadable `X-Forwarded-Uri` must not become `/`).
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "the {name} header is sent more than once; the proxy must send one"
+        )));
+    }
+    let value = value.to_str().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "the {name} header must be visible ASCII (percent-encode the rest)"
+        ))
+    })?;
+    Ok(Some(value.trim()).filter(|v| !v.is_empty()))
 }
 
 fn method(headers: &HeaderMap, name: &str) -> Result<Method, ApiError> {
-    match header_str(headers, name) {
+    match header_str(headers, name)? {
         Some(m) => Method::from_bytes(m.as_bytes())
             .map_err(|_| ApiError::BadRequest(format!("the {name} header is not a method"))),
         None => Ok(Method::GET),
     }
 }
 
-/// Traefik/Caddy: `X-Forwarded-Proto` + `://` + `X-Forwarded-Host` + `X-Forwarded-Uri`.
-fn from_forwarded(headers: &HeaderMap) -> Result<Original, ApiError> {
-    let missing = |name: &str| {
-        ApiError::BadRequest(format!(
-            "the {name} header is missing; call this endpoint from a reverse proxy's forward-auth"
-        ))
-    };
-    let proto =
-        header_str(headers, "x-forwarded-proto").ok_or_else(|| missing("X-Forwarded-Proto"))?;
-    let host =
-        header_str(headers, "x-forwarded-host").ok_or_else(|| missing("X-Forwarded-Host"))?;
-    let uri = header_str(headers, "x-forwarded-uri").unwrap_or("/");
-    // A proxy may send a list when chained; the first entry is the client's.
-    let proto = proto.split(',').next().unwrap_or(proto).trim();
-    let host = host.split(',').next().unwrap_or(host).trim();
-    let url = format!("{proto}://{host}{uri}");
-    parse(url, method(headers, "x-forwarded-method")?)
+fn missing(name: &str) -> ApiError {
+    ApiError::BadRequest(format!(
+        "the {name} header is missing; call this endpoint from a reverse proxy's forward-auth"
+    ))
 }
 
-/// nginx: `X-Original-URL` as sent.
-fn from_original_url(headers: &HeaderMap) -> Result<Original, ApiError> {
-    let url = header_str(headers, "x-original-url").ok_or_else(|| {
+/// Traefik/Caddy: `X-Forwarded-Proto` + `://` + `X-Forwarded-Host` + `X-Forwarded-Uri`.
+fn from_forwarded(headers: &HeaderMap) -> Result<Original<'_>, ApiError> {
+    let proto =
+        header_str(headers, "x-forwarded-proto")?.ok_or_else(|| missing("X-Forwarded-Proto"))?;
+    let host =
+        header_str(headers, "x-forwarded-host")?.ok_or_else(|| missing("X-Forwarded-Host"))?;
+    let uri = header_str(headers, "x-forwarded-uri")?.unwrap_or("/");
+    let target = Target::forwarded(proto, host, uri)
+        .map_err(|refused| refusal("the X-Forwarded-* request", refused))?;
+    Ok(Original {
+        method: method(headers, "x-forwarded-method")?,
+        target,
+        sent: Sent::Forwarded { host, uri },
+    })
+}
+
+/// nginx: `X-Original-URL` as sent. With `X-Original-Host` (nginx's `$host`, the host it
+/// chose the `server` by), the URL's host must be that host: a request line
+/// `GET http://app.example.org/admin` with `Host: public.example.org` is routed by nginx
+/// to `app` while `$http_host` names `public`.
+fn from_original_url(headers: &HeaderMap) -> Result<Original<'_>, ApiError> {
+    let url = header_str(headers, "x-original-url")?.ok_or_else(|| {
         ApiError::BadRequest(
             "the X-Original-URL header is missing; set it in nginx: proxy_set_header X-Original-URL $scheme://$http_host$request_uri"
                 .into(),
         )
     })?;
-    parse(url.to_owned(), method(headers, "x-original-method")?)
-}
-
-fn parse(url: String, method: Method) -> Result<Original, ApiError> {
-    let invalid = || ApiError::BadRequest("the original URL is not an absolute http(s) URL".into());
-    let parsed = Url::parse(&url).map_err(|_| invalid())?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(invalid());
+    let target = Target::original_url(url).map_err(|refused| refusal("X-Original-URL", refused))?;
+    match header_str(headers, "x-original-host")? {
+        Some(routed) => {
+            let routed =
+                target::authority(routed).map_err(|refused| refusal("X-Original-Host", refused))?;
+            if !routed.eq_ignore_ascii_case(target.host()) {
+                return Err(ApiError::BadRequest(format!(
+                    "X-Original-URL names the host {:?} but nginx routed the request by {routed:?} (X-Original-Host); refused",
+                    target.host()
+                )));
+            }
+        }
+        None => {
+            static WARNED: Once = Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "nginx sends no X-Original-Host: a request line naming one host with a Host header naming another is judged by the wrong host's rules; add `proxy_set_header X-Original-Host $host;` (README)"
+                )
+            });
+        }
     }
-    let host = parsed.host_str().ok_or_else(invalid)?;
-    // Rules name host names; an IPv6 literal keeps its brackets in host_str.
-    let host = host.to_ascii_lowercase();
-    // The raw path as sent (before the url crate's own normalization); the rules normalize.
-    let path = raw_path(&url).to_owned();
     Ok(Original {
-        method,
-        url,
-        host,
-        path,
+        method: method(headers, "x-original-method")?,
+        target,
+        sent: Sent::Url(url),
     })
-}
-
-/// The path of an absolute URL as written: after the authority, before `?` or `#`.
-fn raw_path(url: &str) -> &str {
-    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let path = after_scheme
-        .find(['/', '?', '#'])
-        .map_or("", |i| &after_scheme[i..]);
-    let end = path.find(['?', '#']).unwrap_or(path.len());
-    &path[..end]
 }
 
 /// 200, with the identity headers when there is a session.
@@ -206,21 +246,23 @@ fn is_browser(headers: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.to_ascii_lowercase().contains("text/html"));
-    let xhr = header_str(headers, "x-requested-with")
-        .is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"));
+    let xhr = headers
+        .get("x-requested-with")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("xmlhttprequest"));
     html && !xhr
 }
 
 fn unauthenticated(
     app: &App,
     headers: &HeaderMap,
-    original: &Original,
+    original: &Original<'_>,
     flavor: Flavor,
 ) -> HttpResponse {
     if !is_browser(headers) {
         return ApiError::MissingToken.into_response();
     }
-    let login = redirect::login_url(&app.config, &original.url);
+    let login = redirect::login_url(&app.config, &original.url());
     let Ok(location) = HeaderValue::from_str(&login) else {
         return ApiError::MissingToken.into_response();
     };
@@ -249,14 +291,6 @@ fn unauthenticated(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn raw_paths() {
-        assert_eq!(raw_path("https://a.b/x/../y?q=/admin#f"), "/x/../y");
-        assert_eq!(raw_path("https://a.b:8080"), "");
-        assert_eq!(raw_path("https://a.b?x"), "");
-        assert_eq!(raw_path("http://a.b//admin"), "//admin");
-    }
 
     #[test]
     fn browsers_are_told_apart() {

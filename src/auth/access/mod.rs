@@ -1,0 +1,300 @@
+//! Access rules for forward-auth (`access_control` in the config): which requests, by host
+//! and path, pass without a session (`bypass`), need one (`authenticated`, optionally with a
+//! role) or are refused (`deny`). The first matching rule wins; a request no rule matches
+//! gets `default_policy`.
+//!
+//! The decision is made on what the proxy routes on (ADR-0005, README "How rules match"):
+//!
+//! - [`target`]: the original request taken apart strictly; an authority that proxies and
+//!   URL parsers could read differently (user info, percent-encoding, lists, other IPv4
+//!   forms) is refused, never normalised.
+//! - `path`: the readings of the path (decoded or not, `\` a separator or not, `;`
+//!   parameters dropped or not, `.` segments dropped or not); `..` segments are refused.
+//! - [`AccessControl::decide`]: first match wins on each reading, and the request gets the
+//!   most restrictive of the readings' decisions. Restrictive rules match paths without
+//!   case; a `bypass` rule only as written.
+//!
+//! The forward-auth handler only applies the [`Decision`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Role;
+
+mod path;
+pub mod target;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod variants;
+
+pub use target::{Refused, Target};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Anyone, signed in or not.
+    Bypass,
+    /// Anyone with a live session (and one of the rule's `roles`, when it names any).
+    Authenticated,
+    /// No one.
+    Deny,
+}
+
+/// `[access_control]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessControl {
+    /// For requests that no rule matches.
+    pub default_policy: Policy,
+    /// First match wins.
+    pub rules: Vec<Rule>,
+}
+
+impl Default for AccessControl {
+    fn default() -> Self {
+        AccessControl {
+            default_policy: Policy::Authenticated,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// One `[[access_control.rules]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// `app.example.com` (exact) or `*.example.com` (any subdomain, not the bare domain).
+    pub domain: String,
+    /// Path prefix, matched segment-wise: `/admin` covers `/admin` and `/admin/x`, not
+    /// `/administrator`; written decoded (no `%`). Unset: every path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default = "default_rule_policy")]
+    pub policy: Policy,
+    /// With `authenticated`: the user must hold one of these roles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+}
+
+fn default_rule_policy() -> Policy {
+    Policy::Authenticated
+}
+
+/// What a request needs, as decided by the rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision<'a> {
+    /// Anyone; no token is looked at.
+    Bypass,
+    /// A live session that meets every requirement.
+    Authenticated(Requirements<'a>),
+    /// No one.
+    Deny,
+}
+
+/// The roles a signed-in user needs: one role out of every set. No sets: any user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requirements<'a> {
+    sets: Vec<&'a [String]>,
+}
+
+impl<'a> Requirements<'a> {
+    /// Any signed-in user.
+    pub fn none() -> Self {
+        Requirements::default()
+    }
+
+    /// One role out of `roles` (any user when it is empty).
+    pub fn one_of(roles: &'a [String]) -> Self {
+        let mut requirements = Requirements::none();
+        requirements.add(roles);
+        requirements
+    }
+
+    pub fn role_sets(&self) -> &[&'a [String]] {
+        &self.sets
+    }
+
+    /// Whether a user with `role` meets every requirement.
+    pub fn allow(&self, role: &str) -> bool {
+        self.sets.iter().all(|set| set.iter().any(|r| r == role))
+    }
+
+    /// Whether every requirement of `other` is one of these too (these ask for as much).
+    pub fn include(&self, other: &Requirements<'_>) -> bool {
+        other.sets.iter().all(|set| self.sets.contains(set))
+    }
+
+    fn add(&mut self, roles: &'a [String]) {
+        if !roles.is_empty() && !self.sets.contains(&roles) {
+            self.sets.push(roles);
+        }
+    }
+}
+
+/// Why the readings of a path stopped being evaluated.
+enum Stop {
+    Refused(Refused),
+    Denied,
+}
+
+impl From<Refused> for Stop {
+    fn from(refused: Refused) -> Self {
+        Stop::Refused(refused)
+    }
+}
+
+impl AccessControl {
+    /// Checks the rules at start-up; the message names the offending rule.
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, rule) in self.rules.iter().enumerate() {
+            let n = i + 1;
+            let domain = rule.domain.trim();
+            let bare = domain.strip_prefix("*.").unwrap_or(domain);
+            if bare.is_empty()
+                || bare.contains(['*', '/', ':', ' '])
+                || bare.starts_with('.')
+                || bare.ends_with('.')
+            {
+                return Err(format!(
+                    "rule {n}: domain {:?} must be a host name like \"app.example.com\" or \"*.example.com\" (no port, no path)",
+                    rule.domain
+                ));
+            }
+            if let Some(path) = &rule.path {
+                if !path.starts_with('/') {
+                    return Err(format!("rule {n}: path {path:?} must start with '/'"));
+                }
+                // Rules are matched against decoded segments: a rule path is written decoded,
+                // with nothing that a reading would take apart.
+                if path.contains(['%', '\\', ';', '?', '#'])
+                    || path.chars().any(char::is_control)
+                    || path.split('/').any(|s| s == "." || s == "..")
+                {
+                    return Err(format!(
+                        "rule {n}: path {path:?} must be a plain decoded path: no '%', '\\', ';', '?', '#', control characters or '.'/'..' segments"
+                    ));
+                }
+            }
+            if !rule.roles.is_empty() && rule.policy != Policy::Authenticated {
+                return Err(format!(
+                    "rule {n}: roles only make sense with policy = \"authenticated\""
+                ));
+            }
+            for role in &rule.roles {
+                role.parse::<Role>().map_err(|e| format!("rule {n}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The decision for a request to `host` (without port; see [`Target::host`]) and `path`
+    /// (as sent, without query; see [`Target::path`]): the most restrictive decision over
+    /// every reading of the path (module `path`); refused when a reading is ambiguous beyond
+    /// judging (a `..` segment, a decoded control character, too many encodings).
+    pub fn decide(&self, host: &str, path: &str) -> Result<Decision<'_>, Refused> {
+        let host = host.strip_suffix('.').unwrap_or(host);
+        let path = path.as_bytes();
+        // The hot path: one reading, no allocation (beyond one for a `roles` rule).
+        if path::is_plain(path) {
+            let (policy, roles) = self.first_match(host, path::plain_segments(path));
+            return Ok(match policy {
+                Policy::Bypass => Decision::Bypass,
+                Policy::Authenticated => Decision::Authenticated(Requirements::one_of(roles)),
+                Policy::Deny => Decision::Deny,
+            });
+        }
+        let mut combined = Decision::Bypass;
+        let readings = path::Readings::of(path)?;
+        let walked = readings.try_for_each(|segments| {
+            match self.first_match(host, segments.iter().copied()) {
+                (Policy::Deny, _) => return Err(Stop::Denied),
+                (Policy::Bypass, _) => {}
+                (Policy::Authenticated, roles) => match &mut combined {
+                    Decision::Authenticated(requirements) => requirements.add(roles),
+                    _ => combined = Decision::Authenticated(Requirements::one_of(roles)),
+                },
+            }
+            Ok(())
+        });
+        match walked {
+            Ok(()) => Ok(combined),
+            Err(Stop::Denied) => Ok(Decision::Deny),
+            Err(Stop::Refused(refused)) => Err(refused),
+        }
+    }
+
+    /// The policy and roles of the first rule that matches one reading, else the default.
+    fn first_match<'s>(
+        &self,
+        host: &str,
+        segments: impl Iterator<Item = &'s [u8]> + Clone,
+    ) -> (Policy, &[String]) {
+        self.rules
+            .iter()
+            .find(|rule| domain_matches(&rule.domain, host) && path_matches(rule, segments.clone()))
+            .map_or((self.default_policy, &[]), |rule| {
+                (rule.policy, rule.roles.as_slice())
+            })
+    }
+}
+
+/// `app.example.com` or `*.example.com` (a subdomain, not the bare domain), without case.
+fn domain_matches(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.trim().as_bytes();
+    let host = host.as_bytes();
+    match pattern.strip_prefix(b"*.") {
+        Some(parent) => {
+            host.len() > parent.len() + 1
+                && host[host.len() - parent.len() - 1] == b'.'
+                && host[host.len() - parent.len()..].eq_ignore_ascii_case(parent)
+        }
+        None => host.eq_ignore_ascii_case(pattern),
+    }
+}
+
+/// Whether the rule's path segments begin the reading's segments. A restrictive rule
+/// compares segments loosely (see [`segment_matches`]), a `bypass` rule only as written.
+fn path_matches<'s>(rule: &Rule, mut segments: impl Iterator<Item = &'s [u8]>) -> bool {
+    let Some(prefix) = rule.path.as_deref() else {
+        return true;
+    };
+    let loose = rule.policy != Policy::Bypass;
+    prefix.split('/').filter(|s| !s.is_empty()).all(|want| {
+        segments
+            .next()
+            .is_some_and(|seg| segment_matches(want.as_bytes(), seg, loose))
+    })
+}
+
+/// Loosely: without case (ASCII, and Unicode case folding for UTF-8 segments: `K` is the
+/// Kelvin sign's lower case) and without trailing dots and spaces (Windows drops them), the
+/// ways an application may route `/ADMIN`, `/Admin.` or `/admin%20` to `/admin`.
+fn segment_matches(want: &[u8], segment: &[u8], loose: bool) -> bool {
+    if !loose {
+        return want == segment;
+    }
+    let trim = |s: &'_ [u8]| -> usize {
+        s.iter()
+            .rposition(|b| !matches!(b, b'.' | b' '))
+            .map_or(s.len(), |i| i + 1)
+    };
+    let (want, segment) = (&want[..trim(want)], &segment[..trim(segment)]);
+    if want.eq_ignore_ascii_case(segment) {
+        return true;
+    }
+    if want.is_ascii() && segment.is_ascii() {
+        return false;
+    }
+    let fold = |s: &'_ str| {
+        s.chars()
+            .flat_map(char::to_uppercase)
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
+    match (std::str::from_utf8(want), std::str::from_utf8(segment)) {
+        (Ok(a), Ok(b)) => fold(a) == fold(b),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

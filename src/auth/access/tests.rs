@@ -1,0 +1,321 @@
+use super::*;
+
+fn rule(domain: &str, path: Option<&str>, policy: Policy, roles: &[&str]) -> Rule {
+    Rule {
+        domain: domain.into(),
+        path: path.map(Into::into),
+        policy,
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+    }
+}
+
+fn rules() -> AccessControl {
+    AccessControl {
+        default_policy: Policy::Deny,
+        rules: vec![
+            rule("app.example.com", Some("/public"), Policy::Bypass, &[]),
+            rule(
+                "app.example.com",
+                Some("/admin"),
+                Policy::Authenticated,
+                &["admin"],
+            ),
+            rule("app.example.com", Some("/blocked"), Policy::Deny, &[]),
+            rule("*.example.com", None, Policy::Authenticated, &[]),
+            rule("app.example.com", None, Policy::Bypass, &[]),
+        ],
+    }
+}
+
+#[test]
+fn first_match_wins_and_default_applies() {
+    let ac = rules();
+    let admin = ["admin".to_string()];
+    let decide = |host, path| ac.decide(host, path).unwrap();
+    let anyone = Decision::Authenticated(Requirements::none());
+    let admins = Decision::Authenticated(Requirements::one_of(&admin));
+    assert_eq!(decide("app.example.com", "/public/x"), Decision::Bypass);
+    assert_eq!(decide("app.example.com", "/public"), Decision::Bypass);
+    assert_eq!(decide("app.example.com", "/publicity"), anyone);
+    assert_eq!(decide("APP.example.com", "/admin"), admins);
+    assert_eq!(decide("app.example.com.", "/admin/x"), admins);
+    assert_eq!(decide("app.example.com", "/administrator"), anyone);
+    assert_eq!(decide("app.example.com", "/blocked/x"), Decision::Deny);
+    assert_eq!(decide("wiki.example.com", "/"), anyone);
+    // `*.example.com` is the subdomains, not the bare domain or look-alikes.
+    assert_eq!(decide("example.com", "/"), Decision::Deny);
+    assert_eq!(decide("evilexample.com", "/"), Decision::Deny);
+    assert_eq!(decide("example.com.evil.org", "/"), Decision::Deny);
+    assert_eq!(decide("other.org", "/"), Decision::Deny);
+    assert_eq!(decide("x.example.COM", "/"), anyone);
+}
+
+#[test]
+fn every_spelling_of_a_restricted_path_stays_restricted() {
+    let ac = rules();
+    let admin = ["admin".to_string()];
+    let admins = Decision::Authenticated(Requirements::one_of(&admin));
+    for sneaky in [
+        "//admin/",
+        "/%61dmin/y",
+        "/%2561dmin",
+        "/./admin",
+        "/.%2fadmin",
+        "\\admin",
+        "/x\\..\\../admin",
+        "/ADMIN",
+        "/Admin/",
+        "/aDmIn/x",
+        "/admin;x=1/",
+        "/admin;jsessionid=1",
+        "/%41DMIN",
+        "/admin.",
+        "/admin%20/x",
+        "/admin%3F/x",
+        "/admin%23",
+        "/public%2F..%2Fadmin",
+        "/public/x%2f..%2f..%2fadmin",
+    ] {
+        let got = ac.decide("app.example.com", sneaky);
+        assert!(
+            got == Ok(admins.clone()) || got.is_err(),
+            "{sneaky}: {got:?}"
+        );
+    }
+    for blocked in [
+        "/BLOCKED",
+        "/blocked;a",
+        "/%62locked",
+        "/.//blocked",
+        "/x/..;/blocked",
+    ] {
+        let got = ac.decide("app.example.com", blocked);
+        assert!(
+            got == Ok(Decision::Deny) || got.is_err(),
+            "{blocked}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn the_reviews_cases() {
+    let ac = rules();
+    for path in [
+        "/admin/..%2Fpublic/x",
+        "/public/..%2Fadmin",
+        "/public/%2e%2e/admin",
+        "/public/..;/admin",
+        "/public\\..\\admin",
+        "/public/%252e%252e/admin",
+        "/public/x/../../admin",
+        "/public/.%2E/admin",
+    ] {
+        assert!(ac.decide("app.example.com", path).is_err(), "{path}");
+    }
+}
+
+#[test]
+fn bypass_only_as_written() {
+    let ac = rules();
+    let anyone = Decision::Authenticated(Requirements::none());
+    assert_eq!(
+        ac.decide("app.example.com", "/public/x"),
+        Ok(Decision::Bypass)
+    );
+    // A bypass rule does not stretch to other spellings; the next rule decides.
+    for path in ["/PUBLIC/x", "/Public", "/public./x", "/public;x/y"] {
+        assert_eq!(
+            ac.decide("app.example.com", path),
+            Ok(anyone.clone()),
+            "{path}"
+        );
+    }
+    // But a spelling whose every reading is under /public stays public.
+    assert_eq!(
+        ac.decide("app.example.com", "//public//x"),
+        Ok(Decision::Bypass)
+    );
+    assert_eq!(
+        ac.decide("app.example.com", "/public/%78"),
+        Ok(Decision::Bypass)
+    );
+    assert_eq!(
+        ac.decide("app.example.com", "/public/a%2Fb"),
+        Ok(Decision::Bypass)
+    );
+}
+
+#[test]
+fn readings_combine_to_the_most_restrictive() {
+    let ac = AccessControl {
+        default_policy: Policy::Bypass,
+        rules: vec![
+            rule("a.org", Some("/a/b"), Policy::Bypass, &[]),
+            rule("a.org", Some("/a"), Policy::Authenticated, &["user"]),
+            rule("a.org", Some("/c"), Policy::Authenticated, &["admin"]),
+        ],
+    };
+    let (user, admin) = (["user".to_string()], ["admin".to_string()]);
+    // As sent, `/a%2Fb` is one segment under no rule (the default: bypass); decoded it is
+    // `/a/b`, a bypass: bypass.
+    assert_eq!(ac.decide("a.org", "/a%2Fb"), Ok(Decision::Bypass));
+    // `/a;x/b`: `/a/b` (bypass) with parameters dropped, `/a;x/b` (default, bypass) as sent.
+    assert_eq!(ac.decide("a.org", "/a;x/b"), Ok(Decision::Bypass));
+    // `/a\c`: `/a/c` (user) or `/a\c` (default): the user requirement.
+    assert_eq!(
+        ac.decide("a.org", "/a\\c"),
+        Ok(Decision::Authenticated(Requirements::one_of(&user)))
+    );
+    // `/c;x\a`: `/c` (admin) and `/c;x/a`, `/c;x\a`: admin.
+    let got = ac.decide("a.org", "/c;x\\a").unwrap();
+    assert_eq!(got, Decision::Authenticated(Requirements::one_of(&admin)));
+    // Two readings under two role rules: both requirements.
+    let ac = AccessControl {
+        default_policy: Policy::Bypass,
+        rules: vec![
+            rule("a.org", Some("/x/y"), Policy::Authenticated, &["admin"]),
+            rule("a.org", Some("/x"), Policy::Authenticated, &["user"]),
+        ],
+    };
+    // `/x;\y`: `/x` with parameters dropped, `/x/y` with `\` a separator too.
+    let Decision::Authenticated(both) = ac.decide("a.org", "/x;\\y").unwrap() else {
+        panic!("not authenticated");
+    };
+    assert!(both.include(&Requirements::one_of(&user)));
+    assert!(both.include(&Requirements::one_of(&admin)));
+    assert!(!both.allow("user") && !both.allow("admin"));
+}
+
+#[test]
+fn unicode_case_and_windows_trimming_for_restrictive_rules() {
+    let ac = AccessControl {
+        default_policy: Policy::Bypass,
+        rules: vec![rule("a.org", Some("/kibana"), Policy::Deny, &[])],
+    };
+    for path in [
+        "/kibana",
+        "/KIBANA",
+        "/%E2%84%AAibana",
+        "/kibana.",
+        "/kibana..",
+        "/kibana%20",
+        "/kibana.%20./x",
+    ] {
+        assert_eq!(ac.decide("a.org", path), Ok(Decision::Deny), "{path}");
+    }
+    assert_eq!(ac.decide("a.org", "/kibanax"), Ok(Decision::Bypass));
+    assert_eq!(ac.decide("a.org", "/kib%FFana"), Ok(Decision::Bypass));
+}
+
+#[test]
+fn requirements() {
+    let (admin, staff) = (
+        ["admin".to_string()],
+        ["admin".to_string(), "user".to_string()],
+    );
+    assert!(Requirements::none().allow("user"));
+    assert!(Requirements::one_of(&[]).role_sets().is_empty());
+    let mut r = Requirements::one_of(&staff);
+    assert!(r.allow("user"));
+    r.add(&admin);
+    r.add(&admin);
+    assert_eq!(r.role_sets().len(), 2);
+    assert!(r.allow("admin") && !r.allow("user"));
+    assert!(r.include(&Requirements::one_of(&admin)));
+    assert!(!Requirements::none().include(&r));
+}
+
+/// The property of the fuzz target `access`, on many generated variants: no spelling of a
+/// path is judged more leniently than the plain path.
+#[test]
+fn no_variant_is_more_lenient_than_its_plain_path() {
+    let ac = variants::rules();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut bytes = |n: usize| (0..n).map(|_| next() as u8).collect::<Vec<u8>>();
+    let mut refused = 0;
+    for _ in 0..20_000 {
+        let n = bytes(1)[0] % 5;
+        let choices = bytes(1 + n as usize);
+        let n = bytes(1)[0] % 4;
+        let ops = bytes(2 * (1 + n as usize));
+        let plain = variants::plain(&choices);
+        let variant = variants::variant(&plain, &ops);
+        for host in variants::HOSTS {
+            if let Err(e) = variants::check(&ac, host, &plain, &variant) {
+                panic!("{e} (ops {ops:?})");
+            }
+        }
+        refused += usize::from(ac.decide("app.example.org", &variant).is_err());
+    }
+    // The generator reaches both sides.
+    assert!(refused > 1000 && refused < 15_000, "{refused} refused");
+}
+
+/// The other property of the fuzz target, on generated paths: a path is never judged more
+/// leniently than its fully undone reading.
+#[test]
+fn no_path_is_more_lenient_than_its_canonical_reading() {
+    let ac = variants::rules();
+    const PIECES: &[&str] = &[
+        "/", "/", "\\", "%", "%2", "%25", "%2F", "%5c", "%2e", ".", ";", ";x", "?", "%3F", "#",
+        "%23", "admin", "ADMIN", "public", "secret", "api", "v1", "x", "%61", " ", "%20",
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut compared = 0;
+    for _ in 0..20_000 {
+        let n = 1 + next() % 8;
+        let path: String = (0..n)
+            .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+            .collect();
+        for host in variants::HOSTS {
+            let got = ac.decide(host, &path);
+            if let Some(canonical) = variants::canonical_plain(&path) {
+                let expected = ac.decide(host, &canonical).unwrap();
+                assert!(
+                    variants::at_least_as_strict(&got, &expected),
+                    "{host} {path:?}: {got:?}, its reading {canonical:?}: {expected:?}"
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 10_000, "{compared}");
+}
+
+#[test]
+fn validation_names_the_rule() {
+    let bad = |r: Rule| {
+        AccessControl {
+            default_policy: Policy::Authenticated,
+            rules: vec![rule("ok.example.com", None, Policy::Bypass, &[]), r],
+        }
+        .validate()
+        .unwrap_err()
+    };
+    assert!(bad(rule("a.com:8080", None, Policy::Bypass, &[])).starts_with("rule 2:"));
+    assert!(bad(rule("*.*.com", None, Policy::Bypass, &[])).contains("domain"));
+    assert!(bad(rule("a.com", Some("admin"), Policy::Bypass, &[])).contains("path"));
+    for path in [
+        "/%61dmin", "/a\\b", "/a;b", "/a?b", "/a#b", "/a/../b", "/./a",
+    ] {
+        assert!(
+            bad(rule("a.com", Some(path), Policy::Deny, &[])).contains("plain decoded path"),
+            "{path}"
+        );
+    }
+    assert!(bad(rule("a.com", None, Policy::Deny, &["admin"])).contains("roles"));
+    assert!(bad(rule("a.com", None, Policy::Authenticated, &["root"])).contains("role"));
+    assert_eq!(variants::rules().validate(), Ok(()));
+}
