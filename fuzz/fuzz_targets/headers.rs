@@ -14,9 +14,9 @@ use std::sync::OnceLock;
 use gatehouse::config::Config;
 use gatehouse::http::cookies;
 use gatehouse::http::redirect;
+use gatehouse::http::caller::{Via, access_token};
 use gatehouse::http::request::{
-    Credential, check_same_origin, client_info, client_ip, credential, has_body, is_json,
-    wants_cookies,
+    check_same_origin, client_info, client_ip, has_body, is_json, wants_cookies,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use libfuzzer_sys::fuzz_target;
@@ -62,10 +62,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    match credential(&headers) {
-        Ok(Credential::Bearer(token)) => assert!(!token.is_empty() && token == token.trim()),
-        Ok(Credential::Cookie(token)) => assert!(!token.is_empty()),
-        Err(_) => {}
+    match access_token(&headers) {
+        Some((token, Via::Bearer)) => assert!(!token.is_empty() && token == token.trim()),
+        Some((token, Via::Cookie)) => assert!(!token.is_empty()),
+        None => {}
     }
     let _ = cookies::get(&headers, cookies::ACCESS);
     let _ = cookies::get(&headers, cookies::REFRESH);

@@ -1,10 +1,11 @@
 //! The HTTP side: [`server`] (listener, connection cap and shedding, graceful shutdown),
-//! [`router`] (method and path to handler), [`request`] (bodies, credentials, CSRF, client
-//! address), [`bodies`] (the JSON request types), [`response`], [`cookies`], [`metrics`]
+//! [`router`] (method and path to handler), [`caller`] (who is signed in, if anyone),
+//! [`request`] (bodies, CSRF, client address), [`bodies`] (the JSON request types), [`response`], [`cookies`], [`metrics`]
 //! (Prometheus), [`pages`] (the login and logout HTML), [`redirect`] (safe `rd` targets), and
 //! [`handlers`], one module per group of endpoints.
 
 pub mod bodies;
+pub mod caller;
 pub mod cookies;
 pub mod handlers;
 pub mod metrics;

@@ -11,7 +11,6 @@ use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::cookies;
 use crate::auth::ClientInfo;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -80,44 +79,6 @@ pub async fn read_body(req: HttpRequest, limit: usize) -> Result<Bytes, ApiError
         Err(_) => Err(ApiError::BadRequest(
             "the request body could not be read".into(),
         )),
-    }
-}
-
-/// Where the access token of a request came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credential {
-    Bearer(String),
-    Cookie(String),
-}
-
-impl Credential {
-    pub fn token(&self) -> &str {
-        match self {
-            Credential::Bearer(t) | Credential::Cookie(t) => t,
-        }
-    }
-}
-
-/// The access token: `Authorization: Bearer` wins over the access cookie.
-pub fn credential(headers: &HeaderMap) -> Result<Credential, ApiError> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value
-            .to_str()
-            .map_err(|_| ApiError::InvalidToken("the Authorization header is not valid text"))?;
-        let (scheme, token) = value.split_once(' ').ok_or(ApiError::InvalidToken(
-            "the Authorization header must be `Bearer <token>`",
-        ))?;
-        let token = token.trim();
-        if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-            return Err(ApiError::InvalidToken(
-                "the Authorization header must be `Bearer <token>`",
-            ));
-        }
-        return Ok(Credential::Bearer(token.to_owned()));
-    }
-    match cookies::get(headers, cookies::ACCESS) {
-        Some(token) if !token.is_empty() => Ok(Credential::Cookie(token.to_owned())),
-        _ => Err(ApiError::MissingToken),
     }
 }
 

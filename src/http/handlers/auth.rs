@@ -5,16 +5,15 @@ use std::net::SocketAddr;
 use http::StatusCode;
 use serde::Serialize;
 
-use super::authenticate;
 use crate::app::App;
 use crate::auth::Issued;
 use crate::clock::rfc3339;
 use crate::error::ApiError;
 use crate::http::bodies::{Credentials, PasswordChange, RefreshBody};
+use crate::http::caller::{self, Via};
 use crate::http::cookies;
 use crate::http::request::{
-    Credential, HttpRequest, check_same_origin, client_info, has_body, is_json, read_json,
-    wants_cookies,
+    HttpRequest, check_same_origin, client_info, has_body, is_json, read_json, wants_cookies,
 };
 use crate::http::response::{HttpResponse, json, no_content};
 
@@ -103,7 +102,7 @@ pub async fn refresh(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiErr
 }
 
 pub async fn logout(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let (claims, _) = authenticate(app, &req).await?;
+    let claims = caller::requires(app, &req).await?.claims;
     app.auth.logout(&claims).await?;
     let mut response = no_content();
     cookies::clear(response.headers_mut(), &app.config);
@@ -111,7 +110,7 @@ pub async fn logout(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiErro
 }
 
 pub async fn logout_all(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let (claims, _) = authenticate(app, &req).await?;
+    let claims = caller::requires(app, &req).await?.claims;
     app.auth.logout_all(claims.sub).await?;
     let mut response = no_content();
     cookies::clear(response.headers_mut(), &app.config);
@@ -119,7 +118,7 @@ pub async fn logout_all(app: &App, req: HttpRequest) -> Result<HttpResponse, Api
 }
 
 pub async fn me(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let (claims, _) = authenticate(app, &req).await?;
+    let claims = caller::requires(app, &req).await?.claims;
     let user = app.auth.user(&claims).await?;
     Ok(json(
         StatusCode::OK,
@@ -137,8 +136,9 @@ pub async fn change_password(
     req: HttpRequest,
     peer: SocketAddr,
 ) -> Result<HttpResponse, ApiError> {
-    let (claims, credential) = authenticate(app, &req).await?;
-    let cookie_mode = wants_cookies(req.headers()) || matches!(credential, Credential::Cookie(_));
+    let caller = caller::requires(app, &req).await?;
+    let claims = caller.claims;
+    let cookie_mode = wants_cookies(req.headers()) || caller.via == Via::Cookie;
     let client = client_info(req.headers(), peer, &app.config.trusted_networks);
     let body: PasswordChange = read_json(req, app.config.limits.max_body).await?;
     let issued = app

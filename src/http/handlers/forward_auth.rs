@@ -21,11 +21,10 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::Full;
 
 use crate::app::App;
-use crate::auth::AuthError;
 use crate::auth::access::{Decision, Refused, Target, target};
 use crate::auth::tokens::AccessClaims;
 use crate::error::ApiError;
-use crate::http::cookies;
+use crate::http::caller::{self, Caller};
 use crate::http::redirect;
 use crate::http::request::HttpRequest;
 use crate::http::response::HttpResponse;
@@ -85,15 +84,7 @@ pub async fn handle(app: &App, req: HttpRequest, flavor: Flavor) -> Result<HttpR
         }
         Decision::Authenticated(requirements) => requirements,
     };
-    let claims = match token(headers) {
-        Some(token) => match app.auth.authenticate(token).await {
-            Ok(claims) => Some(claims),
-            Err(AuthError::Store(e)) => return Err(AuthError::Store(e).into()),
-            Err(_) => None,
-        },
-        None => None,
-    };
-    let Some(claims) = claims else {
+    let Some(Caller { claims, .. }) = caller::signed_in(app, headers).await? else {
         return Ok(unauthenticated(app, headers, &original, flavor));
     };
     if !requirements.allow(claims.role.as_str()) {
@@ -108,19 +99,6 @@ fn refusal(what: &str, refused: Refused) -> ApiError {
     ApiError::BadRequest(format!(
         "{what} cannot be judged: {refused}; gatehouse decides on exactly what the proxy routes on"
     ))
-}
-
-/// The access token: a `Bearer` authorization, else the access cookie. Another
-/// authorization scheme (an app's own Basic auth) does not hide the cookie.
-fn token(headers: &HeaderMap) -> Option<&str> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .filter(|t| !t.is_empty());
-    bearer.or_else(|| cookies::get(headers, cookies::ACCESS).filter(|t| !t.is_empty()))
 }
 
 /// A header of the original request: sent at most once, visible ASCII; empty counts as
@@ -303,16 +281,5 @@ mod tests {
         assert!(is_browser(&h));
         h.insert("x-requested-with", "XMLHttpRequest".parse().unwrap());
         assert!(!is_browser(&h));
-    }
-
-    #[test]
-    fn bearer_or_cookie() {
-        let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, "a=b; gatehouse_access=tok".parse().unwrap());
-        assert_eq!(token(&h), Some("tok"));
-        h.insert(header::AUTHORIZATION, "Basic dXNlcjpwdw==".parse().unwrap());
-        assert_eq!(token(&h), Some("tok"));
-        h.insert(header::AUTHORIZATION, "Bearer jwt".parse().unwrap());
-        assert_eq!(token(&h), Some("jwt"));
     }
 }

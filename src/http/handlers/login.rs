@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::app::App;
 use crate::auth::AuthError;
 use crate::error::ApiError;
+use crate::http::caller;
 use crate::http::cookies;
 use crate::http::pages::{self, LoginPage};
 use crate::http::redirect;
@@ -69,23 +70,17 @@ fn see_other(location: &str) -> HttpResponse {
 pub async fn page(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let rd = query_rd(&req);
     let title = app.config.login.title.as_str();
-    if let Some(token) = cookies::get(req.headers(), cookies::ACCESS).filter(|t| !t.is_empty()) {
-        match app.auth.authenticate(token).await {
-            Ok(claims) => {
-                if let Some(target) = rd
-                    .as_deref()
-                    .and_then(|rd| redirect::allowed(rd, &app.config))
-                {
-                    return Ok(see_other(target.as_str()));
-                }
-                return Ok(pages::html(
-                    StatusCode::OK,
-                    pages::signed_in(title, &claims.email),
-                ));
-            }
-            Err(AuthError::Store(e)) => return Err(AuthError::Store(e).into()),
-            Err(_) => {}
+    if let Some(caller) = caller::signed_in(app, req.headers()).await? {
+        if let Some(target) = rd
+            .as_deref()
+            .and_then(|rd| redirect::allowed(rd, &app.config))
+        {
+            return Ok(see_other(target.as_str()));
         }
+        return Ok(pages::html(
+            StatusCode::OK,
+            pages::signed_in(title, &caller.claims.email),
+        ));
     }
     Ok(pages::html(
         StatusCode::OK,

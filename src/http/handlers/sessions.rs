@@ -3,10 +3,10 @@
 use http::StatusCode;
 use serde::Serialize;
 
-use super::authenticate;
 use crate::app::App;
 use crate::clock::rfc3339;
 use crate::error::ApiError;
+use crate::http::caller;
 use crate::http::request::HttpRequest;
 use crate::http::response::{HttpResponse, json, no_content};
 
@@ -21,7 +21,7 @@ struct SessionBody {
 }
 
 pub async fn list(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let (claims, _) = authenticate(app, &req).await?;
+    let claims = caller::requires(app, &req).await?.claims;
     let sessions: Vec<SessionBody> = app
         .auth
         .sessions(claims.sub)
@@ -40,7 +40,7 @@ pub async fn list(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError>
 }
 
 pub async fn revoke(app: &App, req: HttpRequest, id: &str) -> Result<HttpResponse, ApiError> {
-    let (claims, _) = authenticate(app, &req).await?;
+    let claims = caller::requires(app, &req).await?.claims;
     app.auth.revoke_own_session(claims.sub, id).await?;
     Ok(no_content())
 }
