@@ -21,7 +21,6 @@
 //!   (embedded moka + redb, Redis), plus backup. The handlers never know which backend runs.
 //! - [`files`]: files that hold secrets (backups, generated keys, the data dir), created
 //!   private rather than narrowed afterwards.
-//! - [`error`]: the one error type that every endpoint renders as `application/problem+json`.
 //! - [`domain`]: the model `auth` and `store` share: users, roles, email addresses.
 //! - [`clock`]: Unix time helpers.
 //!
@@ -36,7 +35,6 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
-pub mod error;
 pub mod files;
 pub mod http;
 pub mod serve;

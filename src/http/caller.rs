@@ -9,7 +9,7 @@ use super::request::{HttpRequest, check_same_origin};
 use crate::app::App;
 use crate::auth::AuthError;
 use crate::auth::tokens::AccessClaims;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// How the access token travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,12 +13,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::Full;
+use http::StatusCode;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use super::response::HttpResponse;
+use super::response::{HttpResponse, text};
 use crate::app::App;
 
 /// Latency buckets, seconds: token checks live in the first few, logins in the middle.
@@ -41,36 +39,6 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// The label for a path: the route's pattern, so that ids do not explode the series count.
-pub fn route_label(path: &str) -> &'static str {
-    const ROUTES: &[&str] = &[
-        "/auth/register",
-        "/auth/login",
-        "/auth/refresh",
-        "/auth/logout",
-        "/auth/logout-all",
-        "/auth/me",
-        "/auth/password",
-        "/auth/sessions",
-        "/auth/introspect",
-        "/authz/forward-auth",
-        "/authz/auth-request",
-        "/login",
-        "/logout",
-        "/.well-known/jwks.json",
-        "/metrics",
-        "/healthz",
-        "/readyz",
-    ];
-    if let Some(route) = ROUTES.iter().find(|r| **r == path) {
-        return route;
-    }
-    if path.starts_with("/auth/sessions/") {
-        return "/auth/sessions/{id}";
-    }
-    "other"
-}
-
 pub fn record_request(route: &'static str, status: StatusCode, elapsed: Duration) {
     metrics::counter!("gatehouse_http_requests_total", "route" => route, "status" => status.as_str().to_owned())
         .increment(1);
@@ -78,11 +46,15 @@ pub fn record_request(route: &'static str, status: StatusCode, elapsed: Duration
         .record(elapsed.as_secs_f64());
 }
 
+/// Prometheus' text exposition format.
+const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// `GET /metrics`: Prometheus text format.
 pub async fn render(app: &App) -> HttpResponse {
     let Some(handle) = install() else {
-        return plain(
+        return text(
             StatusCode::SERVICE_UNAVAILABLE,
+            EXPOSITION,
             "metrics recorder unavailable\n".into(),
         );
     };
@@ -91,15 +63,5 @@ pub async fn render(app: &App) -> HttpResponse {
         Err(e) => tracing::warn!(error = %e, "cannot count sessions for /metrics"),
     }
     handle.run_upkeep();
-    plain(StatusCode::OK, handle.render())
-}
-
-fn plain(status: StatusCode, body: String) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    response
+    text(StatusCode::OK, EXPOSITION, handle.render())
 }

@@ -7,6 +7,7 @@
 pub mod bodies;
 pub mod caller;
 pub mod cookies;
+pub mod error;
 pub mod handlers;
 pub mod metrics;
 pub mod pages;

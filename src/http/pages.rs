@@ -2,12 +2,7 @@
 //! that work without JavaScript; every value that comes from a request is HTML-escaped
 //! (`html-escape`) where it is echoed. No script runs on them (the CSP forbids it).
 
-use bytes::Bytes;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
-use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::Full;
-
-use super::response::HttpResponse;
 
 /// What the login page shows.
 #[derive(Debug, Default)]
@@ -129,46 +124,6 @@ pub fn signed_out(title: &str) -> String {
         heading(title)
     );
     layout(title, &main)
-}
-
-/// An HTML response that cannot be framed, cached or run scripts.
-pub fn html(status: StatusCode, body: String) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'",
-        ),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    response
-}
-
-/// A redirect (`302`/`303`) to `location`; `None` if it is not a valid header value.
-pub fn redirect(status: StatusCode, location: &str) -> Option<HttpResponse> {
-    let value = HeaderValue::from_str(location).ok()?;
-    let mut response = Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(header::LOCATION, value);
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Some(response)
 }
 
 #[cfg(test)]

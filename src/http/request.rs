@@ -13,7 +13,7 @@ use url::Url;
 
 use crate::auth::ClientInfo;
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 pub type HttpRequest = http::Request<Incoming>;
 

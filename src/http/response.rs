@@ -1,4 +1,6 @@
-//! Building responses.
+//! Every response gatehouse sends is built here: JSON, problem documents, HTML pages,
+//! redirects, plain text and empty answers. None of them is ever cached (they carry tokens,
+//! identities or state).
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -7,24 +9,73 @@ use serde::Serialize;
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
-/// A JSON response; API responses are never cached.
-pub fn json<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
-    // Our response types are plain structs: serializing them cannot fail.
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+/// The one constructor: status, body, its type, and `Cache-Control: no-store`.
+fn respond(status: StatusCode, content_type: Option<&'static str>, body: Bytes) -> HttpResponse {
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    if let Some(content_type) = content_type {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
+/// A JSON response.
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
+    // Our response types are plain structs: serializing them cannot fail.
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    respond(status, Some("application/json"), Bytes::from(bytes))
+}
+
+/// An RFC 9457 problem document (the headers its status calls for are the caller's:
+/// see [`super::error::ApiError::into_response`]).
+pub fn problem<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    respond(status, Some("application/problem+json"), Bytes::from(bytes))
+}
+
+/// An HTML page that cannot be framed, sniffed or run scripts.
+pub fn html(status: StatusCode, body: String) -> HttpResponse {
+    let mut response = respond(status, Some("text/html; charset=utf-8"), Bytes::from(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+/// A redirect (`302`/`303`) to `location`; `None` if it is not a valid header value.
+pub fn redirect(status: StatusCode, location: &str) -> Option<HttpResponse> {
+    let value = HeaderValue::from_str(location).ok()?;
+    let mut response = empty(status);
+    response.headers_mut().insert(header::LOCATION, value);
+    Some(response)
+}
+
+/// Plain text of the given type (the Prometheus exposition format).
+pub fn text(status: StatusCode, content_type: &'static str, body: String) -> HttpResponse {
+    respond(status, Some(content_type), Bytes::from(body))
+}
+
+/// A response without a body (`204`, or a forward-auth `200` whose answer is its headers).
+pub fn empty(status: StatusCode) -> HttpResponse {
+    respond(status, None, Bytes::new())
+}
+
 /// 204 No Content.
 pub fn no_content() -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    response
+    empty(StatusCode::NO_CONTENT)
 }

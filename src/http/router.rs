@@ -1,4 +1,5 @@
-//! Method and path to handler. Every failure becomes a problem+json response here.
+//! Method and path to handler, through one table of routes ([`Route`]) that also names the
+//! metrics' `route` label. Every failure becomes a problem+json response here.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use super::metrics;
 use super::request::{HttpRequest, has_body};
 use super::response::HttpResponse;
 use crate::app::App;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Which endpoints a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +36,7 @@ pub async fn handle_on(
     surface: Surface,
 ) -> HttpResponse {
     let started = Instant::now();
-    let label = metrics::route_label(req.uri().path());
+    let label = Route::find(req.uri().path()).map_or("other", Route::pattern);
     let response = answer(app, req, peer, surface).await;
     metrics::record_request(label, response.status(), started.elapsed());
     response
@@ -47,7 +48,7 @@ async fn answer(app: &App, req: HttpRequest, peer: SocketAddr, surface: Surface)
         Surface::Metrics => true,
     };
     if req.uri().path() == "/metrics" && metrics_here {
-        return match allow(req.method(), GET) {
+        return match Route::Metrics.allow(req.method()) {
             Ok(()) => metrics::render(app).await,
             Err(e) => e.into_response(),
         };
@@ -75,96 +76,139 @@ async fn answer(app: &App, req: HttpRequest, peer: SocketAddr, surface: Surface)
     })
 }
 
-async fn route(app: &App, req: HttpRequest, peer: SocketAddr) -> Result<HttpResponse, ApiError> {
-    let path = req.uri().path().to_owned();
-    let method = req.method().clone();
-    match path.as_str() {
-        "/auth/register" => {
-            allow(&method, POST)?;
-            auth::register(app, req).await
+/// Every endpoint, once: its path pattern (the `route` label of the metrics) and the
+/// methods it answers (the `Allow` header of a 405).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Register,
+    Login,
+    Refresh,
+    Logout,
+    LogoutAll,
+    Me,
+    Password,
+    Sessions,
+    Session,
+    Introspect,
+    ForwardAuth,
+    AuthRequest,
+    LoginPage,
+    LogoutPage,
+    Jwks,
+    Metrics,
+    Healthz,
+    Readyz,
+}
+
+/// The fixed paths; `/auth/sessions/{id}` is matched by prefix in [`Route::find`].
+const TABLE: &[(&str, Route)] = &[
+    ("/auth/register", Route::Register),
+    ("/auth/login", Route::Login),
+    ("/auth/refresh", Route::Refresh),
+    ("/auth/logout", Route::Logout),
+    ("/auth/logout-all", Route::LogoutAll),
+    ("/auth/me", Route::Me),
+    ("/auth/password", Route::Password),
+    ("/auth/sessions", Route::Sessions),
+    ("/auth/introspect", Route::Introspect),
+    ("/authz/forward-auth", Route::ForwardAuth),
+    ("/authz/auth-request", Route::AuthRequest),
+    ("/login", Route::LoginPage),
+    ("/logout", Route::LogoutPage),
+    ("/.well-known/jwks.json", Route::Jwks),
+    ("/metrics", Route::Metrics),
+    ("/healthz", Route::Healthz),
+    ("/readyz", Route::Readyz),
+];
+
+const SESSION_PREFIX: &str = "/auth/sessions/";
+
+impl Route {
+    pub fn find(path: &str) -> Option<Route> {
+        if let Some((_, route)) = TABLE.iter().find(|(p, _)| *p == path) {
+            return Some(*route);
         }
-        "/auth/login" => {
-            allow(&method, POST)?;
-            auth::login(app, req, peer).await
+        path.strip_prefix(SESSION_PREFIX)
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+            .then_some(Route::Session)
+    }
+
+    /// The path as a pattern, so that ids do not explode the metrics' series count.
+    pub fn pattern(self) -> &'static str {
+        match self {
+            Route::Session => "/auth/sessions/{id}",
+            route => TABLE
+                .iter()
+                .find(|(_, r)| *r == route)
+                .map_or("other", |(p, _)| p),
         }
-        "/auth/refresh" => {
-            allow(&method, POST)?;
-            auth::refresh(app, req).await
+    }
+
+    /// The methods the route answers, as the `Allow` header writes them.
+    fn methods(self) -> &'static str {
+        match self {
+            Route::Register
+            | Route::Login
+            | Route::Refresh
+            | Route::Logout
+            | Route::LogoutAll
+            | Route::Password
+            | Route::Introspect => "POST",
+            Route::Session => "DELETE",
+            Route::LoginPage | Route::LogoutPage => "GET, HEAD, POST",
+            Route::Me
+            | Route::Sessions
+            | Route::ForwardAuth
+            | Route::AuthRequest
+            | Route::Jwks
+            | Route::Metrics
+            | Route::Healthz
+            | Route::Readyz => "GET, HEAD",
         }
-        "/auth/logout" => {
-            allow(&method, POST)?;
-            auth::logout(app, req).await
+    }
+
+    /// 405 with `Allow` unless the route answers `method`.
+    fn allow(self, method: &Method) -> Result<(), ApiError> {
+        let allowed = self.methods();
+        if allowed.split(", ").any(|m| m == method.as_str()) {
+            Ok(())
+        } else {
+            Err(ApiError::MethodNotAllowed { allow: allowed })
         }
-        "/auth/logout-all" => {
-            allow(&method, POST)?;
-            auth::logout_all(app, req).await
-        }
-        "/auth/me" => {
-            allow(&method, GET)?;
-            auth::me(app, req).await
-        }
-        "/auth/password" => {
-            allow(&method, POST)?;
-            auth::change_password(app, req, peer).await
-        }
-        "/auth/sessions" => {
-            allow(&method, GET)?;
-            sessions::list(app, req).await
-        }
-        "/healthz" => {
-            allow(&method, GET)?;
-            Ok(health::healthz())
-        }
-        "/readyz" => {
-            allow(&method, GET)?;
-            Ok(health::readyz(app).await)
-        }
-        "/authz/forward-auth" => {
-            allow(&method, GET)?;
-            forward_auth::handle(app, req, Flavor::ForwardAuth).await
-        }
-        "/authz/auth-request" => {
-            allow(&method, GET)?;
-            forward_auth::handle(app, req, Flavor::AuthRequest).await
-        }
-        "/login" => match method {
-            Method::GET | Method::HEAD => login::page(app, req).await,
-            Method::POST => login::submit(app, req, peer).await,
-            _ => Err(ApiError::MethodNotAllowed { allow: PAGE }),
-        },
-        "/logout" => match method {
-            Method::GET | Method::HEAD => login::logout_page(app, req).await,
-            Method::POST => login::logout_submit(app, req).await,
-            _ => Err(ApiError::MethodNotAllowed { allow: PAGE }),
-        },
-        "/auth/introspect" => {
-            allow(&method, POST)?;
-            introspect::introspect(app, req, peer).await
-        }
-        "/.well-known/jwks.json" => {
-            allow(&method, GET)?;
-            Ok(introspect::jwks(app))
-        }
-        _ => match path.strip_prefix("/auth/sessions/") {
-            Some(id) if !id.is_empty() && !id.contains('/') => {
-                allow(&method, DELETE)?;
-                sessions::revoke(app, req, id).await
-            }
-            _ => Err(ApiError::NotFound),
-        },
     }
 }
 
-const POST: &str = "POST";
-const GET: &str = "GET, HEAD";
-const DELETE: &str = "DELETE";
-const PAGE: &str = "GET, HEAD, POST";
-
-/// 405 with `Allow` unless `method` is one of `allowed` (as written in the header).
-fn allow(method: &Method, allowed: &'static str) -> Result<(), ApiError> {
-    if allowed.split(", ").any(|m| m == method.as_str()) {
-        Ok(())
-    } else {
-        Err(ApiError::MethodNotAllowed { allow: allowed })
+async fn route(app: &App, req: HttpRequest, peer: SocketAddr) -> Result<HttpResponse, ApiError> {
+    let route = match Route::find(req.uri().path()) {
+        // `/metrics` is served before routing, on the surface that has it; here it is not.
+        None | Some(Route::Metrics) => return Err(ApiError::NotFound),
+        Some(route) => route,
+    };
+    route.allow(req.method())?;
+    let reading = matches!(*req.method(), Method::GET | Method::HEAD);
+    match route {
+        Route::Register => auth::register(app, req).await,
+        Route::Login => auth::login(app, req, peer).await,
+        Route::Refresh => auth::refresh(app, req).await,
+        Route::Logout => auth::logout(app, req).await,
+        Route::LogoutAll => auth::logout_all(app, req).await,
+        Route::Me => auth::me(app, req).await,
+        Route::Password => auth::change_password(app, req, peer).await,
+        Route::Sessions => sessions::list(app, req).await,
+        Route::Session => {
+            let id = req.uri().path()[SESSION_PREFIX.len()..].to_owned();
+            sessions::revoke(app, req, &id).await
+        }
+        Route::Introspect => introspect::introspect(app, req, peer).await,
+        Route::ForwardAuth => forward_auth::handle(app, req, Flavor::ForwardAuth).await,
+        Route::AuthRequest => forward_auth::handle(app, req, Flavor::AuthRequest).await,
+        Route::LoginPage if reading => login::page(app, req).await,
+        Route::LoginPage => login::submit(app, req, peer).await,
+        Route::LogoutPage if reading => login::logout_page(app, req).await,
+        Route::LogoutPage => login::logout_submit(app, req).await,
+        Route::Jwks => Ok(introspect::jwks(app)),
+        Route::Healthz => Ok(health::healthz()),
+        Route::Readyz => Ok(health::readyz(app).await),
+        Route::Metrics => Err(ApiError::NotFound),
     }
 }

@@ -8,10 +8,10 @@ use serde::Serialize;
 use crate::app::App;
 use crate::auth::Issued;
 use crate::clock::rfc3339;
-use crate::error::ApiError;
 use crate::http::bodies::{Credentials, PasswordChange, RefreshBody};
 use crate::http::caller::{self, Via};
 use crate::http::cookies;
+use crate::http::error::ApiError;
 use crate::http::request::{
     HttpRequest, check_same_origin, client_info, has_body, is_json, read_json, wants_cookies,
 };

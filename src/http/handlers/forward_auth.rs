@@ -16,18 +16,16 @@
 use std::borrow::Cow;
 use std::sync::Once;
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
-use http_body_util::Full;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 use crate::app::App;
 use crate::auth::access::{Decision, Refused, Target, target};
 use crate::auth::tokens::AccessClaims;
-use crate::error::ApiError;
 use crate::http::caller::{self, Caller};
+use crate::http::error::ApiError;
 use crate::http::redirect;
 use crate::http::request::HttpRequest;
-use crate::http::response::HttpResponse;
+use crate::http::response::{HttpResponse, empty};
 
 /// Which proxy convention the request follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,9 +191,8 @@ fn from_original_url(headers: &HeaderMap) -> Result<Original<'_>, ApiError> {
 
 /// 200, with the identity headers when there is a session.
 fn allowed(claims: Option<&AccessClaims>) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::new()));
+    let mut response = empty(StatusCode::OK);
     let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(claims) = claims {
         // Fail closed: a 200 without the identity would pass an anonymous request on.
         // `from_bytes` lets an internationalized (UTF-8) email through as obs-text.
@@ -256,11 +253,8 @@ fn unauthenticated(
             } else {
                 StatusCode::SEE_OTHER
             };
-            let mut response = Response::new(Full::new(Bytes::new()));
-            *response.status_mut() = status;
-            let h = response.headers_mut();
-            h.insert(header::LOCATION, location);
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            let mut response = empty(status);
+            response.headers_mut().insert(header::LOCATION, location);
             response
         }
     }

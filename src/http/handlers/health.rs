@@ -4,7 +4,7 @@ use http::StatusCode;
 use serde_json::json;
 
 use crate::app::App;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::response::{HttpResponse, json};
 
 pub fn healthz() -> HttpResponse {

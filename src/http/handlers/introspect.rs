@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 use crate::app::App;
 use crate::auth::AuthError;
 use crate::auth::tokens::AccessClaims;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::request::{HttpRequest, client_info, is_json, read_body};
 use crate::http::response::{HttpResponse, json};
 

@@ -9,13 +9,13 @@ use serde::Deserialize;
 
 use crate::app::App;
 use crate::auth::AuthError;
-use crate::error::ApiError;
 use crate::http::caller;
 use crate::http::cookies;
+use crate::http::error::ApiError;
 use crate::http::pages::{self, LoginPage};
 use crate::http::redirect;
 use crate::http::request::{HttpRequest, check_same_origin, client_info, read_body};
-use crate::http::response::HttpResponse;
+use crate::http::response::{HttpResponse, html};
 
 /// The login form's fields (`application/x-www-form-urlencoded`).
 #[derive(Debug, Default, Deserialize)]
@@ -61,8 +61,8 @@ async fn read_form<T: for<'de> Deserialize<'de> + Default>(
 }
 
 fn see_other(location: &str) -> HttpResponse {
-    pages::redirect(StatusCode::SEE_OTHER, location)
-        .or_else(|| pages::redirect(StatusCode::SEE_OTHER, "/"))
+    crate::http::response::redirect(StatusCode::SEE_OTHER, location)
+        .or_else(|| crate::http::response::redirect(StatusCode::SEE_OTHER, "/"))
         .unwrap_or_else(|| ApiError::Internal.into_response())
 }
 
@@ -77,12 +77,12 @@ pub async fn page(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError>
         {
             return Ok(see_other(target.as_str()));
         }
-        return Ok(pages::html(
+        return Ok(html(
             StatusCode::OK,
             pages::signed_in(title, &caller.claims.email),
         ));
     }
-    Ok(pages::html(
+    Ok(html(
         StatusCode::OK,
         pages::login(&LoginPage {
             title,
@@ -106,7 +106,7 @@ pub async fn submit(
     let title = app.config.login.title.as_str();
     let rd = form.rd.as_deref().filter(|rd| !rd.is_empty());
     let again = |status: StatusCode, error: &str| {
-        pages::html(
+        html(
             status,
             pages::login(&LoginPage {
                 title,
@@ -180,7 +180,7 @@ pub async fn logout_page(app: &App, req: HttpRequest) -> Result<HttpResponse, Ap
     if from_own_site(req.headers(), app) {
         return end_session(app, req.headers(), rd.as_deref()).await;
     }
-    Ok(pages::html(
+    Ok(html(
         StatusCode::OK,
         pages::logout_confirm(&app.config.login.title, rd.as_deref()),
     ))
@@ -218,7 +218,7 @@ async fn end_session(
     }
     let mut response = match rd.and_then(|rd| redirect::allowed(rd, &app.config)) {
         Some(target) => see_other(target.as_str()),
-        None => pages::html(StatusCode::OK, pages::signed_out(&app.config.login.title)),
+        None => html(StatusCode::OK, pages::signed_out(&app.config.login.title)),
     };
     cookies::clear(response.headers_mut(), &app.config);
     Ok(response)

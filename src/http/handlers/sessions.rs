@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::clock::rfc3339;
-use crate::error::ApiError;
 use crate::http::caller;
+use crate::http::error::ApiError;
 use crate::http::request::HttpRequest;
 use crate::http::response::{HttpResponse, json, no_content};
 

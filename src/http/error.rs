@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::Full;
+use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
+use super::response::HttpResponse;
 use crate::auth::AuthError;
 use crate::store::StoreError;
 
@@ -145,7 +144,7 @@ impl ApiError {
     }
 
     /// Renders the problem document with the headers its status calls for.
-    pub fn into_response(self) -> Response<Full<Bytes>> {
+    pub fn into_response(self) -> HttpResponse {
         let (status, slug, title) = self.parts();
         let problem = Problem {
             r#type: format!("urn:gatehouse:problem:{slug}"),
@@ -153,15 +152,8 @@ impl ApiError {
             status: status.as_u16(),
             detail: self.to_string(),
         };
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        *response.status_mut() = status;
+        let mut response = super::response::problem(status, &problem);
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if status == StatusCode::UNAUTHORIZED {
             let challenge = match self {
                 ApiError::InvalidToken(_) => "Bearer error=\"invalid_token\"",
