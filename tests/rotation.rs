@@ -1,4 +1,4 @@
-//! Rotation without accumulation (ADR-0005): a session's stored state stays the same size
+//! Rotation without accumulation (GD-0005): a session's stored state stays the same size
 //! however often it refreshes, every earlier token is still recognised as reuse, and the
 //! grace window forgives only the token rotated last.
 

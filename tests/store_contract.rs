@@ -1,7 +1,7 @@
 //! The behaviour the `SessionStore` and `UserStore` traits promise, held to both backends:
 //! the embedded store (moka + redb) and the redb user store on a temporary data dir, and the
 //! Redis stores on a real `redis-server`. The service relies on exactly these semantics
-//! (ADR-0006: compare-and-set rotation, versioned user writes), so each backend must agree.
+//! (GD-0006: compare-and-set rotation, versioned user writes), so each backend must agree.
 
 mod common;
 

@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = check_password(&body.password, &body.email, rules());
     }
     if let Ok(body) = serde_json::from_slice::<RefreshBody>(data) {
-        let _ = gatehouse::auth::sessions::refresh_token_session(&body.refresh_token);
+        let _ = gatehouse::domain::session::refresh_token_session(&body.refresh_token);
     }
     if let Ok(body) = serde_json::from_slice::<PasswordChange>(data) {
         let _ = check_password(&body.new_password, &body.current_password, rules());

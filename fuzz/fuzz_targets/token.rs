@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use gatehouse::auth::sessions::{refresh_token_session, token_hash};
+use gatehouse::domain::session::{refresh_token_session, token_hash};
 use gatehouse::auth::tokens::Signer;
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;

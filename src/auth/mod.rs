@@ -6,7 +6,6 @@
 //! - [`tokens`]: signing and strictly verifying access tokens (JWT).
 //! - [`secret`]: where the signing secret comes from; [`keys`]: asymmetric key pairs.
 //! - [`regulation`]: bans after repeated failed logins.
-//! - [`sessions`]: the stored records of a session and its refresh tokens.
 //! - [`service`]: the operations (register, login, refresh, logout, …) that the HTTP
 //!   handlers and the CLI call.
 
@@ -17,7 +16,6 @@ pub mod policy;
 pub mod regulation;
 pub mod secret;
 pub mod service;
-pub mod sessions;
 pub mod tokens;
 
 pub use service::{AuthError, ClientInfo, Issued, Service};

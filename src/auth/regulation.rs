@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::sessions::encode;
 use crate::clock::now_secs;
 use crate::config::Regulation as Settings;
 use crate::domain::normalize_email;
+use crate::domain::session::encode;
 use crate::store::{Op, SessionStore, StoreError, keys};
 
 /// A live ban, for the CLI.

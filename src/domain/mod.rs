@@ -1,8 +1,10 @@
 //! The domain model that the rules (`auth`) and the state (`store`) share: accounts and
-//! their roles ([`user`]), and email addresses as login names ([`email`]). Groups, second
+//! their roles ([`user`]), email addresses as login names ([`email`]), and a session's
+//! stored record and refresh-token format ([`session`]). Groups, second
 //! factors and grants join here. Nothing in it knows HTTP or a backend.
 
 pub mod email;
+pub mod session;
 pub mod user;
 
 pub use email::{check_email, display_email, normalize_email};

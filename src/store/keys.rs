@@ -1,7 +1,9 @@
 //! Every session-store key, in one place. This layout is a stable interface: another service
 //! may check a session with a plain Redis client (the Redis backend prefixes each key).
+//! Which keys other services may read is decided here too ([`readable_by_services`]): the
+//! session records and each user's set of sessions, nothing of regulation or indexes.
 
-/// The session record (JSON [`crate::auth::sessions::SessionRecord`]); present while the
+/// The session record (JSON [`crate::domain::session::SessionRecord`]); present while the
 /// session lives. Every access token carries its session id as `sid`, so deleting this key
 /// revokes every token of the session at once. It is the whole state of a session: the
 /// hash of its current refresh token and what the reuse grace needs are fields of it, so a
@@ -20,7 +22,15 @@ pub const SESSION_INDEX: &str = "sessions_by_expiry";
 
 /// The set of a user's session ids.
 pub fn user_sessions(user_id: &str) -> String {
-    format!("user_sessions:{user_id}")
+    format!("{USER_SESSIONS_PREFIX}{user_id}")
+}
+
+const USER_SESSIONS_PREFIX: &str = "user_sessions:";
+
+/// Whether another service may read `key` (unprefixed): whether a session lives, and which
+/// sessions a user has. None of these values is a usable token (GD-0006).
+pub fn readable_by_services(key: &str) -> bool {
+    key.starts_with(SESSION_PREFIX) || key.starts_with(USER_SESSIONS_PREFIX)
 }
 
 /// Failed logins in the current `regulation.find_time` window; `subject` is
@@ -37,4 +47,19 @@ pub fn ban(subject: &str) -> String {
 /// The set of banned subjects, for listing.
 pub fn bans() -> String {
     "regulation:bans".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sessions_are_readable_by_other_services() {
+        assert!(readable_by_services(&session("abc")));
+        assert!(readable_by_services(&user_sessions("u")));
+        for internal in [failures("ip:1.2.3.4"), ban("user:a@b.c"), bans()] {
+            assert!(!readable_by_services(&internal), "{internal}");
+        }
+        assert!(!readable_by_services(SESSION_INDEX));
+    }
 }

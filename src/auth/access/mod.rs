@@ -3,7 +3,7 @@
 //! role) or are refused (`deny`). The first matching rule wins; a request no rule matches
 //! gets `default_policy`.
 //!
-//! The decision is made on what the proxy routes on (ADR-0005, README "How rules match"):
+//! The decision is made on what the proxy routes on (GD-0005, README "How rules match"):
 //!
 //! - [`target`]: the original request taken apart strictly; an authority that proxies and
 //!   URL parsers could read differently (user info, percent-encoding, lists, other IPv4

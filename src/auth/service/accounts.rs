@@ -1,5 +1,5 @@
 //! Accounts: registration, the password change, and user writes as versioned
-//! read-modify-write (ADR-0006), including the changes that end every session.
+//! read-modify-write (GD-0006), including the changes that end every session.
 
 use uuid::Uuid;
 

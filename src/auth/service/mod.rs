@@ -9,12 +9,12 @@
 //!   session, so deleting the session revokes all of its tokens on the very next request.
 //! - A refresh reads the session record once and swaps it (compare-and-set) for one that
 //!   names the successor: the record is the session's whole state and stays the same size
-//!   however often it rotates (ADR-0006). Presenting any earlier token revokes the session
+//!   however often it rotates (GD-0006). Presenting any earlier token revokes the session
 //!   (reuse detection), except the token rotated last within the grace window, which answers
 //!   with the same successor.
 //! - Logout deletes the session; logout-all and a password change delete every session of
 //!   the user.
-//! - Credential changes are atomic with respect to sessions (ADR-0006): a change bumps the
+//! - Credential changes are atomic with respect to sessions (GD-0006): a change bumps the
 //!   user's `credential_version` in a compare-and-set write and only then ends the sessions;
 //!   a session records the version it began under, a login re-reads it after writing its
 //!   session, and a refresh compares it. A login that checked the old password therefore
@@ -25,9 +25,9 @@ use std::sync::atomic::AtomicU64;
 
 use super::passwords::{HashError, Hasher};
 use super::regulation::Regulation;
-use super::sessions::SessionRecord;
 use super::tokens::{Signer, TokenError};
 use crate::config::{Config, Passwords, Registration};
+use crate::domain::session::SessionRecord;
 use crate::store::{SessionStore, StoreError, UserStore, UserStoreError};
 
 mod accounts;

@@ -1,20 +1,20 @@
 //! `POST /auth/refresh`: rotation of the refresh token with reuse detection and grace
-//! (ADR-0006): one read of the session record, then a compare-and-set.
+//! (GD-0006): one read of the session record, then a compare-and-set.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::{AuthError, Issued, MAX_WRITE_ATTEMPTS, Service, decode};
-use crate::auth::sessions::{self, Presented, Rotation, SessionRecord, encode};
 use crate::clock::now_secs;
 use crate::domain::User;
+use crate::domain::session::{self, Presented, Rotation, SessionRecord, encode};
 use crate::store::{Op, StoreError, Swap, keys};
 
 impl Service {
     /// `POST /auth/refresh`: rotates the refresh token, with reuse detection and grace.
     pub async fn refresh(&self, token: &str) -> Result<Issued, AuthError> {
-        let sid = sessions::refresh_token_session(token).ok_or(AuthError::InvalidRefreshToken)?;
+        let sid = session::refresh_token_session(token).ok_or(AuthError::InvalidRefreshToken)?;
         let key = keys::session(sid);
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let Some(stored) = self.store.get(&key).await? else {
@@ -57,14 +57,14 @@ impl Service {
         record: SessionRecord,
     ) -> Result<Option<Issued>, AuthError> {
         let successor =
-            sessions::new_refresh_token(sid).map_err(|e| AuthError::Internal(e.to_string()))?;
+            session::new_refresh_token(sid).map_err(|e| AuthError::Internal(e.to_string()))?;
         let now = now_secs();
         let updated = SessionRecord {
             last_seen_at: now,
-            refresh: sessions::token_hash(&successor),
+            refresh: session::token_hash(&successor),
             rotated: Some(Rotation {
-                prev: sessions::token_hash(token),
-                sealed: sessions::seal(token, &successor),
+                prev: session::token_hash(token),
+                sealed: session::seal(token, &successor),
                 at: now,
             }),
             ..record

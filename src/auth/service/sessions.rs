@@ -6,10 +6,10 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{AuthError, ClientInfo, Issued, Service, SessionInfo, decode};
-use crate::auth::sessions::{self, SessionRecord, encode};
 use crate::auth::tokens::{AccessClaims, TokenError};
 use crate::clock::now_secs;
 use crate::domain::User;
+use crate::domain::session::{self, SessionRecord, encode};
 use crate::store::{Op, keys};
 
 impl Service {
@@ -57,14 +57,14 @@ impl Service {
     /// Ends the session that a refresh token belongs to, if the token is its current one
     /// (the logout page, when the access token has already expired).
     pub async fn logout_by_refresh_token(&self, token: &str) -> Result<(), AuthError> {
-        let Some(sid) = sessions::refresh_token_session(token) else {
+        let Some(sid) = session::refresh_token_session(token) else {
             return Ok(());
         };
         let Some(bytes) = self.store.get(&keys::session(sid)).await? else {
             return Ok(());
         };
         let record: SessionRecord = decode(&bytes)?;
-        if record.refresh == sessions::token_hash(token) {
+        if record.refresh == session::token_hash(token) {
             self.revoke_session(sid, record.uid).await?;
             tracing::info!(event = "logout", user_id = %record.uid);
         }
@@ -142,9 +142,9 @@ impl Service {
         user: &User,
         client: &ClientInfo,
     ) -> Result<Issued, AuthError> {
-        let sid = sessions::new_id();
+        let sid = session::new_id();
         let refresh =
-            sessions::new_refresh_token(&sid).map_err(|e| AuthError::Internal(e.to_string()))?;
+            session::new_refresh_token(&sid).map_err(|e| AuthError::Internal(e.to_string()))?;
         let now = now_secs();
         let record = SessionRecord {
             uid: user.id,
@@ -152,7 +152,7 @@ impl Service {
             last_seen_at: now,
             user_agent: client.user_agent.clone(),
             ip: client.ip.clone(),
-            refresh: sessions::token_hash(&refresh),
+            refresh: session::token_hash(&refresh),
             cv: user.credential_version,
             rotated: None,
         };
@@ -254,7 +254,7 @@ impl Service {
             role: user.role,
             iat: now,
             exp: now + self.access_ttl,
-            jti: sessions::new_id(),
+            jti: session::new_id(),
             sid: sid.to_owned(),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),

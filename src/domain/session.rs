@@ -1,7 +1,7 @@
 //! What the session store holds for a session (see [`crate::store::keys`] for the keys).
 //!
 //! A refresh token is opaque: `<session id>.<256 random bits, base64url>`. The session
-//! record is the whole state of a session and does not grow with its rotations (ADR-0006):
+//! record is the whole state of a session and does not grow with its rotations (GD-0006):
 //! it keeps the SHA-256 of the current refresh token, and of the one rotated last, with
 //! that rotation's successor sealed under a key derived from the rotated token itself. So
 //! a repeat of the rotated token within the grace window can be answered with the same
