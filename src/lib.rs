@@ -11,20 +11,25 @@
 //!   database, through the server's admin socket.
 //! - [`config`]: layered configuration (defaults < `config.toml` < `GATEHOUSE_*` env) and its validation.
 //! - [`app`]: builds the shared [`app::App`] (stores, hasher, keys) from a [`config::Config`].
-//! - [`http`]: the hyper listener (connection cap, load shedding, graceful shutdown), routing,
-//!   body and cookie handling, metrics, the login pages, and one module per group of
-//!   endpoints (the JSON API, forward-auth, introspection). Handlers call [`auth::Service`].
+//! - [`http`]: the hyper listener (connection cap, load shedding, graceful shutdown), one
+//!   route table, who is calling ([`http::caller`]), body and cookie handling, one response
+//!   builder, the problem+json error type, metrics, the login pages, and one module per group
+//!   of endpoints (the JSON API, forward-auth, introspection). Handlers call [`auth::Service`].
 //! - [`auth`]: the rules: passwords (argon2id on a bounded thread pool, strength policy),
 //!   tokens (JWT, key rotation), regulation of failed logins, forward-auth access rules, and
-//!   the session life cycle (login, rotation with reuse detection, revocation).
+//!   the session life cycle (login, rotation with reuse detection, revocation), one file of
+//!   [`auth::service`] per concept.
 //! - [`store`]: the [`store::SessionStore`] and [`store::UserStore`] traits and their backends
 //!   (embedded moka + redb, Redis), plus backup. The handlers never know which backend runs.
 //! - [`files`]: files that hold secrets (backups, generated keys, the data dir), created
 //!   private rather than narrowed afterwards.
-//! - [`domain`]: the model `auth` and `store` share: users, roles, email addresses.
+//! - [`domain`]: the model `auth` and `store` share: users, roles, email addresses, a
+//!   session's record and refresh-token format.
 //! - [`clock`]: Unix time helpers.
 //!
-//! A token check (`GET /auth/me`, forward-auth): [`http::router`] → [`http::request::credential`]
+//! What may depend on what: docs/adr/GD-0007-module-boundaries.md.
+//!
+//! A token check (`GET /auth/me`, forward-auth): [`http::router`] → [`http::caller`]
 //! → [`auth::Service::authenticate`] (signature, claims, then one [`store::SessionStore::get`]
 //! of the session) → the handler.
 
