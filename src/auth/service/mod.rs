@@ -1,7 +1,7 @@
 //! The operations of gatehouse, one method each, shared by the HTTP handlers and the CLI,
-//! split by concept: [`login`] (checking passwords and client secrets under regulation),
-//! [`sessions`] (token checks, session start and end), [`rotation`] (refresh), [`accounts`]
-//! (registration, password change, versioned user writes) and [`admin`] (the CLI's commands).
+//! split by concept: `login` (checking passwords and client secrets under regulation),
+//! `sessions` (token checks, session start and end), `rotation` (refresh), `accounts`
+//! (registration, password change, versioned user writes) and `admin` (the CLI's commands).
 //!
 //! Session rules (ADR-004 and the API contract):
 //! - A login creates a session (`session:<sid>`), its refresh token and an access token that
