@@ -33,7 +33,7 @@ impl std::str::FromStr for Role {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {
     pub id: Uuid,
-    /// As the user typed it; uniqueness is on [`normalize_email`] of it.
+    /// As the user typed it; uniqueness is on [`super::normalize_email`] of it (stored composed, NFC).
     pub email: String,
     /// argon2id PHC string.
     pub password_hash: String,
@@ -41,7 +41,7 @@ pub struct User {
     /// Unix seconds.
     pub created_at: u64,
     pub disabled: bool,
-    /// Bumped by every write of the record; [`UserStore::update`] succeeds only when the
+    /// Bumped by every write of the record; [`crate::store::UserStore::update`] succeeds only when the
     /// stored record still has the version the change was based on, so concurrent admin
     /// and self-service writes never overwrite each other.
     #[serde(default)]
