@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Service;
-use crate::auth::keys::{self, KeySource, TokenAlgorithm};
+use crate::auth::keys::{self, KeySource};
 use crate::auth::passwords::Hasher;
 use crate::auth::secret::{self, SecretInputs, SecretSource};
 use crate::auth::tokens::Signer;
-use crate::config::{Config, SessionBackend, UserBackend};
+use crate::config::{Config, SessionBackend, TokenAlgorithm, UserBackend};
 use crate::store::database::{self, OpenError};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redb_users::RedbUserStore;

@@ -110,10 +110,22 @@ pub struct Tokens {
     /// When set, put in `aud` and required on every token presented.
     pub audience: Option<String>,
     /// `HS256` (shared secret), `EdDSA` or `ES256` (key pairs, published as JWKS).
-    pub algorithm: crate::auth::keys::TokenAlgorithm,
+    pub algorithm: TokenAlgorithm,
     /// PEM private keys for EdDSA/ES256: the first signs, all verify and are published.
     /// Empty: one key generated into the data dir.
     pub private_keys: Vec<PathBuf>,
+}
+
+/// `tokens.algorithm`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum TokenAlgorithm {
+    /// HMAC-SHA256 with the shared secret (`JWT_SECRET`, …).
+    #[default]
+    HS256,
+    /// Ed25519.
+    EdDSA,
+    /// ECDSA with P-256 and SHA-256.
+    ES256,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
