@@ -12,6 +12,18 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+mod passwords;
+mod server;
+mod stores;
+mod tokens;
+mod web;
+
+pub use passwords::{Argon2, Passwords, Regulation};
+pub use server::{Limits, Log, LogFormat, Metrics};
+pub use stores::{Redis, SessionBackend, Sessions, UserBackend, Users};
+pub use tokens::{TokenAlgorithm, Tokens};
+pub use web::{Cookies, Introspection, Login};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config file {0} does not exist")]
@@ -54,199 +66,11 @@ pub struct Config {
     pub login: Login,
 }
 
-/// `POST /auth/introspect` (RFC 7662): the HTTP Basic credentials of resource servers.
-/// Unset: introspection is off (404).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Introspection {
-    pub client_id: Option<String>,
-    pub client_secret: Option<String>,
-}
-
-/// The login page.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Login {
-    /// Heading and window title of the login and logout pages.
-    pub title: String,
-}
-
-impl Default for Login {
-    fn default() -> Self {
-        Login {
-            title: "Sign in".to_owned(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Metrics {
-    /// Separate address for `GET /metrics`; unset serves it on `listen`.
-    pub listen: Option<SocketAddr>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Registration {
     Open,
     Closed,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Tokens {
-    /// Access-token lifetime, seconds.
-    pub access_ttl: u64,
-    /// Refresh-token (and idle session) lifetime, seconds.
-    pub refresh_ttl: u64,
-    /// Seconds in which a repeated refresh answers with the current pair instead of
-    /// counting as reuse.
-    pub refresh_reuse_grace: u64,
-    /// Seconds of clock skew tolerated on `exp`/`nbf`.
-    pub leeway: u64,
-    /// When set, put in `iss` and required on every token presented.
-    pub issuer: Option<String>,
-    /// When set, put in `aud` and required on every token presented.
-    pub audience: Option<String>,
-    /// `HS256` (shared secret), `EdDSA` or `ES256` (key pairs, published as JWKS).
-    pub algorithm: TokenAlgorithm,
-    /// PEM private keys for EdDSA/ES256: the first signs, all verify and are published.
-    /// Empty: one key generated into the data dir.
-    pub private_keys: Vec<PathBuf>,
-}
-
-/// `tokens.algorithm`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum TokenAlgorithm {
-    /// HMAC-SHA256 with the shared secret (`JWT_SECRET`, …).
-    #[default]
-    HS256,
-    /// Ed25519.
-    EdDSA,
-    /// ECDSA with P-256 and SHA-256.
-    ES256,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SessionBackend {
-    Embedded,
-    Redis,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Sessions {
-    pub backend: SessionBackend,
-    /// Redis URL for `backend = "redis"`: `redis://`, `rediss://` (TLS) or `redis+unix://`.
-    pub redis_url: Option<String>,
-    /// Entries the embedded backend keeps in memory in front of redb.
-    pub cache_capacity: u64,
-    /// Seconds between sweeps that delete expired entries from disk.
-    pub purge_interval: u64,
-    /// Live sessions a user may hold; a new one ends the oldest.
-    pub max_per_user: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UserBackend {
-    Redb,
-    Redis,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Users {
-    pub backend: UserBackend,
-    /// Redis URL for `backend = "redis"`; defaults to `sessions.redis_url`.
-    pub redis_url: Option<String>,
-}
-
-/// Settings shared by the Redis backends.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Redis {
-    /// Prepended to every key gatehouse writes.
-    pub prefix: String,
-    /// Milliseconds to establish a connection.
-    pub connect_timeout_ms: u64,
-    /// Milliseconds for one command; past it the request answers 503.
-    pub command_timeout_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Cookies {
-    /// `Secure` attribute; turn off only for plain-HTTP development.
-    pub secure: bool,
-    /// `Domain` attribute, for one login across subdomains.
-    pub domain: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Argon2 {
-    pub memory_kib: u32,
-    pub iterations: u32,
-    pub parallelism: u32,
-    /// Hashes allowed at once; each holds `memory_kib` of memory. Default: number of CPUs.
-    pub max_concurrent: Option<usize>,
-}
-
-/// What a new password must be.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Passwords {
-    /// Fewest characters.
-    pub min_length: usize,
-    /// Lowest zxcvbn strength score accepted, 0 (anything) to 4 (very strong).
-    pub min_score: u8,
-}
-
-/// Brute-force regulation of failed logins.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Regulation {
-    /// Failed logins per account or per address within `find_time` before a ban; 0: off.
-    pub max_retries: u64,
-    /// Seconds over which failures are counted.
-    pub find_time: u64,
-    /// Seconds a ban lasts.
-    pub ban_time: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Log {
-    pub format: LogFormat,
-    /// A tracing filter directive, e.g. `info` or `gatehouse=debug`; `RUST_LOG` overrides it.
-    pub level: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Largest accepted request body, bytes.
-    pub max_body: usize,
-    /// Largest accepted request head (request line and headers), bytes.
-    pub max_header_bytes: usize,
-    /// Most headers accepted in one request.
-    pub max_headers: usize,
-    /// Seconds a client has to send the request head.
-    pub header_read_timeout: u64,
-    /// Seconds a request may take from head to response.
-    pub request_timeout: u64,
-    /// Open connections accepted at once; further ones wait in the kernel backlog.
-    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -272,113 +96,6 @@ impl Default for Config {
             access_control: Default::default(),
             introspection: Introspection::default(),
             login: Login::default(),
-        }
-    }
-}
-
-impl Default for Tokens {
-    fn default() -> Self {
-        Tokens {
-            access_ttl: 900,
-            refresh_ttl: 604_800,
-            refresh_reuse_grace: 10,
-            leeway: 30,
-            issuer: None,
-            audience: None,
-            algorithm: Default::default(),
-            private_keys: Vec::new(),
-        }
-    }
-}
-
-impl Default for Sessions {
-    fn default() -> Self {
-        Sessions {
-            backend: SessionBackend::Embedded,
-            redis_url: None,
-            cache_capacity: 10_000,
-            purge_interval: 60,
-            max_per_user: 100,
-        }
-    }
-}
-
-impl Default for Users {
-    fn default() -> Self {
-        Users {
-            backend: UserBackend::Redb,
-            redis_url: None,
-        }
-    }
-}
-
-impl Default for Redis {
-    fn default() -> Self {
-        Redis {
-            prefix: "gatehouse:".to_owned(),
-            connect_timeout_ms: 2_000,
-            command_timeout_ms: 1_000,
-        }
-    }
-}
-
-impl Default for Cookies {
-    fn default() -> Self {
-        Cookies {
-            secure: true,
-            domain: None,
-        }
-    }
-}
-
-impl Default for Argon2 {
-    fn default() -> Self {
-        Argon2 {
-            memory_kib: 19_456,
-            iterations: 2,
-            parallelism: 1,
-            max_concurrent: None,
-        }
-    }
-}
-
-impl Default for Passwords {
-    fn default() -> Self {
-        Passwords {
-            min_length: 8,
-            min_score: 3,
-        }
-    }
-}
-
-impl Default for Regulation {
-    fn default() -> Self {
-        Regulation {
-            max_retries: 5,
-            find_time: 120,
-            ban_time: 300,
-        }
-    }
-}
-
-impl Default for Log {
-    fn default() -> Self {
-        Log {
-            format: LogFormat::Text,
-            level: "info".to_owned(),
-        }
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_body: 65_536,
-            max_header_bytes: 16_384,
-            max_headers: 64,
-            header_read_timeout: 10,
-            request_timeout: 30,
-            max_connections: 4_096,
         }
     }
 }
