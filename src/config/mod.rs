@@ -12,6 +12,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub mod access;
 mod passwords;
 mod server;
 mod stores;
@@ -60,8 +61,8 @@ pub struct Config {
     pub metrics: Metrics,
     pub log: Log,
     pub limits: Limits,
-    /// Forward-auth rules (`crate::auth::access`).
-    pub access_control: crate::auth::access::AccessControl,
+    /// Forward-auth rules (judged by `crate::auth::access`).
+    pub access_control: access::AccessControl,
     pub introspection: Introspection,
     pub login: Login,
 }

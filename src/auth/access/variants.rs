@@ -2,7 +2,7 @@
 //! property they must keep: never judged more leniently than the plain path. Shared by the
 //! unit tests and the `access` fuzz target (built with `--cfg fuzzing`); not in the server.
 
-use super::{AccessControl, Decision, Policy, Refused, Rule};
+use super::{AccessControl, Decide, Decision, Policy, Refused, Rule};
 
 /// The rule set the property is checked against. The default is `bypass`, so a variant
 /// that slips past a restrictive rule shows up as a bypass.

@@ -22,7 +22,7 @@ use http_body_util::Full;
 
 use crate::app::App;
 use crate::auth::AuthError;
-use crate::auth::access::{Decision, Refused, Target, target};
+use crate::auth::access::{Decide, Decision, Refused, Target, target};
 use crate::auth::tokens::AccessClaims;
 use crate::error::ApiError;
 use crate::http::cookies;
