@@ -121,7 +121,7 @@ impl App {
             asymmetric_signer(&config, shared_store)?
         };
 
-        let params = config.argon2_params()?;
+        let params = config.argon2.params()?;
         if params.m_cost() < 19_456 || params.t_cost() < 2 {
             tracing::warn!(
                 memory_kib = params.m_cost(),

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{ConfigError, invalid};
 use crate::domain::Role;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,7 +60,12 @@ fn default_rule_policy() -> Policy {
 
 impl AccessControl {
     /// Checks the rules at start-up; the message names the offending rule.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_rules()
+            .map_err(|reason| invalid("access_control.rules", &reason))
+    }
+
+    fn check_rules(&self) -> Result<(), String> {
         for (i, rule) in self.rules.iter().enumerate() {
             let n = i + 1;
             let domain = rule.domain.trim();
@@ -124,8 +130,12 @@ mod tests {
             }
             .validate()
             .unwrap_err()
+            .to_string()
         };
-        assert!(bad(rule("a.com:8080", None, Policy::Bypass, &[])).starts_with("rule 2:"));
+        assert!(
+            bad(rule("a.com:8080", None, Policy::Bypass, &[]))
+                .contains("`access_control.rules`: rule 2:")
+        );
         assert!(bad(rule("*.*.com", None, Policy::Bypass, &[])).contains("domain"));
         assert!(bad(rule("a.com", Some("admin"), Policy::Bypass, &[])).contains("path"));
         for path in [

@@ -127,165 +127,24 @@ impl Config {
         config.validated()
     }
 
-    /// Checks every value and derives the parsed forms.
+    /// Checks every section, in the order of `config.toml`, and derives the parsed forms.
     fn validated(mut self) -> Result<Config, ConfigError> {
-        self.validate()?;
-        self.trusted_networks = self
-            .trusted_proxies
-            .iter()
-            .map(|p| {
-                parse_network(p).ok_or_else(|| {
-                    invalid(
-                        "trusted_proxies",
-                        &format!("{p:?} is not an address or CIDR"),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        web::check_public_url(self.public_url.as_ref())?;
+        self.trusted_networks = server::trusted_networks(&self.trusted_proxies)?;
+        self.tokens.validate()?;
+        self.sessions.validate()?;
+        self.users.validate(&self.sessions)?;
+        self.redis.validate()?;
+        self.cookies.validate()?;
+        self.argon2.validate()?;
+        self.passwords.validate()?;
+        self.regulation.validate()?;
+        self.log.validate()?;
+        self.limits.validate()?;
+        self.login.validate()?;
+        self.introspection.validate()?;
+        self.access_control.validate()?;
         Ok(self)
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        let positive = [
-            ("tokens.access_ttl", self.tokens.access_ttl),
-            ("tokens.refresh_ttl", self.tokens.refresh_ttl),
-            ("sessions.purge_interval", self.sessions.purge_interval),
-            (
-                "limits.header_read_timeout",
-                self.limits.header_read_timeout,
-            ),
-            ("limits.request_timeout", self.limits.request_timeout),
-        ];
-        for (key, value) in positive {
-            if value == 0 {
-                return Err(invalid(key, "must be a positive number of seconds"));
-            }
-        }
-        if self.sessions.max_per_user == 0 {
-            return Err(invalid(
-                "sessions.max_per_user",
-                "must be at least 1 (it is how many live sessions a user may hold)",
-            ));
-        }
-        if self.tokens.refresh_reuse_grace >= self.tokens.refresh_ttl {
-            return Err(invalid(
-                "tokens.refresh_reuse_grace",
-                "must be shorter than tokens.refresh_ttl",
-            ));
-        }
-        if self.passwords.min_score > 4 {
-            return Err(invalid("passwords.min_score", "must be 0 to 4"));
-        }
-        if self.passwords.min_length == 0 || self.passwords.min_length > 128 {
-            return Err(invalid("passwords.min_length", "must be 1 to 128"));
-        }
-        if self.regulation.max_retries > 0
-            && (self.regulation.find_time == 0 || self.regulation.ban_time == 0)
-        {
-            return Err(invalid(
-                "regulation.find_time / regulation.ban_time",
-                "must be positive while regulation is on",
-            ));
-        }
-        if self.sessions.backend == SessionBackend::Redis && self.sessions.redis_url.is_none() {
-            return Err(invalid(
-                "sessions.redis_url",
-                "is required with sessions.backend = \"redis\"",
-            ));
-        }
-        if self.users.backend == UserBackend::Redis && self.users_redis_url().is_none() {
-            return Err(invalid(
-                "users.redis_url",
-                "is required with users.backend = \"redis\" (or set sessions.redis_url)",
-            ));
-        }
-        for (key, url) in [
-            ("sessions.redis_url", &self.sessions.redis_url),
-            ("users.redis_url", &self.users.redis_url),
-        ] {
-            if let Some(url) = url {
-                redis::Client::open(url.as_str()).map_err(|e| invalid(key, &e.to_string()))?;
-            }
-        }
-        if self.redis.connect_timeout_ms == 0 || self.redis.command_timeout_ms == 0 {
-            return Err(invalid(
-                "redis.connect_timeout_ms / redis.command_timeout_ms",
-                "must be positive",
-            ));
-        }
-        if self.argon2.max_concurrent == Some(0) {
-            return Err(invalid("argon2.max_concurrent", "must be at least 1"));
-        }
-        self.argon2_params()?;
-        if self.limits.max_body < 1024 {
-            return Err(invalid("limits.max_body", "must be at least 1024 bytes"));
-        }
-        if self.limits.max_header_bytes < 8192 {
-            // hyper's smallest read buffer.
-            return Err(invalid(
-                "limits.max_header_bytes",
-                "must be at least 8192 bytes",
-            ));
-        }
-        if self.limits.max_headers == 0 {
-            return Err(invalid("limits.max_headers", "must be at least 1"));
-        }
-        if self.limits.max_connections == 0 {
-            return Err(invalid("limits.max_connections", "must be at least 1"));
-        }
-        if let Some(url) = &self.public_url {
-            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                return Err(invalid("public_url", "must be an absolute http(s) URL"));
-            }
-        }
-        self.access_control
-            .validate()
-            .map_err(|e| invalid("access_control.rules", &e))?;
-        if let (Some(_), None) | (None, Some(_)) = (
-            &self.introspection.client_id,
-            &self.introspection.client_secret,
-        ) {
-            return Err(invalid(
-                "introspection.client_id / introspection.client_secret",
-                "set both or neither",
-            ));
-        }
-        if self
-            .introspection
-            .client_secret
-            .as_ref()
-            .is_some_and(|s| s.len() < 16)
-        {
-            return Err(invalid(
-                "introspection.client_secret",
-                "must be at least 16 characters",
-            ));
-        }
-        if self.login.title.trim().is_empty() || self.login.title.chars().count() > 100 {
-            return Err(invalid("login.title", "must be 1 to 100 characters"));
-        }
-        if let Some(domain) = &self.cookies.domain {
-            let bare = domain.trim_start_matches('.');
-            if bare.is_empty()
-                || !bare.contains('.') && bare != "localhost"
-                || bare.contains(['/', ':', ' ', '*'])
-            {
-                return Err(invalid(
-                    "cookies.domain",
-                    "must be a domain name like \"example.org\"",
-                ));
-            }
-        }
-        tracing_subscriber::EnvFilter::try_new(&self.log.level)
-            .map_err(|e| invalid("log.level", &e.to_string()))?;
-        Ok(())
-    }
-
-    /// The argon2id parameters, validated.
-    pub fn argon2_params(&self) -> Result<argon2::Params, ConfigError> {
-        let a = &self.argon2;
-        argon2::Params::new(a.memory_kib, a.iterations, a.parallelism, None)
-            .map_err(|e| invalid("argon2", &e.to_string()))
     }
 
     /// The Redis URL of the user store: `users.redis_url`, else `sessions.redis_url`.
@@ -309,21 +168,19 @@ impl Config {
     }
 }
 
-/// `10.0.0.0/8`, `::1/128`, or a bare address (one host).
-fn parse_network(text: &str) -> Option<ipnet::IpNet> {
-    let text = text.trim();
-    text.parse::<ipnet::IpNet>().ok().or_else(|| {
-        text.parse::<std::net::IpAddr>()
-            .ok()
-            .map(ipnet::IpNet::from)
-    })
-}
-
 fn invalid(key: &'static str, reason: &str) -> ConfigError {
     ConfigError::Invalid {
         key,
         reason: reason.to_owned(),
     }
+}
+
+/// A duration in seconds that must not be zero.
+fn positive_secs(key: &'static str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(invalid(key, "must be a positive number of seconds"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -358,5 +215,91 @@ mod tests {
             }
         }
         assert!(missing.is_empty(), "config.toml lacks {missing:?}");
+    }
+
+    /// The key an invalid file is refused for.
+    fn refused_key(text: &str) -> &'static str {
+        match Config::from_toml_str(text) {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("{text:?} gave {other:?}, not an invalid value"),
+        }
+    }
+
+    /// Every section checks its own values, and the error names the key.
+    #[test]
+    fn each_section_names_its_bad_key() {
+        for (text, key) in [
+            ("public_url = \"ftp://example.org\"", "public_url"),
+            ("trusted_proxies = [\"10.0.0.0/33\"]", "trusted_proxies"),
+            ("[tokens]\naccess_ttl = 0", "tokens.access_ttl"),
+            ("[tokens]\nrefresh_ttl = 0", "tokens.refresh_ttl"),
+            (
+                "[tokens]\nrefresh_reuse_grace = 604800",
+                "tokens.refresh_reuse_grace",
+            ),
+            ("[sessions]\npurge_interval = 0", "sessions.purge_interval"),
+            ("[sessions]\nmax_per_user = 0", "sessions.max_per_user"),
+            ("[sessions]\nbackend = \"redis\"", "sessions.redis_url"),
+            ("[sessions]\nredis_url = \"http://x\"", "sessions.redis_url"),
+            ("[users]\nbackend = \"redis\"", "users.redis_url"),
+            ("[users]\nredis_url = \"http://x\"", "users.redis_url"),
+            (
+                "[redis]\ncommand_timeout_ms = 0",
+                "redis.connect_timeout_ms / redis.command_timeout_ms",
+            ),
+            ("[cookies]\ndomain = \"org\"", "cookies.domain"),
+            ("[argon2]\nmax_concurrent = 0", "argon2.max_concurrent"),
+            ("[argon2]\nmemory_kib = 1", "argon2"),
+            ("[passwords]\nmin_score = 5", "passwords.min_score"),
+            ("[passwords]\nmin_length = 0", "passwords.min_length"),
+            (
+                "[regulation]\nban_time = 0",
+                "regulation.find_time / regulation.ban_time",
+            ),
+            ("[log]\nlevel = \"gatehouse=loud\"", "log.level"),
+            (
+                "[limits]\nheader_read_timeout = 0",
+                "limits.header_read_timeout",
+            ),
+            ("[limits]\nrequest_timeout = 0", "limits.request_timeout"),
+            ("[limits]\nmax_body = 1023", "limits.max_body"),
+            (
+                "[limits]\nmax_header_bytes = 8191",
+                "limits.max_header_bytes",
+            ),
+            ("[limits]\nmax_headers = 0", "limits.max_headers"),
+            ("[limits]\nmax_connections = 0", "limits.max_connections"),
+            ("[login]\ntitle = \" \"", "login.title"),
+            (
+                "[introspection]\nclient_id = \"api\"",
+                "introspection.client_id / introspection.client_secret",
+            ),
+            (
+                "[introspection]\nclient_id = \"api\"\nclient_secret = \"short\"",
+                "introspection.client_secret",
+            ),
+            (
+                "[[access_control.rules]]\ndomain = \"a.org\"\nroles = [\"root\"]",
+                "access_control.rules",
+            ),
+        ] {
+            assert_eq!(refused_key(text), key, "{text:?}");
+        }
+    }
+
+    /// `users.redis_url` defaults to `sessions.redis_url`; regulation off needs no times.
+    #[test]
+    fn sections_accept_what_they_should() {
+        let ok = |text: &str| Config::from_toml_str(text).unwrap_or_else(|e| panic!("{e}"));
+        ok("[sessions]\nredis_url = \"redis://127.0.0.1/0\"\n[users]\nbackend = \"redis\"");
+        ok("[regulation]\nmax_retries = 0\nban_time = 0");
+        ok("[cookies]\ndomain = \"localhost\"");
+        let config = ok("trusted_proxies = [\"10.0.0.0/8\", \" ::1 \"]");
+        let networks: Vec<String> = config
+            .trusted_networks
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(networks, ["10.0.0.0/8", "::1/128"]);
     }
 }

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{ConfigError, invalid};
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Argon2 {
@@ -62,5 +64,45 @@ impl Default for Regulation {
             find_time: 120,
             ban_time: 300,
         }
+    }
+}
+
+impl Argon2 {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_concurrent == Some(0) {
+            return Err(invalid("argon2.max_concurrent", "must be at least 1"));
+        }
+        self.params()?;
+        Ok(())
+    }
+
+    /// The argon2id parameters, validated.
+    pub fn params(&self) -> Result<argon2::Params, ConfigError> {
+        argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| invalid("argon2", &e.to_string()))
+    }
+}
+
+impl Passwords {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.min_score > 4 {
+            return Err(invalid("passwords.min_score", "must be 0 to 4"));
+        }
+        if self.min_length == 0 || self.min_length > 128 {
+            return Err(invalid("passwords.min_length", "must be 1 to 128"));
+        }
+        Ok(())
+    }
+}
+
+impl Regulation {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_retries > 0 && (self.find_time == 0 || self.ban_time == 0) {
+            return Err(invalid(
+                "regulation.find_time / regulation.ban_time",
+                "must be positive while regulation is on",
+            ));
+        }
+        Ok(())
     }
 }

@@ -1,9 +1,13 @@
 //! `[limits]`, `[metrics]` and `[log]`: how the server listens, what it accepts, and what
 //! it reports.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
 
 use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, invalid, positive_secs};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -64,4 +68,56 @@ impl Default for Log {
             level: "info".to_owned(),
         }
     }
+}
+
+impl Limits {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        positive_secs("limits.header_read_timeout", self.header_read_timeout)?;
+        positive_secs("limits.request_timeout", self.request_timeout)?;
+        if self.max_body < 1024 {
+            return Err(invalid("limits.max_body", "must be at least 1024 bytes"));
+        }
+        if self.max_header_bytes < 8192 {
+            // hyper's smallest read buffer.
+            return Err(invalid(
+                "limits.max_header_bytes",
+                "must be at least 8192 bytes",
+            ));
+        }
+        if self.max_headers == 0 {
+            return Err(invalid("limits.max_headers", "must be at least 1"));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("limits.max_connections", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl Log {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        tracing_subscriber::EnvFilter::try_new(&self.level)
+            .map_err(|e| invalid("log.level", &e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// `trusted_proxies`, parsed: each entry `10.0.0.0/8`, `::1/128`, or a bare address (one
+/// host).
+pub(super) fn trusted_networks(proxies: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    proxies
+        .iter()
+        .map(|p| {
+            let text = p.trim();
+            text.parse::<IpNet>()
+                .ok()
+                .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+                .ok_or_else(|| {
+                    invalid(
+                        "trusted_proxies",
+                        &format!("{p:?} is not an address or CIDR"),
+                    )
+                })
+        })
+        .collect()
 }

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{ConfigError, invalid, positive_secs};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionBackend {
@@ -79,4 +81,57 @@ impl Default for Redis {
             command_timeout_ms: 1_000,
         }
     }
+}
+
+impl Sessions {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        positive_secs("sessions.purge_interval", self.purge_interval)?;
+        if self.max_per_user == 0 {
+            return Err(invalid(
+                "sessions.max_per_user",
+                "must be at least 1 (it is how many live sessions a user may hold)",
+            ));
+        }
+        if self.backend == SessionBackend::Redis && self.redis_url.is_none() {
+            return Err(invalid(
+                "sessions.redis_url",
+                "is required with sessions.backend = \"redis\"",
+            ));
+        }
+        check_redis_url("sessions.redis_url", self.redis_url.as_deref())
+    }
+}
+
+impl Users {
+    /// `sessions`: where `users.redis_url` defaults to.
+    pub(super) fn validate(&self, sessions: &Sessions) -> Result<(), ConfigError> {
+        let url = self.redis_url.as_deref().or(sessions.redis_url.as_deref());
+        if self.backend == UserBackend::Redis && url.is_none() {
+            return Err(invalid(
+                "users.redis_url",
+                "is required with users.backend = \"redis\" (or set sessions.redis_url)",
+            ));
+        }
+        check_redis_url("users.redis_url", self.redis_url.as_deref())
+    }
+}
+
+impl Redis {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.connect_timeout_ms == 0 || self.command_timeout_ms == 0 {
+            return Err(invalid(
+                "redis.connect_timeout_ms / redis.command_timeout_ms",
+                "must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A Redis URL is checked wherever it is set, whichever backend is chosen.
+fn check_redis_url(key: &'static str, url: Option<&str>) -> Result<(), ConfigError> {
+    if let Some(url) = url {
+        redis::Client::open(url).map_err(|e| invalid(key, &e.to_string()))?;
+    }
+    Ok(())
 }

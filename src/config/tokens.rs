@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::{ConfigError, invalid, positive_secs};
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tokens {
@@ -51,5 +53,19 @@ impl Default for Tokens {
             algorithm: Default::default(),
             private_keys: Vec::new(),
         }
+    }
+}
+
+impl Tokens {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        positive_secs("tokens.access_ttl", self.access_ttl)?;
+        positive_secs("tokens.refresh_ttl", self.refresh_ttl)?;
+        if self.refresh_reuse_grace >= self.refresh_ttl {
+            return Err(invalid(
+                "tokens.refresh_reuse_grace",
+                "must be shorter than tokens.refresh_ttl",
+            ));
+        }
+        Ok(())
     }
 }
