@@ -35,8 +35,10 @@ pub enum ConfigError {
     Invalid { key: &'static str, reason: String },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// The configuration, validated: what the rest of gatehouse reads. [`Config::load`] makes
+/// it from the configuration as written: each section checks itself and turns into typed
+/// values, so nothing downstream parses or checks a setting again.
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Address of the HTTP listener.
     pub listen: SocketAddr,
@@ -52,10 +54,7 @@ pub struct Config {
     pub argon2: Argon2,
     pub passwords: Passwords,
     pub regulation: Regulation,
-    /// Peers whose `X-Forwarded-For` is believed: addresses or CIDRs.
-    pub trusted_proxies: Vec<String>,
-    /// `trusted_proxies`, parsed at load.
-    #[serde(skip)]
+    /// Peers whose `X-Forwarded-For` is believed (`trusted_proxies`).
     pub trusted_networks: Vec<ipnet::IpNet>,
     pub redis: Redis,
     pub metrics: Metrics,
@@ -74,9 +73,37 @@ pub enum Registration {
     Closed,
 }
 
-impl Default for Config {
+/// The configuration as written, key for key: what figment layers (defaults, file,
+/// environment) and deserializes. Sections whose written form is already their typed form
+/// are shared with [`Config`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    public_url: Option<Url>,
+    registration: Registration,
+    tokens: Tokens,
+    sessions: Sessions,
+    users: Users,
+    cookies: Cookies,
+    argon2: Argon2,
+    passwords: Passwords,
+    regulation: Regulation,
+    /// Addresses or CIDRs.
+    trusted_proxies: Vec<String>,
+    redis: Redis,
+    metrics: Metrics,
+    log: Log,
+    limits: Limits,
+    access_control: access::AccessControl,
+    introspection: Introspection,
+    login: Login,
+}
+
+impl Default for RawConfig {
     fn default() -> Self {
-        Config {
+        RawConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             public_url: None,
@@ -89,7 +116,6 @@ impl Default for Config {
             passwords: Passwords::default(),
             regulation: Regulation::default(),
             trusted_proxies: Vec::new(),
-            trusted_networks: Vec::new(),
             redis: Redis::default(),
             metrics: Metrics::default(),
             log: Log::default(),
@@ -101,20 +127,29 @@ impl Default for Config {
     }
 }
 
+/// The built-in defaults, validated.
+impl Default for Config {
+    fn default() -> Self {
+        RawConfig::default()
+            .validate()
+            .expect("the built-in defaults are valid")
+    }
+}
+
 impl Config {
     /// Parses and validates a config file's text alone (no environment): what `--config`
     /// feeds through [`Config::load`], exposed for the fuzz target.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+        let raw: RawConfig = Figment::from(Serialized::defaults(RawConfig::default()))
             .merge(Toml::string(text))
             .extract()
             .map_err(Box::new)?;
-        config.validated()
+        raw.validate()
     }
 
     /// Loads the layered configuration and validates it.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
         if let Some(path) = file {
             if !path.is_file() {
                 return Err(ConfigError::MissingFile(path.to_owned()));
@@ -123,28 +158,8 @@ impl Config {
         }
         // GATEHOUSE_CONFIG names the file; it is not a key.
         figment = figment.merge(Env::prefixed("GATEHOUSE_").split("__").ignore(&["config"]));
-        let config: Config = figment.extract().map_err(Box::new)?;
-        config.validated()
-    }
-
-    /// Checks every section, in the order of `config.toml`, and derives the parsed forms.
-    fn validated(mut self) -> Result<Config, ConfigError> {
-        web::check_public_url(self.public_url.as_ref())?;
-        self.trusted_networks = server::trusted_networks(&self.trusted_proxies)?;
-        self.tokens.validate()?;
-        self.sessions.validate()?;
-        self.users.validate(&self.sessions)?;
-        self.redis.validate()?;
-        self.cookies.validate()?;
-        self.argon2.validate()?;
-        self.passwords.validate()?;
-        self.regulation.validate()?;
-        self.log.validate()?;
-        self.limits.validate()?;
-        self.login.validate()?;
-        self.introspection.validate()?;
-        self.access_control.validate()?;
-        Ok(self)
+        let raw: RawConfig = figment.extract().map_err(Box::new)?;
+        raw.validate()
     }
 
     /// The Redis URL of the user store: `users.redis_url`, else `sessions.redis_url`.
@@ -165,6 +180,48 @@ impl Config {
     /// Path of the redb database file.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("gatehouse.redb")
+    }
+}
+
+impl RawConfig {
+    /// Checks every section, in the order of `config.toml`, into the typed [`Config`].
+    fn validate(self) -> Result<Config, ConfigError> {
+        web::check_public_url(self.public_url.as_ref())?;
+        let trusted_networks = server::trusted_networks(&self.trusted_proxies)?;
+        self.tokens.validate()?;
+        self.sessions.validate()?;
+        self.users.validate(&self.sessions)?;
+        self.redis.validate()?;
+        self.cookies.validate()?;
+        self.argon2.validate()?;
+        self.passwords.validate()?;
+        self.regulation.validate()?;
+        self.log.validate()?;
+        self.limits.validate()?;
+        self.login.validate()?;
+        self.introspection.validate()?;
+        self.access_control.validate()?;
+        Ok(Config {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            public_url: self.public_url,
+            registration: self.registration,
+            tokens: self.tokens,
+            sessions: self.sessions,
+            users: self.users,
+            cookies: self.cookies,
+            argon2: self.argon2,
+            passwords: self.passwords,
+            regulation: self.regulation,
+            trusted_networks,
+            redis: self.redis,
+            metrics: self.metrics,
+            log: self.log,
+            limits: self.limits,
+            access_control: self.access_control,
+            introspection: self.introspection,
+            login: self.login,
+        })
     }
 }
 
@@ -193,9 +250,9 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
         let from_file = Figment::new()
             .merge(Toml::file_exact(&path))
-            .extract::<Config>()
+            .extract::<RawConfig>()
             .expect("config.toml loads");
-        let defaults = serde_json::to_value(Config::default()).unwrap();
+        let defaults = serde_json::to_value(RawConfig::default()).unwrap();
         assert_eq!(serde_json::to_value(from_file).unwrap(), defaults);
 
         // Every key is documented, optional ones as a commented-out example.
