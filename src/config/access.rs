@@ -18,29 +18,29 @@ pub enum Policy {
     Deny,
 }
 
-/// `[access_control]`
+/// `[access_control]` as written.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AccessControl {
+pub struct RawAccessControl {
     /// For requests that no rule matches.
     pub default_policy: Policy,
     /// First match wins.
-    pub rules: Vec<Rule>,
+    pub rules: Vec<RawRule>,
 }
 
-impl Default for AccessControl {
+impl Default for RawAccessControl {
     fn default() -> Self {
-        AccessControl {
+        RawAccessControl {
             default_policy: Policy::Authenticated,
             rules: Vec::new(),
         }
     }
 }
 
-/// One `[[access_control.rules]]` table.
+/// One `[[access_control.rules]]` table as written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Rule {
+pub struct RawRule {
     /// `app.example.com` (exact) or `*.example.com` (any subdomain, not the bare domain).
     pub domain: String,
     /// Path prefix, matched segment-wise: `/admin` covers `/admin` and `/admin/x`, not
@@ -58,53 +58,87 @@ fn default_rule_policy() -> Policy {
     Policy::Authenticated
 }
 
-impl AccessControl {
-    /// Checks the rules at start-up; the message names the offending rule.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.check_rules()
-            .map_err(|reason| invalid("access_control.rules", &reason))
-    }
+/// `[access_control]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessControl {
+    /// For requests that no rule matches.
+    pub default_policy: Policy,
+    /// First match wins.
+    pub rules: Vec<Rule>,
+}
 
-    fn check_rules(&self) -> Result<(), String> {
-        for (i, rule) in self.rules.iter().enumerate() {
-            let n = i + 1;
-            let domain = rule.domain.trim();
-            let bare = domain.strip_prefix("*.").unwrap_or(domain);
-            if bare.is_empty()
-                || bare.contains(['*', '/', ':', ' '])
-                || bare.starts_with('.')
-                || bare.ends_with('.')
+/// One rule, validated: `domain` is a host name or `*.` and one, `path` (when set) a plain
+/// decoded path starting with `/`, and `roles` only under `authenticated`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub domain: String,
+    pub path: Option<String>,
+    pub policy: Policy,
+    /// The user must hold one of these (none: any signed-in user).
+    pub roles: Vec<Role>,
+}
+
+impl RawAccessControl {
+    /// Checks the rules at start-up; the message names the offending rule.
+    pub fn validate(self) -> Result<AccessControl, ConfigError> {
+        let rules = (1..)
+            .zip(self.rules)
+            .map(|(n, rule)| rule.validate(n))
+            .collect::<Result<_, _>>()
+            .map_err(|reason| invalid("access_control.rules", &reason))?;
+        Ok(AccessControl {
+            default_policy: self.default_policy,
+            rules,
+        })
+    }
+}
+
+impl RawRule {
+    /// Rule number `n` (from 1), checked and with its roles parsed.
+    fn validate(self, n: usize) -> Result<Rule, String> {
+        let domain = self.domain.trim();
+        let bare = domain.strip_prefix("*.").unwrap_or(domain);
+        if bare.is_empty()
+            || bare.contains(['*', '/', ':', ' '])
+            || bare.starts_with('.')
+            || bare.ends_with('.')
+        {
+            return Err(format!(
+                "rule {n}: domain {:?} must be a host name like \"app.example.com\" or \"*.example.com\" (no port, no path)",
+                self.domain
+            ));
+        }
+        if let Some(path) = &self.path {
+            if !path.starts_with('/') {
+                return Err(format!("rule {n}: path {path:?} must start with '/'"));
+            }
+            // Rules are matched against decoded segments: a rule path is written decoded,
+            // with nothing that a reading would take apart.
+            if path.contains(['%', '\\', ';', '?', '#'])
+                || path.chars().any(char::is_control)
+                || path.split('/').any(|s| s == "." || s == "..")
             {
                 return Err(format!(
-                    "rule {n}: domain {:?} must be a host name like \"app.example.com\" or \"*.example.com\" (no port, no path)",
-                    rule.domain
+                    "rule {n}: path {path:?} must be a plain decoded path: no '%', '\\', ';', '?', '#', control characters or '.'/'..' segments"
                 ));
-            }
-            if let Some(path) = &rule.path {
-                if !path.starts_with('/') {
-                    return Err(format!("rule {n}: path {path:?} must start with '/'"));
-                }
-                // Rules are matched against decoded segments: a rule path is written decoded,
-                // with nothing that a reading would take apart.
-                if path.contains(['%', '\\', ';', '?', '#'])
-                    || path.chars().any(char::is_control)
-                    || path.split('/').any(|s| s == "." || s == "..")
-                {
-                    return Err(format!(
-                        "rule {n}: path {path:?} must be a plain decoded path: no '%', '\\', ';', '?', '#', control characters or '.'/'..' segments"
-                    ));
-                }
-            }
-            if !rule.roles.is_empty() && rule.policy != Policy::Authenticated {
-                return Err(format!(
-                    "rule {n}: roles only make sense with policy = \"authenticated\""
-                ));
-            }
-            for role in &rule.roles {
-                role.parse::<Role>().map_err(|e| format!("rule {n}: {e}"))?;
             }
         }
-        Ok(())
+        if !self.roles.is_empty() && self.policy != Policy::Authenticated {
+            return Err(format!(
+                "rule {n}: roles only make sense with policy = \"authenticated\""
+            ));
+        }
+        let roles = self
+            .roles
+            .iter()
+            .map(|role| role.parse::<Role>().map_err(|e| format!("rule {n}: {e}")))
+            .collect::<Result<_, _>>()?;
+        Ok(Rule {
+            domain: self.domain,
+            path: self.path,
+            policy: self.policy,
+            roles,
+        })
     }
 }
 
@@ -112,8 +146,8 @@ impl AccessControl {
 mod tests {
     use super::*;
 
-    fn rule(domain: &str, path: Option<&str>, policy: Policy, roles: &[&str]) -> Rule {
-        Rule {
+    fn rule(domain: &str, path: Option<&str>, policy: Policy, roles: &[&str]) -> RawRule {
+        RawRule {
             domain: domain.into(),
             path: path.map(Into::into),
             policy,
@@ -123,8 +157,8 @@ mod tests {
 
     #[test]
     fn validation_names_the_rule() {
-        let bad = |r: Rule| {
-            AccessControl {
+        let bad = |r: RawRule| {
+            RawAccessControl {
                 default_policy: Policy::Authenticated,
                 rules: vec![rule("ok.example.com", None, Policy::Bypass, &[]), r],
             }
@@ -148,5 +182,24 @@ mod tests {
         }
         assert!(bad(rule("a.com", None, Policy::Deny, &["admin"])).contains("roles"));
         assert!(bad(rule("a.com", None, Policy::Authenticated, &["root"])).contains("role"));
+    }
+
+    #[test]
+    fn roles_are_parsed_once() {
+        let rules = RawAccessControl {
+            default_policy: Policy::Deny,
+            rules: vec![
+                rule("a.com", Some("/admin"), Policy::Authenticated, &["admin"]),
+                rule("*.a.com", None, Policy::Authenticated, &["user", "admin"]),
+                rule("b.com", None, Policy::Bypass, &[]),
+            ],
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(rules.default_policy, Policy::Deny);
+        let roles: Vec<&[Role]> = rules.rules.iter().map(|r| r.roles.as_slice()).collect();
+        assert_eq!(roles, [&[Role::Admin][..], &[Role::User, Role::Admin], &[]]);
+        assert_eq!(rules.rules[0].path.as_deref(), Some("/admin"));
+        assert_eq!(rules.rules[1].domain, "*.a.com");
     }
 }

@@ -96,7 +96,7 @@ struct RawConfig {
     metrics: Metrics,
     log: Log,
     limits: Limits,
-    access_control: access::AccessControl,
+    access_control: access::RawAccessControl,
     introspection: Introspection,
     login: Login,
 }
@@ -200,7 +200,7 @@ impl RawConfig {
         self.limits.validate()?;
         self.login.validate()?;
         self.introspection.validate()?;
-        self.access_control.validate()?;
+        let access_control = self.access_control.validate()?;
         Ok(Config {
             listen: self.listen,
             data_dir: self.data_dir,
@@ -218,7 +218,7 @@ impl RawConfig {
             metrics: self.metrics,
             log: self.log,
             limits: self.limits,
-            access_control: self.access_control,
+            access_control,
             introspection: self.introspection,
             login: self.login,
         })

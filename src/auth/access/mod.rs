@@ -23,6 +23,7 @@ pub mod target;
 pub mod variants;
 
 pub use crate::config::access::{AccessControl, Policy, Rule};
+use crate::domain::Role;
 pub use target::{Refused, Target};
 
 /// What a request needs, as decided by the rules.
@@ -39,7 +40,7 @@ pub enum Decision<'a> {
 /// The roles a signed-in user needs: one role out of every set. No sets: any user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Requirements<'a> {
-    sets: Vec<&'a [String]>,
+    sets: Vec<&'a [Role]>,
 }
 
 impl<'a> Requirements<'a> {
@@ -49,19 +50,22 @@ impl<'a> Requirements<'a> {
     }
 
     /// One role out of `roles` (any user when it is empty).
-    pub fn one_of(roles: &'a [String]) -> Self {
+    pub fn one_of(roles: &'a [Role]) -> Self {
         let mut requirements = Requirements::none();
         requirements.add(roles);
         requirements
     }
 
-    pub fn role_sets(&self) -> &[&'a [String]] {
+    pub fn role_sets(&self) -> &[&'a [Role]] {
         &self.sets
     }
 
-    /// Whether a user with `role` meets every requirement.
+    /// Whether a user with the role named `role` (as in a token: [`Role::as_str`]) meets
+    /// every requirement.
     pub fn allow(&self, role: &str) -> bool {
-        self.sets.iter().all(|set| set.iter().any(|r| r == role))
+        self.sets
+            .iter()
+            .all(|set| set.iter().any(|r| r.as_str() == role))
     }
 
     /// Whether every requirement of `other` is one of these too (these ask for as much).
@@ -69,7 +73,7 @@ impl<'a> Requirements<'a> {
         other.sets.iter().all(|set| self.sets.contains(set))
     }
 
-    fn add(&mut self, roles: &'a [String]) {
+    fn add(&mut self, roles: &'a [Role]) {
         if !roles.is_empty() && !self.sets.contains(&roles) {
             self.sets.push(roles);
         }
@@ -139,7 +143,7 @@ fn first_match<'s, 'r>(
     rules: &'r AccessControl,
     host: &str,
     segments: impl Iterator<Item = &'s [u8]> + Clone,
-) -> (Policy, &'r [String]) {
+) -> (Policy, &'r [Role]) {
     rules
         .rules
         .iter()
