@@ -21,7 +21,9 @@ mod web;
 
 pub use passwords::{Argon2, Passwords, Regulation};
 pub use server::{Limits, Log, LogFormat, Metrics};
-pub use stores::{Redis, SessionBackend, Sessions, UserBackend, Users};
+pub use stores::{
+    Redis, SessionBackend, SessionBackendKind, Sessions, UserBackend, UserBackendKind, Users,
+};
 pub use tokens::{TokenAlgorithm, Tokens};
 pub use web::{Cookies, Introspection, Login};
 
@@ -84,8 +86,8 @@ struct RawConfig {
     public_url: Option<Url>,
     registration: Registration,
     tokens: Tokens,
-    sessions: Sessions,
-    users: Users,
+    sessions: stores::RawSessions,
+    users: stores::RawUsers,
     cookies: Cookies,
     argon2: Argon2,
     passwords: Passwords,
@@ -109,8 +111,8 @@ impl Default for RawConfig {
             public_url: None,
             registration: Registration::Open,
             tokens: Tokens::default(),
-            sessions: Sessions::default(),
-            users: Users::default(),
+            sessions: Default::default(),
+            users: Default::default(),
             cookies: Cookies::default(),
             argon2: Argon2::default(),
             passwords: Passwords::default(),
@@ -162,14 +164,6 @@ impl Config {
         raw.validate()
     }
 
-    /// The Redis URL of the user store: `users.redis_url`, else `sessions.redis_url`.
-    pub fn users_redis_url(&self) -> Option<&str> {
-        self.users
-            .redis_url
-            .as_deref()
-            .or(self.sessions.redis_url.as_deref())
-    }
-
     /// How many argon2 hashes may run at once.
     pub fn argon2_max_concurrent(&self) -> usize {
         self.argon2.max_concurrent.unwrap_or_else(|| {
@@ -189,8 +183,8 @@ impl RawConfig {
         web::check_public_url(self.public_url.as_ref())?;
         let trusted_networks = server::trusted_networks(&self.trusted_proxies)?;
         self.tokens.validate()?;
-        self.sessions.validate()?;
-        self.users.validate(&self.sessions)?;
+        let sessions = self.sessions.validate()?;
+        let users = self.users.validate(&self.sessions)?;
         self.redis.validate()?;
         self.cookies.validate()?;
         self.argon2.validate()?;
@@ -207,8 +201,8 @@ impl RawConfig {
             public_url: self.public_url,
             registration: self.registration,
             tokens: self.tokens,
-            sessions: self.sessions,
-            users: self.users,
+            sessions,
+            users,
             cookies: self.cookies,
             argon2: self.argon2,
             passwords: self.passwords,
