@@ -114,7 +114,7 @@ impl App {
             asymmetric_signer(&config, shared_store)?
         };
 
-        let params = config.argon2.params()?;
+        let params = config.argon2.params.clone();
         if params.m_cost() < 19_456 || params.t_cost() < 2 {
             tracing::warn!(
                 memory_kib = params.m_cost(),
@@ -122,7 +122,7 @@ impl App {
                 "argon2 parameters are below the OWASP minimum (m=19456 KiB, t=2)"
             );
         }
-        let threads = config.argon2_max_concurrent();
+        let threads = config.argon2.max_concurrent;
         let hasher = Hasher::start(
             params,
             threads,

@@ -89,7 +89,7 @@ struct RawConfig {
     sessions: stores::RawSessions,
     users: stores::RawUsers,
     cookies: Cookies,
-    argon2: Argon2,
+    argon2: passwords::RawArgon2,
     passwords: Passwords,
     regulation: Regulation,
     /// Addresses or CIDRs.
@@ -114,7 +114,7 @@ impl Default for RawConfig {
             sessions: Default::default(),
             users: Default::default(),
             cookies: Cookies::default(),
-            argon2: Argon2::default(),
+            argon2: Default::default(),
             passwords: Passwords::default(),
             regulation: Regulation::default(),
             trusted_proxies: Vec::new(),
@@ -164,13 +164,6 @@ impl Config {
         raw.validate()
     }
 
-    /// How many argon2 hashes may run at once.
-    pub fn argon2_max_concurrent(&self) -> usize {
-        self.argon2.max_concurrent.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-        })
-    }
-
     /// Path of the redb database file.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("gatehouse.redb")
@@ -187,7 +180,7 @@ impl RawConfig {
         let users = self.users.validate(&self.sessions)?;
         self.redis.validate()?;
         self.cookies.validate()?;
-        self.argon2.validate()?;
+        let argon2 = self.argon2.validate()?;
         self.passwords.validate()?;
         self.regulation.validate()?;
         self.log.validate()?;
@@ -204,7 +197,7 @@ impl RawConfig {
             sessions,
             users,
             cookies: self.cookies,
-            argon2: self.argon2,
+            argon2,
             passwords: self.passwords,
             regulation: self.regulation,
             trusted_networks,

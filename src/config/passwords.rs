@@ -5,14 +5,24 @@ use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, invalid};
 
+/// `[argon2]` as written.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub(super) struct RawArgon2 {
+    memory_kib: u32,
+    iterations: u32,
+    parallelism: u32,
+    /// Unset: the number of CPUs.
+    max_concurrent: Option<usize>,
+}
+
+/// `[argon2]`, validated.
+#[derive(Debug, Clone)]
 pub struct Argon2 {
-    pub memory_kib: u32,
-    pub iterations: u32,
-    pub parallelism: u32,
-    /// Hashes allowed at once; each holds `memory_kib` of memory. Default: number of CPUs.
-    pub max_concurrent: Option<usize>,
+    /// argon2id memory (KiB), iterations and lanes.
+    pub params: argon2::Params,
+    /// Hashes allowed at once (at least 1); each holds `params.m_cost()` KiB of memory.
+    pub max_concurrent: usize,
 }
 
 /// What a new password must be.
@@ -37,9 +47,9 @@ pub struct Regulation {
     pub ban_time: u64,
 }
 
-impl Default for Argon2 {
+impl Default for RawArgon2 {
     fn default() -> Self {
-        Argon2 {
+        RawArgon2 {
             memory_kib: 19_456,
             iterations: 2,
             parallelism: 1,
@@ -67,19 +77,20 @@ impl Default for Regulation {
     }
 }
 
-impl Argon2 {
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+impl RawArgon2 {
+    pub(super) fn validate(&self) -> Result<Argon2, ConfigError> {
         if self.max_concurrent == Some(0) {
             return Err(invalid("argon2.max_concurrent", "must be at least 1"));
         }
-        self.params()?;
-        Ok(())
-    }
-
-    /// The argon2id parameters, validated.
-    pub fn params(&self) -> Result<argon2::Params, ConfigError> {
-        argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, None)
-            .map_err(|e| invalid("argon2", &e.to_string()))
+        let params = argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| invalid("argon2", &e.to_string()))?;
+        let max_concurrent = self.max_concurrent.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        });
+        Ok(Argon2 {
+            params,
+            max_concurrent,
+        })
     }
 }
 
@@ -104,5 +115,39 @@ impl Regulation {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argon2_parameters_are_checked_once() {
+        let raw = RawArgon2 {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 2,
+            max_concurrent: Some(3),
+        };
+        let argon2 = raw.validate().unwrap();
+        let p = &argon2.params;
+        assert_eq!((p.m_cost(), p.t_cost(), p.p_cost()), (64, 1, 2));
+        assert_eq!(argon2.max_concurrent, 3);
+        // Unset: one per CPU.
+        let argon2 = RawArgon2::default().validate().unwrap();
+        assert!(argon2.max_concurrent >= 1);
+        assert_eq!(argon2.params.m_cost(), 19_456);
+        // Fewer than 8 KiB per lane is refused by argon2 itself.
+        let err = RawArgon2 {
+            memory_kib: 8,
+            ..raw
+        }
+        .validate()
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid value for `argon2`:"),
+            "{err}"
+        );
     }
 }

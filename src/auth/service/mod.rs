@@ -155,8 +155,8 @@ impl Service {
             users,
             regulation: Regulation::new(
                 &config.regulation,
-                config.argon2_max_concurrent(),
-                config.argon2_max_concurrent() * HASH_QUEUE_PER_THREAD,
+                config.argon2.max_concurrent,
+                config.argon2.max_concurrent * HASH_QUEUE_PER_THREAD,
                 store.clone(),
             ),
             store,
