@@ -3,6 +3,19 @@
 //!
 //! Every key is documented, with its default, in the repository's top-level `config.toml`.
 //! Unknown keys and bad values stop start-up with an error that names the key.
+//!
+//! Two forms: the configuration as written (`RawConfig`, key for key what figment layers and
+//! deserializes) and the validated [`Config`] that the rest of gatehouse reads. Each section
+//! validates itself into its typed form (roles as [`crate::domain::Role`], backends with the
+//! URL they need, argon2 parameters), once, at load:
+//!
+//! - `tokens`: `[tokens]`; `stores`: `[sessions]`, `[users]`, `[redis]`; `passwords`:
+//!   `[argon2]`, `[passwords]`, `[regulation]`; `server`: `[limits]`, `[metrics]`, `[log]`
+//!   and `trusted_proxies`; `web`: `[cookies]`, `[login]`, `[introspection]` and
+//!   `public_url`; [`access`]: `[access_control]`.
+//!
+//! `config` depends on nothing in `auth`: `auth` reads these values and gives them meaning
+//! (e.g. `auth::access` judges requests by the access rules).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -37,7 +37,7 @@ pub struct Sessions {
     /// Seconds between sweeps that delete expired entries from disk (positive).
     pub purge_interval: u64,
     /// Live sessions a user may hold (at least 1); a new one ends the oldest.
-    pub max_per_user: u64,
+    pub max_per_user: usize,
 }
 
 /// Where sessions live.
@@ -168,7 +168,7 @@ impl RawSessions {
             backend,
             cache_capacity: self.cache_capacity,
             purge_interval: self.purge_interval,
-            max_per_user: self.max_per_user,
+            max_per_user: usize::try_from(self.max_per_user).unwrap_or(usize::MAX),
         })
     }
 }

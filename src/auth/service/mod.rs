@@ -170,9 +170,7 @@ impl Service {
             refresh_ttl: config.tokens.refresh_ttl,
             grace: config.tokens.refresh_reuse_grace,
             leeway: config.tokens.leeway,
-            max_sessions_per_user: usize::try_from(config.sessions.max_per_user)
-                .unwrap_or(usize::MAX)
-                .max(1),
+            max_sessions_per_user: config.sessions.max_per_user,
             last_clock_warning: AtomicU64::new(0),
         }
     }
