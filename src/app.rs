@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Service;
-use crate::auth::keys::{self, KeySource, TokenAlgorithm};
+use crate::auth::keys::{self, KeySource};
 use crate::auth::passwords::Hasher;
 use crate::auth::secret::{self, SecretInputs, SecretSource};
 use crate::auth::tokens::Signer;
-use crate::config::{Config, SessionBackend, UserBackend};
-use crate::store::database::{self, OpenError};
+use crate::config::{Config, SessionBackend, TokenAlgorithm, UserBackend};
+use crate::store::database::{self, Db, OpenError};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redb_users::RedbUserStore;
 use crate::store::redis::{RedisConnection, RedisSessionStore, RedisUserStore};
@@ -46,17 +46,16 @@ impl App {
             path: config.data_dir.display().to_string(),
             source,
         })?;
-        // The redb file is opened only when a backend lives in it: two Redis backends make a
-        // stateless node.
-        let db = if config.sessions.backend == SessionBackend::Embedded
-            || config.users.backend == UserBackend::Redb
-        {
-            Some(database::Db::open(
-                &config.data_dir,
-                &config.database_path(),
-            )?)
-        } else {
-            None
+        // The redb file is opened only when a backend lives in it, so two Redis backends make
+        // a stateless node; and once, when both live in it.
+        let mut db = None;
+        let mut database = || -> Result<Arc<Db>, OpenError> {
+            if let Some(db) = &db {
+                return Ok(Arc::clone(db));
+            }
+            let opened = Db::open(&config.data_dir, &config.database_path())?;
+            db = Some(Arc::clone(&opened));
+            Ok(opened)
         };
         // One connection per URL: sessions and users on the same Redis share it, so it heals
         // once for both after an outage.
@@ -74,26 +73,20 @@ impl App {
             connections.push((url.to_owned(), conn.clone()));
             Ok(conn)
         };
-        let store: Arc<dyn SessionStore> =
-            match (config.sessions.backend, &db, &config.sessions.redis_url) {
-                (SessionBackend::Embedded, Some(db), _) => Arc::new(EmbeddedStore::open(
-                    db.clone(),
-                    config.sessions.cache_capacity,
-                    Duration::from_secs(config.sessions.purge_interval),
-                )?),
-                (SessionBackend::Redis, _, Some(url)) => {
-                    Arc::new(RedisSessionStore::new(redis(url)?))
-                }
-                _ => unreachable_config("sessions.backend")?,
-            };
-        let users: Arc<dyn UserStore> = match (config.users.backend, &db, config.users_redis_url())
-        {
-            (UserBackend::Redb, Some(db), _) => Arc::new(RedbUserStore::open(db.clone())?),
-            (UserBackend::Redis, _, Some(url)) => Arc::new(RedisUserStore::new(redis(url)?)),
-            _ => unreachable_config("users.backend")?,
+        let store: Arc<dyn SessionStore> = match &config.sessions.backend {
+            SessionBackend::Embedded => Arc::new(EmbeddedStore::open(
+                database()?,
+                config.sessions.cache_capacity,
+                Duration::from_secs(config.sessions.purge_interval),
+            )?),
+            SessionBackend::Redis { url } => Arc::new(RedisSessionStore::new(redis(url)?)),
+        };
+        let users: Arc<dyn UserStore> = match &config.users.backend {
+            UserBackend::Redb => Arc::new(RedbUserStore::open(database()?)?),
+            UserBackend::Redis { url } => Arc::new(RedisUserStore::new(redis(url)?)),
         };
 
-        let shared_store = config.sessions.backend == SessionBackend::Redis;
+        let shared_store = matches!(config.sessions.backend, SessionBackend::Redis { .. });
         let signer = if config.tokens.algorithm == TokenAlgorithm::HS256 {
             let (keys, source) = secret::load(secrets, &config.data_dir)?;
             match &source {
@@ -121,7 +114,7 @@ impl App {
             asymmetric_signer(&config, shared_store)?
         };
 
-        let params = config.argon2_params()?;
+        let params = config.argon2.params.clone();
         if params.m_cost() < 19_456 || params.t_cost() < 2 {
             tracing::warn!(
                 memory_kib = params.m_cost(),
@@ -129,7 +122,7 @@ impl App {
                 "argon2 parameters are below the OWASP minimum (m=19456 KiB, t=2)"
             );
         }
-        let threads = config.argon2_max_concurrent();
+        let threads = config.argon2.max_concurrent;
         let hasher = Hasher::start(
             params,
             threads,
@@ -173,12 +166,4 @@ fn asymmetric_signer(config: &Config, shared_store: bool) -> Result<Signer, Star
             reason: e.to_string(),
         })
     })
-}
-
-/// Validation guarantees the database or URL a backend needs; this names the key if not.
-fn unreachable_config<T>(key: &'static str) -> Result<T, StartError> {
-    Err(StartError::Config(crate::config::ConfigError::Invalid {
-        key,
-        reason: "the backend's database or URL is missing".into(),
-    }))
 }

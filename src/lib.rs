@@ -9,7 +9,8 @@
 //!   watchdog notifications.
 //! - [`admin`]: account administration, run by the CLI directly or, while a server holds the
 //!   database, through the server's admin socket.
-//! - [`config`]: layered configuration (defaults < `config.toml` < `GATEHOUSE_*` env) and its validation.
+//! - [`config`]: layered configuration (defaults < `config.toml` < `GATEHOUSE_*` env),
+//!   validated once into typed sections; it knows nothing of `auth`.
 //! - [`app`]: builds the shared [`app::App`] (stores, hasher, keys) from a [`config::Config`].
 //! - [`http`]: the hyper listener (connection cap, load shedding, graceful shutdown), one
 //!   route table, who is calling ([`http::caller`]), body and cookie handling, one response

@@ -16,7 +16,7 @@
 use std::sync::OnceLock;
 
 use gatehouse::auth::access::variants::{self, HOSTS};
-use gatehouse::auth::access::{AccessControl, Target};
+use gatehouse::auth::access::{AccessControl, Decide, Target};
 use libfuzzer_sys::fuzz_target;
 
 fn rules() -> &'static AccessControl {

@@ -64,11 +64,11 @@ fn harness() -> &'static Harness {
         // SAFETY: registers a plain function that only removes a directory.
         unsafe { atexit(remove_data_dir) };
 
-        let mut config = Config::default();
+        let mut config = Config::from_toml_str(
+            "[argon2]\nmemory_kib = 64\niterations = 1\n[cookies]\nsecure = false\n",
+        )
+        .expect("the fuzz config is valid");
         config.data_dir = dir;
-        config.argon2.memory_kib = 64;
-        config.argon2.iterations = 1;
-        config.cookies.secure = false;
         let secrets = SecretInputs {
             secret: Some("fuzzing-secret-0123456789abcdefghijklmnop".to_owned()),
             ..Default::default()

@@ -10,31 +10,10 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-/// `tokens.algorithm`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum TokenAlgorithm {
-    /// HMAC-SHA256 with the shared secret (`JWT_SECRET`, …).
-    #[default]
-    HS256,
-    /// Ed25519.
-    EdDSA,
-    /// ECDSA with P-256 and SHA-256.
-    ES256,
-}
-
-impl TokenAlgorithm {
-    fn file_stem(self) -> &'static str {
-        match self {
-            TokenAlgorithm::HS256 => "hs256",
-            TokenAlgorithm::EdDSA => "ed25519",
-            TokenAlgorithm::ES256 => "p256",
-        }
-    }
-}
+use crate::config::TokenAlgorithm;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -88,7 +67,7 @@ pub fn load(
             .collect::<Result<Vec<_>, _>>()?;
         return Ok((keys, KeySource::Files(files.len())));
     }
-    let path = data_dir.join(format!("signing_key_{}.pem", algorithm.file_stem()));
+    let path = data_dir.join(format!("signing_key_{}.pem", file_stem(algorithm)));
     match read(algorithm, &path) {
         Ok(key) => Ok((vec![key], KeySource::DataDir(path))),
         Err(KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -96,6 +75,15 @@ pub fn load(
             Ok((vec![key], KeySource::Generated(path)))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// The generated key's file is `signing_key_<stem>.pem`.
+fn file_stem(algorithm: TokenAlgorithm) -> &'static str {
+    match algorithm {
+        TokenAlgorithm::HS256 => "hs256",
+        TokenAlgorithm::EdDSA => "ed25519",
+        TokenAlgorithm::ES256 => "p256",
     }
 }
 

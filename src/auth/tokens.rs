@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::keys::{KeyPair, TokenAlgorithm};
+use super::keys::KeyPair;
+use crate::config::TokenAlgorithm;
 use crate::domain::Role;
 
 /// The claims of an access token.

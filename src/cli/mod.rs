@@ -171,8 +171,8 @@ fn check_config(path: Option<&Path>) -> Result<(), String> {
         "configuration OK: listen {}, data dir {}, sessions {:?}, users {:?}",
         config.listen,
         config.data_dir.display(),
-        config.sessions.backend,
-        config.users.backend
+        config.sessions.backend.kind(),
+        config.users.backend.kind()
     );
     Ok(())
 }

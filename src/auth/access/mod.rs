@@ -10,15 +10,11 @@
 //!   forms) is refused, never normalised.
 //! - `path`: the readings of the path (decoded or not, `\` a separator or not, `;`
 //!   parameters dropped or not, `.` segments dropped or not); `..` segments are refused.
-//! - [`AccessControl::decide`]: first match wins on each reading, and the request gets the
+//! - [`Decide::decide`]: first match wins on each reading, and the request gets the
 //!   most restrictive of the readings' decisions. Restrictive rules match paths without
 //!   case; a `bypass` rule only as written.
 //!
 //! The forward-auth handler only applies the [`Decision`].
-
-use serde::{Deserialize, Serialize};
-
-use crate::domain::Role;
 
 mod path;
 pub mod target;
@@ -26,58 +22,9 @@ pub mod target;
 #[doc(hidden)]
 pub mod variants;
 
+pub use crate::config::access::{AccessControl, Policy, Rule};
+use crate::domain::Role;
 pub use target::{Refused, Target};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    /// Anyone, signed in or not.
-    Bypass,
-    /// Anyone with a live session (and one of the rule's `roles`, when it names any).
-    Authenticated,
-    /// No one.
-    Deny,
-}
-
-/// `[access_control]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AccessControl {
-    /// For requests that no rule matches.
-    pub default_policy: Policy,
-    /// First match wins.
-    pub rules: Vec<Rule>,
-}
-
-impl Default for AccessControl {
-    fn default() -> Self {
-        AccessControl {
-            default_policy: Policy::Authenticated,
-            rules: Vec::new(),
-        }
-    }
-}
-
-/// One `[[access_control.rules]]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    /// `app.example.com` (exact) or `*.example.com` (any subdomain, not the bare domain).
-    pub domain: String,
-    /// Path prefix, matched segment-wise: `/admin` covers `/admin` and `/admin/x`, not
-    /// `/administrator`; written decoded (no `%`). Unset: every path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    #[serde(default = "default_rule_policy")]
-    pub policy: Policy,
-    /// With `authenticated`: the user must hold one of these roles.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub roles: Vec<String>,
-}
-
-fn default_rule_policy() -> Policy {
-    Policy::Authenticated
-}
 
 /// What a request needs, as decided by the rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +40,7 @@ pub enum Decision<'a> {
 /// The roles a signed-in user needs: one role out of every set. No sets: any user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Requirements<'a> {
-    sets: Vec<&'a [String]>,
+    sets: Vec<&'a [Role]>,
 }
 
 impl<'a> Requirements<'a> {
@@ -103,19 +50,20 @@ impl<'a> Requirements<'a> {
     }
 
     /// One role out of `roles` (any user when it is empty).
-    pub fn one_of(roles: &'a [String]) -> Self {
+    pub fn one_of(roles: &'a [Role]) -> Self {
         let mut requirements = Requirements::none();
         requirements.add(roles);
         requirements
     }
 
-    pub fn role_sets(&self) -> &[&'a [String]] {
+    pub fn role_sets(&self) -> &[&'a [Role]] {
         &self.sets
     }
 
-    /// Whether a user with `role` meets every requirement.
-    pub fn allow(&self, role: &str) -> bool {
-        self.sets.iter().all(|set| set.iter().any(|r| r == role))
+    /// Whether a user with the role named `role` (as in a token: [`Role::as_str`]) meets
+    /// every requirement.
+    pub fn allow(&self, role: Role) -> bool {
+        self.sets.iter().all(|set| set.contains(&role))
     }
 
     /// Whether every requirement of `other` is one of these too (these ask for as much).
@@ -123,7 +71,7 @@ impl<'a> Requirements<'a> {
         other.sets.iter().all(|set| self.sets.contains(set))
     }
 
-    fn add(&mut self, roles: &'a [String]) {
+    fn add(&mut self, roles: &'a [Role]) {
         if !roles.is_empty() && !self.sets.contains(&roles) {
             self.sets.push(roles);
         }
@@ -142,60 +90,25 @@ impl From<Refused> for Stop {
     }
 }
 
-impl AccessControl {
-    /// Checks the rules at start-up; the message names the offending rule.
-    pub fn validate(&self) -> Result<(), String> {
-        for (i, rule) in self.rules.iter().enumerate() {
-            let n = i + 1;
-            let domain = rule.domain.trim();
-            let bare = domain.strip_prefix("*.").unwrap_or(domain);
-            if bare.is_empty()
-                || bare.contains(['*', '/', ':', ' '])
-                || bare.starts_with('.')
-                || bare.ends_with('.')
-            {
-                return Err(format!(
-                    "rule {n}: domain {:?} must be a host name like \"app.example.com\" or \"*.example.com\" (no port, no path)",
-                    rule.domain
-                ));
-            }
-            if let Some(path) = &rule.path {
-                if !path.starts_with('/') {
-                    return Err(format!("rule {n}: path {path:?} must start with '/'"));
-                }
-                // Rules are matched against decoded segments: a rule path is written decoded,
-                // with nothing that a reading would take apart.
-                if path.contains(['%', '\\', ';', '?', '#'])
-                    || path.chars().any(char::is_control)
-                    || path.split('/').any(|s| s == "." || s == "..")
-                {
-                    return Err(format!(
-                        "rule {n}: path {path:?} must be a plain decoded path: no '%', '\\', ';', '?', '#', control characters or '.'/'..' segments"
-                    ));
-                }
-            }
-            if !rule.roles.is_empty() && rule.policy != Policy::Authenticated {
-                return Err(format!(
-                    "rule {n}: roles only make sense with policy = \"authenticated\""
-                ));
-            }
-            for role in &rule.roles {
-                role.parse::<Role>().map_err(|e| format!("rule {n}: {e}"))?;
-            }
-        }
-        Ok(())
-    }
+/// The rules as configured ([`crate::config::access`]) judge requests: `config` holds
+/// their shape and must not know `auth`, so their meaning is added here.
+pub trait Decide {
+    /// The decision for a request to `host` (without port; see [`Target::host`]) and `path`
+    /// (as sent, without query; see [`Target::path`]).
+    fn decide(&self, host: &str, path: &str) -> Result<Decision<'_>, Refused>;
+}
 
+impl Decide for AccessControl {
     /// The decision for a request to `host` (without port; see [`Target::host`]) and `path`
     /// (as sent, without query; see [`Target::path`]): the most restrictive decision over
     /// every reading of the path (module `path`); refused when a reading is ambiguous beyond
     /// judging (a `..` segment, a decoded control character, too many encodings).
-    pub fn decide(&self, host: &str, path: &str) -> Result<Decision<'_>, Refused> {
+    fn decide(&self, host: &str, path: &str) -> Result<Decision<'_>, Refused> {
         let host = host.strip_suffix('.').unwrap_or(host);
         let path = path.as_bytes();
         // The hot path: one reading, no allocation (beyond one for a `roles` rule).
         if path::is_plain(path) {
-            let (policy, roles) = self.first_match(host, path::plain_segments(path));
+            let (policy, roles) = first_match(self, host, path::plain_segments(path));
             return Ok(match policy {
                 Policy::Bypass => Decision::Bypass,
                 Policy::Authenticated => Decision::Authenticated(Requirements::one_of(roles)),
@@ -205,7 +118,7 @@ impl AccessControl {
         let mut combined = Decision::Bypass;
         let readings = path::Readings::of(path)?;
         let walked = readings.try_for_each(|segments| {
-            match self.first_match(host, segments.iter().copied()) {
+            match first_match(self, host, segments.iter().copied()) {
                 (Policy::Deny, _) => return Err(Stop::Denied),
                 (Policy::Bypass, _) => {}
                 (Policy::Authenticated, roles) => match &mut combined {
@@ -221,20 +134,21 @@ impl AccessControl {
             Err(Stop::Refused(refused)) => Err(refused),
         }
     }
+}
 
-    /// The policy and roles of the first rule that matches one reading, else the default.
-    fn first_match<'s>(
-        &self,
-        host: &str,
-        segments: impl Iterator<Item = &'s [u8]> + Clone,
-    ) -> (Policy, &[String]) {
-        self.rules
-            .iter()
-            .find(|rule| domain_matches(&rule.domain, host) && path_matches(rule, segments.clone()))
-            .map_or((self.default_policy, &[]), |rule| {
-                (rule.policy, rule.roles.as_slice())
-            })
-    }
+/// The policy and roles of the first rule that matches one reading, else the default.
+fn first_match<'s, 'r>(
+    rules: &'r AccessControl,
+    host: &str,
+    segments: impl Iterator<Item = &'s [u8]> + Clone,
+) -> (Policy, &'r [Role]) {
+    rules
+        .rules
+        .iter()
+        .find(|rule| domain_matches(&rule.domain, host) && path_matches(rule, segments.clone()))
+        .map_or((rules.default_policy, &[]), |rule| {
+            (rule.policy, rule.roles.as_slice())
+        })
 }
 
 /// `app.example.com` or `*.example.com` (a subdomain, not the bare domain), without case.

@@ -5,7 +5,7 @@ fn rule(domain: &str, path: Option<&str>, policy: Policy, roles: &[&str]) -> Rul
         domain: domain.into(),
         path: path.map(Into::into),
         policy,
-        roles: roles.iter().map(|r| r.to_string()).collect(),
+        roles: roles.iter().map(|r| r.parse().unwrap()).collect(),
     }
 }
 
@@ -30,7 +30,7 @@ fn rules() -> AccessControl {
 #[test]
 fn first_match_wins_and_default_applies() {
     let ac = rules();
-    let admin = ["admin".to_string()];
+    let admin = [Role::Admin];
     let decide = |host, path| ac.decide(host, path).unwrap();
     let anyone = Decision::Authenticated(Requirements::none());
     let admins = Decision::Authenticated(Requirements::one_of(&admin));
@@ -53,7 +53,7 @@ fn first_match_wins_and_default_applies() {
 #[test]
 fn every_spelling_of_a_restricted_path_stays_restricted() {
     let ac = rules();
-    let admin = ["admin".to_string()];
+    let admin = [Role::Admin];
     let admins = Decision::Authenticated(Requirements::one_of(&admin));
     for sneaky in [
         "//admin/",
@@ -155,7 +155,7 @@ fn readings_combine_to_the_most_restrictive() {
             rule("a.org", Some("/c"), Policy::Authenticated, &["admin"]),
         ],
     };
-    let (user, admin) = (["user".to_string()], ["admin".to_string()]);
+    let (user, admin) = ([Role::User], [Role::Admin]);
     // As sent, `/a%2Fb` is one segment under no rule (the default: bypass); decoded it is
     // `/a/b`, a bypass: bypass.
     assert_eq!(ac.decide("a.org", "/a%2Fb"), Ok(Decision::Bypass));
@@ -183,7 +183,7 @@ fn readings_combine_to_the_most_restrictive() {
     };
     assert!(both.include(&Requirements::one_of(&user)));
     assert!(both.include(&Requirements::one_of(&admin)));
-    assert!(!both.allow("user") && !both.allow("admin"));
+    assert!(!both.allow(Role::User) && !both.allow(Role::Admin));
 }
 
 #[test]
@@ -209,18 +209,15 @@ fn unicode_case_and_windows_trimming_for_restrictive_rules() {
 
 #[test]
 fn requirements() {
-    let (admin, staff) = (
-        ["admin".to_string()],
-        ["admin".to_string(), "user".to_string()],
-    );
-    assert!(Requirements::none().allow("user"));
+    let (admin, staff) = ([Role::Admin], [Role::Admin, Role::User]);
+    assert!(Requirements::none().allow(Role::User));
     assert!(Requirements::one_of(&[]).role_sets().is_empty());
     let mut r = Requirements::one_of(&staff);
-    assert!(r.allow("user"));
+    assert!(r.allow(Role::User));
     r.add(&admin);
     r.add(&admin);
     assert_eq!(r.role_sets().len(), 2);
-    assert!(r.allow("admin") && !r.allow("user"));
+    assert!(r.allow(Role::Admin) && !r.allow(Role::User));
     assert!(r.include(&Requirements::one_of(&admin)));
     assert!(!Requirements::none().include(&r));
 }
@@ -292,30 +289,4 @@ fn no_path_is_more_lenient_than_its_canonical_reading() {
         }
     }
     assert!(compared > 10_000, "{compared}");
-}
-
-#[test]
-fn validation_names_the_rule() {
-    let bad = |r: Rule| {
-        AccessControl {
-            default_policy: Policy::Authenticated,
-            rules: vec![rule("ok.example.com", None, Policy::Bypass, &[]), r],
-        }
-        .validate()
-        .unwrap_err()
-    };
-    assert!(bad(rule("a.com:8080", None, Policy::Bypass, &[])).starts_with("rule 2:"));
-    assert!(bad(rule("*.*.com", None, Policy::Bypass, &[])).contains("domain"));
-    assert!(bad(rule("a.com", Some("admin"), Policy::Bypass, &[])).contains("path"));
-    for path in [
-        "/%61dmin", "/a\\b", "/a;b", "/a?b", "/a#b", "/a/../b", "/./a",
-    ] {
-        assert!(
-            bad(rule("a.com", Some(path), Policy::Deny, &[])).contains("plain decoded path"),
-            "{path}"
-        );
-    }
-    assert!(bad(rule("a.com", None, Policy::Deny, &["admin"])).contains("roles"));
-    assert!(bad(rule("a.com", None, Policy::Authenticated, &["root"])).contains("role"));
-    assert_eq!(variants::rules().validate(), Ok(()));
 }

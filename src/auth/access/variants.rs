@@ -2,19 +2,20 @@
 //! property they must keep: never judged more leniently than the plain path. Shared by the
 //! unit tests and the `access` fuzz target (built with `--cfg fuzzing`); not in the server.
 
-use super::{AccessControl, Decision, Policy, Refused, Rule};
+use super::{AccessControl, Decide, Decision, Policy, Refused};
+use crate::config::access::{RawAccessControl, RawRule};
 
-/// The rule set the property is checked against. The default is `bypass`, so a variant
-/// that slips past a restrictive rule shows up as a bypass.
+/// The rule set the property is checked against, validated as a configured one is. The
+/// default is `bypass`, so a variant that slips past a restrictive rule shows up as a bypass.
 pub fn rules() -> AccessControl {
-    let rule = |domain: &str, path: Option<&str>, policy, roles: &[&str]| Rule {
+    let rule = |domain: &str, path: Option<&str>, policy, roles: &[&str]| RawRule {
         domain: domain.into(),
         path: path.map(Into::into),
         policy,
         roles: roles.iter().map(|r| r.to_string()).collect(),
     };
     use Policy::*;
-    let rules = AccessControl {
+    RawAccessControl {
         default_policy: Bypass,
         rules: vec![
             rule("app.example.org", Some("/public/secret"), Deny, &[]),
@@ -29,9 +30,9 @@ pub fn rules() -> AccessControl {
             rule("intranet.example.org", None, Deny, &[]),
             rule("status.example.org", None, Bypass, &[]),
         ],
-    };
-    debug_assert_eq!(rules.validate(), Ok(()));
-    rules
+    }
+    .validate()
+    .expect("the variants' rules are valid")
 }
 
 pub const HOSTS: &[&str] = &[

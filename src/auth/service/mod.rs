@@ -155,8 +155,8 @@ impl Service {
             users,
             regulation: Regulation::new(
                 &config.regulation,
-                config.argon2_max_concurrent(),
-                config.argon2_max_concurrent() * HASH_QUEUE_PER_THREAD,
+                config.argon2.max_concurrent,
+                config.argon2.max_concurrent * HASH_QUEUE_PER_THREAD,
                 store.clone(),
             ),
             store,
@@ -170,9 +170,7 @@ impl Service {
             refresh_ttl: config.tokens.refresh_ttl,
             grace: config.tokens.refresh_reuse_grace,
             leeway: config.tokens.leeway,
-            max_sessions_per_user: usize::try_from(config.sessions.max_per_user)
-                .unwrap_or(usize::MAX)
-                .max(1),
+            max_sessions_per_user: config.sessions.max_per_user,
             last_clock_warning: AtomicU64::new(0),
         }
     }

@@ -19,7 +19,7 @@ use std::sync::Once;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 use crate::app::App;
-use crate::auth::access::{Decision, Refused, Target, target};
+use crate::auth::access::{Decide, Decision, Refused, Target, target};
 use crate::auth::tokens::AccessClaims;
 use crate::http::caller::{self, Caller};
 use crate::http::error::ApiError;
@@ -85,7 +85,7 @@ pub async fn handle(app: &App, req: HttpRequest, flavor: Flavor) -> Result<HttpR
     let Some(Caller { claims, .. }) = caller::signed_in(app, headers).await? else {
         return Ok(unauthenticated(app, headers, &original, flavor));
     };
-    if !requirements.allow(claims.role.as_str()) {
+    if !requirements.allow(claims.role) {
         return Err(ApiError::Forbidden(
             "your account does not have a role that this resource requires",
         ));
