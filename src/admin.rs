@@ -20,7 +20,7 @@ const MAX_REQUEST_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum AdminRequest {
+pub(crate) enum AdminRequest {
     AddUser {
         email: String,
         password: String,
@@ -57,12 +57,12 @@ enum AdminResponse {
 }
 
 /// Path of the admin socket for a data dir.
-pub fn socket_path(data_dir: &Path) -> PathBuf {
+pub(crate) fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin.sock")
 }
 
 /// Runs one request; the text is what the CLI prints.
-pub async fn execute(app: &App, request: AdminRequest) -> Result<String, String> {
+pub(crate) async fn execute(app: &App, request: AdminRequest) -> Result<String, String> {
     let auth = &app.auth;
     let text = match request {
         AdminRequest::AddUser {
@@ -171,7 +171,7 @@ pub async fn execute(app: &App, request: AdminRequest) -> Result<String, String>
 }
 
 #[cfg(unix)]
-pub type Listener = tokio::net::UnixListener;
+pub(crate) type Listener = tokio::net::UnixListener;
 #[cfg(not(unix))]
 pub type Listener = ();
 
@@ -179,7 +179,7 @@ pub type Listener = ();
 /// right after start-up finds it). Failing is logged, not fatal: the HTTP API does not
 /// depend on it.
 #[cfg(unix)]
-pub fn bind(data_dir: &Path) -> Option<Listener> {
+pub(crate) fn bind(data_dir: &Path) -> Option<Listener> {
     let path = socket_path(data_dir);
     // We hold the database lock, so a socket file left here is from a dead process.
     let _ = std::fs::remove_file(&path);
@@ -220,7 +220,7 @@ pub fn bind(_data_dir: &Path) -> Option<Listener> {
 
 /// Serves the admin socket until the task is dropped.
 #[cfg(unix)]
-pub async fn serve(app: Arc<App>, listener: Listener) {
+pub(crate) async fn serve(app: Arc<App>, listener: Listener) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -252,7 +252,7 @@ pub async fn serve(_app: Arc<App>, _listener: Listener) {}
 
 /// Sends one request to the server holding `data_dir`.
 #[cfg(unix)]
-pub async fn send(data_dir: &Path, request: &AdminRequest) -> Result<String, String> {
+pub(crate) async fn send(data_dir: &Path, request: &AdminRequest) -> Result<String, String> {
     let path = socket_path(data_dir);
     let stream = tokio::net::UnixStream::connect(&path).await.map_err(|e| {
         format!(

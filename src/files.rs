@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// Creates `path` (never overwriting) readable and writable by its owner only, for a writer
 /// that fills it itself (a backup).
-pub fn create_private(path: &Path) -> io::Result<File> {
+pub(crate) fn create_private(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.read(true).write(true).create_new(true);
     #[cfg(unix)]
@@ -22,7 +22,7 @@ pub fn create_private(path: &Path) -> io::Result<File> {
 
 /// Creates `path` (never overwriting) readable by its owner only, writes `bytes` and syncs:
 /// for generated secrets and keys.
-pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = create_private(path)?;
     file.write_all(bytes)?;
     file.sync_all()
@@ -33,7 +33,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// group and other bits (a secret or database left readable by an older version or by hand);
 /// when that is not possible (the dir belongs to another user) this fails, and with it the
 /// start.
-pub fn private_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn private_dir(dir: &Path) -> io::Result<()> {
     let mut builder = DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

@@ -34,15 +34,15 @@
 //! → [`auth::Service::authenticate`] (signature, claims, then one [`store::SessionStore::get`]
 //! of the session) → the handler.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
 pub mod domain;
-pub mod files;
+pub(crate) mod files;
 pub mod http;
-pub mod serve;
+pub(crate) mod serve;
 pub mod store;
-pub mod systemd;
+pub(crate) mod systemd;

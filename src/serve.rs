@@ -9,7 +9,7 @@ use crate::config::Config;
 
 /// `gatehouse serve`: builds the app, binds the listeners (HTTP, metrics, admin socket),
 /// tells systemd it is ready, serves until SIGINT or SIGTERM, then drains and flushes.
-pub async fn serve(config: Config) -> Result<(), String> {
+pub(crate) async fn serve(config: Config) -> Result<(), String> {
     let listen = config.listen;
     let app = App::build(config, &crate::auth::secret::SecretInputs::from_env())
         .map_err(|e| e.to_string())?;
@@ -109,6 +109,8 @@ async fn shutdown_signal() {
 /// Raises the soft limit on open files to the hard limit: every connection is a file, and
 /// the default soft limit (often 1024) would refuse connections long before
 /// `limits.max_connections`.
+// std offers no way to read or raise RLIMIT_NOFILE.
+#[allow(unsafe_code)]
 fn raise_fd_limit() {
     #[cfg(unix)]
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.

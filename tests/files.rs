@@ -20,6 +20,8 @@ backend_tests!(
 );
 
 /// Every file the tests' servers create would be world-readable unless created private.
+// std has no umask.
+#[allow(unsafe_code)]
 fn open_umask() {
     // SAFETY: umask only sets the process's file mode creation mask.
     unsafe {
@@ -125,6 +127,8 @@ async fn an_open_data_dir_is_made_private(backend: Backend) {
 /// A data dir that gatehouse cannot make private (it belongs to someone else) refuses to
 /// start, with a message that says why. Needs root, to run gatehouse as another user.
 #[test]
+// std has no geteuid.
+#[allow(unsafe_code)]
 fn an_open_data_dir_that_cannot_be_made_private_is_refused() {
     open_umask();
     // SAFETY: geteuid has no preconditions.

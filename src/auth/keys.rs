@@ -45,14 +45,14 @@ pub struct KeyPair {
 
 /// Where the keys came from, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
+pub(crate) enum KeySource {
     Files(usize),
     Generated(PathBuf),
     DataDir(PathBuf),
 }
 
 /// Loads the configured key files, or the generated key of the data dir (made if absent).
-pub fn load(
+pub(crate) fn load(
     algorithm: TokenAlgorithm,
     files: &[PathBuf],
     data_dir: &Path,
@@ -100,7 +100,7 @@ fn read(algorithm: TokenAlgorithm, path: &Path) -> Result<KeyPair, KeyError> {
 }
 
 /// Parses a private key PEM.
-pub fn from_pem(algorithm: TokenAlgorithm, pem: &str) -> Result<KeyPair, String> {
+pub(crate) fn from_pem(algorithm: TokenAlgorithm, pem: &str) -> Result<KeyPair, String> {
     match algorithm {
         TokenAlgorithm::EdDSA => {
             use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
@@ -157,7 +157,7 @@ fn key_id(public: &[u8]) -> String {
 }
 
 /// Generates a key and writes it as PKCS#8 PEM to a new file readable by its owner only.
-pub fn generate(algorithm: TokenAlgorithm, path: &Path) -> Result<KeyPair, KeyError> {
+pub(crate) fn generate(algorithm: TokenAlgorithm, path: &Path) -> Result<KeyPair, KeyError> {
     let invalid = |reason: String| KeyError::Invalid {
         path: path.to_owned(),
         algorithm,

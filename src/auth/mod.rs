@@ -10,12 +10,12 @@
 //!   handlers and the CLI call.
 
 pub mod access;
-pub mod keys;
-pub mod passwords;
+pub(crate) mod keys;
+pub(crate) mod passwords;
 pub mod policy;
-pub mod regulation;
+pub(crate) mod regulation;
 pub mod secret;
-pub mod service;
+pub(crate) mod service;
 pub mod tokens;
 
 pub use service::{AuthError, ClientInfo, Issued, Service};

@@ -31,7 +31,7 @@ pub enum HashError {
 }
 
 /// A password policy run on the hashing threads before a new password is hashed.
-pub type Policy = Box<dyn FnOnce(&str) -> Result<(), String> + Send>;
+pub(crate) type Policy = Box<dyn FnOnce(&str) -> Result<(), String> + Send>;
 
 /// The result of checking a password against a stored hash.
 #[derive(Debug, Clone, Copy)]
@@ -188,6 +188,8 @@ fn worker(rx: &Mutex<Receiver<Job>>, params: &Params) {
 }
 
 /// Lets the async threads win the CPU over hashing (Linux: per-thread nice value).
+// libc has no safe wrapper for a per-thread nice value.
+#[allow(unsafe_code)]
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: setpriority on the calling thread's id only changes its scheduling priority.

@@ -37,13 +37,13 @@ pub struct Ban {
 }
 
 /// What an attempt is counted under.
-pub fn account(email: &str) -> String {
+pub(crate) fn account(email: &str) -> String {
     format!("user:{}", normalize_email(email))
 }
 
 /// The client address an attempt is counted under: the address itself for IPv4, its /64
 /// for IPv6. `ip` is a client address as recorded (see `http::request::client_ip`).
-pub fn address(ip: &str) -> String {
+pub(crate) fn address(ip: &str) -> String {
     match ip.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
         Ok(IpAddr::V6(v6)) => {
             let s = v6.segments();
@@ -56,7 +56,7 @@ pub fn address(ip: &str) -> String {
 }
 
 /// The subjects of an attempt by `email` (if it names an account) from `ip`.
-pub fn subjects(email: Option<&str>, ip: Option<&str>) -> Vec<String> {
+pub(crate) fn subjects(email: Option<&str>, ip: Option<&str>) -> Vec<String> {
     email
         .map(account)
         .into_iter()
@@ -66,14 +66,14 @@ pub fn subjects(email: Option<&str>, ip: Option<&str>) -> Vec<String> {
 
 /// An admitted attempt: it holds a check slot until it is resolved.
 #[must_use = "resolve the attempt with `failed`, `succeeded` or `withdraw`"]
-pub struct Reservation {
+pub(crate) struct Reservation {
     subjects: Vec<String>,
     _slot: Option<OwnedSemaphorePermit>,
 }
 
 /// Why an attempt may not be made now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// A subject is banned: 429 with `Retry-After` of this many seconds.
     Banned(u64),
     /// Too many attempts are waiting for a check slot: shed like an overloaded server (503),
@@ -81,7 +81,7 @@ pub enum Refusal {
     Busy,
 }
 
-pub struct Regulation {
+pub(crate) struct Regulation {
     store: Arc<dyn SessionStore>,
     max_retries: u64,
     find_time: Duration,
@@ -96,7 +96,7 @@ pub struct Regulation {
 impl Regulation {
     /// `slots`: attempts checked at once (the hashing threads); `max_waiting`: attempts that
     /// may wait for one (the hashing queue).
-    pub fn new(
+    pub(crate) fn new(
         settings: &Settings,
         slots: usize,
         max_waiting: usize,
@@ -134,7 +134,7 @@ impl Regulation {
 
     /// Admits an attempt under `subjects` before its secret is checked: waits for a check
     /// slot, then reads the bans. A refusal means the secret must not be checked at all.
-    pub async fn reserve(
+    pub(crate) async fn reserve(
         &self,
         subjects: Vec<String>,
     ) -> Result<Result<Reservation, Refusal>, StoreError> {
@@ -164,7 +164,7 @@ impl Regulation {
 
     /// The secret was wrong: counts a failure for each subject; those that reach
     /// `max_retries` are banned. The slot is given back only after.
-    pub async fn failed(&self, attempt: Reservation) -> Result<(), StoreError> {
+    pub(crate) async fn failed(&self, attempt: Reservation) -> Result<(), StoreError> {
         for subject in &attempt.subjects {
             let failures = self
                 .store
@@ -179,7 +179,7 @@ impl Regulation {
 
     /// The secret was right: an account's failures are forgotten (a right password proves
     /// the account's owner is trying).
-    pub async fn succeeded(&self, attempt: Reservation) -> Result<(), StoreError> {
+    pub(crate) async fn succeeded(&self, attempt: Reservation) -> Result<(), StoreError> {
         let forget: Vec<Op> = attempt
             .subjects
             .iter()
@@ -197,7 +197,7 @@ impl Regulation {
     /// Ends an attempt without a verdict and forgets nothing: one that was never judged (the
     /// hashing queue was full), or a second secret whose right answer must not reset the
     /// account's failures.
-    pub async fn withdraw(&self, attempt: Reservation) -> Result<(), StoreError> {
+    pub(crate) async fn withdraw(&self, attempt: Reservation) -> Result<(), StoreError> {
         drop(attempt);
         Ok(())
     }
@@ -225,7 +225,7 @@ impl Regulation {
     }
 
     /// The live bans.
-    pub async fn list(&self) -> Result<Vec<Ban>, StoreError> {
+    pub(crate) async fn list(&self) -> Result<Vec<Ban>, StoreError> {
         let now = now_secs();
         let mut bans = Vec::new();
         for subject in self.store.set_members(&keys::bans()).await? {
@@ -242,7 +242,7 @@ impl Regulation {
 
     /// Lifts the ban on `target` (an email or an address, or `user:…`/`ip:…`) and clears its
     /// failure count; returns the subjects lifted.
-    pub async fn lift(&self, target: &str) -> Result<Vec<String>, StoreError> {
+    pub(crate) async fn lift(&self, target: &str) -> Result<Vec<String>, StoreError> {
         let candidates = if target.starts_with("user:") || target.starts_with("ip:") {
             vec![target.to_owned()]
         } else if target.contains('@') {

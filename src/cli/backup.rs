@@ -10,7 +10,7 @@ use crate::store::database::{self, OpenError};
 
 /// Copies the database to `file`: directly, or through the running server, which writes the
 /// snapshot into its data dir for us to move.
-pub async fn backup(file: &Path, config: Config) -> Result<(), String> {
+pub(super) async fn backup(file: &Path, config: Config) -> Result<(), String> {
     let dest = absolute(file)?;
     let data_dir = config.data_dir.clone();
     match App::build(config, &crate::auth::secret::SecretInputs::from_env()) {
@@ -44,7 +44,7 @@ pub async fn backup(file: &Path, config: Config) -> Result<(), String> {
 
 /// Replaces the database with `file`, holding the data dir's lock while it prepares the
 /// copy so that no server runs on it meanwhile.
-pub fn restore(file: &Path, keep_sessions: bool, config: &Config) -> Result<(), String> {
+pub(super) fn restore(file: &Path, keep_sessions: bool, config: &Config) -> Result<(), String> {
     let users = backup::inspect(file).map_err(|e| e.to_string())?;
     let target = config.database_path();
     let held = match database::open(&config.data_dir, &target) {

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::store::database::OpenError;
 
 /// The admin request a `user` command stands for (reading the password where it needs one).
-pub fn request(cmd: UserCommand) -> Result<AdminRequest, String> {
+pub(super) fn request(cmd: UserCommand) -> Result<AdminRequest, String> {
     Ok(match cmd {
         UserCommand::Add { email, role, .. } => AdminRequest::AddUser {
             email,
@@ -36,7 +36,7 @@ pub fn request(cmd: UserCommand) -> Result<AdminRequest, String> {
 
 /// Executes an admin request on the data dir, or through the running server's admin socket,
 /// and prints the answer.
-pub async fn run(request: AdminRequest, config: Config) -> Result<(), String> {
+pub(super) async fn run(request: AdminRequest, config: Config) -> Result<(), String> {
     let data_dir = config.data_dir.clone();
     let text = match App::build(config, &crate::auth::secret::SecretInputs::from_env()) {
         Ok(app) => {

@@ -27,7 +27,7 @@ const BUCKETS: &[f64] = &[
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the process-wide recorder once; `None` if another recorder was installed first.
-pub fn install() -> Option<&'static PrometheusHandle> {
+pub(crate) fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             PrometheusBuilder::new()
@@ -39,7 +39,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-pub fn record_request(route: &'static str, status: StatusCode, elapsed: Duration) {
+pub(crate) fn record_request(route: &'static str, status: StatusCode, elapsed: Duration) {
     metrics::counter!("gatehouse_http_requests_total", "route" => route, "status" => status.as_str().to_owned())
         .increment(1);
     metrics::histogram!("gatehouse_http_request_duration_seconds", "route" => route)
@@ -50,7 +50,7 @@ pub fn record_request(route: &'static str, status: StatusCode, elapsed: Duration
 const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `GET /metrics`: Prometheus text format.
-pub async fn render(app: &App) -> HttpResponse {
+pub(crate) async fn render(app: &App) -> HttpResponse {
     let Some(handle) = install() else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -6,7 +6,7 @@ use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 
 /// What the login page shows.
 #[derive(Debug, Default)]
-pub struct LoginPage<'a> {
+pub(crate) struct LoginPage<'a> {
     pub title: &'a str,
     /// The validated-later `rd`, carried in a hidden field.
     pub rd: Option<&'a str>,
@@ -60,7 +60,7 @@ fn hidden_rd(rd: Option<&str>) -> String {
 
 /// The sign-in form. The form posts to `login`, relative to the page, so it works under a
 /// `public_url` with a path.
-pub fn login(page: &LoginPage<'_>) -> String {
+pub(crate) fn login(page: &LoginPage<'_>) -> String {
     let mut main = heading(page.title);
     let described = if let Some(error) = page.error {
         main.push_str(&format!(
@@ -96,7 +96,7 @@ pub fn login(page: &LoginPage<'_>) -> String {
 }
 
 /// Already signed in (a visit to the login page without a usable `rd`).
-pub fn signed_in(title: &str, email: &str) -> String {
+pub(crate) fn signed_in(title: &str, email: &str) -> String {
     let main = format!(
         "{}<p>You are signed in as <strong>{}</strong>.</p>\n\
 <form method=\"post\" action=\"logout\">\n<button type=\"submit\">Sign out</button>\n</form>\n",
@@ -107,7 +107,7 @@ pub fn signed_in(title: &str, email: &str) -> String {
 }
 
 /// The confirmation asked for a `GET /logout` that did not come from gatehouse's own site.
-pub fn logout_confirm(title: &str, rd: Option<&str>) -> String {
+pub(crate) fn logout_confirm(title: &str, rd: Option<&str>) -> String {
     let main = format!(
         "{}<p>Do you want to sign out?</p>\n<form method=\"post\" action=\"logout\">\n{}\
 <button type=\"submit\" autofocus>Sign out</button>\n</form>\n",
@@ -118,7 +118,7 @@ pub fn logout_confirm(title: &str, rd: Option<&str>) -> String {
 }
 
 /// After logout without a usable `rd`.
-pub fn signed_out(title: &str) -> String {
+pub(crate) fn signed_out(title: &str) -> String {
     let main = format!(
         "{}<p role=\"status\">You have been signed out.</p>\n<p><a href=\"login\">Sign in again</a></p>\n",
         heading(title)

@@ -16,7 +16,7 @@ use super::{StoreError, embedded, redb_users};
 
 /// What a copy holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Contents {
+pub(crate) enum Contents {
     /// Users and sessions.
     Everything,
     /// Users only: restoring sessions would bring back every session revoked since the
@@ -25,7 +25,11 @@ pub enum Contents {
 }
 
 /// Copies `db` into a new database file at `dest`; returns the number of users copied.
-pub fn copy_database(db: &Database, dest: &Path, contents: Contents) -> Result<u64, StoreError> {
+pub(crate) fn copy_database(
+    db: &Database,
+    dest: &Path,
+    contents: Contents,
+) -> Result<u64, StoreError> {
     let partial = partial_path(dest);
     let _ = std::fs::remove_file(&partial);
     let result = (|| {
@@ -63,7 +67,7 @@ pub fn copy_database(db: &Database, dest: &Path, contents: Contents) -> Result<u
 }
 
 /// Checks that `file` is a gatehouse database; returns its number of users.
-pub fn inspect(file: &Path) -> Result<u64, StoreError> {
+pub(crate) fn inspect(file: &Path) -> Result<u64, StoreError> {
     let db = Database::open(file)
         .map_err(|e| StoreError::Corrupt(format!("{}: {e}", file.display())))?;
     let read = db.begin_read().map_err(storage_error)?;

@@ -141,6 +141,8 @@ impl Db {
 }
 
 /// Free bytes for unprivileged users on the filesystem of `dir`, where the platform says.
+// std offers no statvfs.
+#[allow(unsafe_code)]
 fn free_bytes(dir: &Path) -> Option<u64> {
     #[cfg(unix)]
     {

@@ -9,19 +9,19 @@
 /// hash of its current refresh token and what the reuse grace needs are fields of it, so a
 /// session is one key however often it rotates. (Releases before 2026-12 also wrote
 /// `refresh:`, `rotated:` and `grace:` keys; nothing reads them any more and they expire.)
-pub fn session(sid: &str) -> String {
+pub(crate) fn session(sid: &str) -> String {
     format!("{SESSION_PREFIX}{sid}")
 }
 
 /// What every session key starts with.
-pub const SESSION_PREFIX: &str = "session:";
+pub(crate) const SESSION_PREFIX: &str = "session:";
 
 /// Redis only, internal: a sorted set of the session keys by expiry (Unix ms), so that the
 /// live-session gauge is a `ZCARD`, not a scan. Not part of the layout other services read.
-pub const SESSION_INDEX: &str = "sessions_by_expiry";
+pub(crate) const SESSION_INDEX: &str = "sessions_by_expiry";
 
 /// The set of a user's session ids.
-pub fn user_sessions(user_id: &str) -> String {
+pub(crate) fn user_sessions(user_id: &str) -> String {
     format!("{USER_SESSIONS_PREFIX}{user_id}")
 }
 
@@ -29,23 +29,25 @@ const USER_SESSIONS_PREFIX: &str = "user_sessions:";
 
 /// Whether another service may read `key` (unprefixed): whether a session lives, and which
 /// sessions a user has. None of these values is a usable token (GD-0006).
-pub fn readable_by_services(key: &str) -> bool {
+// The RESP listener (next) answers only these; until then README's key table is the reader.
+#[allow(dead_code)]
+pub(crate) fn readable_by_services(key: &str) -> bool {
     key.starts_with(SESSION_PREFIX) || key.starts_with(USER_SESSIONS_PREFIX)
 }
 
 /// Failed logins in the current `regulation.find_time` window; `subject` is
 /// `user:<email>` or `ip:<address>`.
-pub fn failures(subject: &str) -> String {
+pub(crate) fn failures(subject: &str) -> String {
     format!("regulation:failures:{subject}")
 }
 
 /// A ban; the value is the Unix second it ends.
-pub fn ban(subject: &str) -> String {
+pub(crate) fn ban(subject: &str) -> String {
     format!("regulation:ban:{subject}")
 }
 
 /// The set of banned subjects, for listing.
-pub fn bans() -> String {
+pub(crate) fn bans() -> String {
     "regulation:bans".to_owned()
 }
 

@@ -9,10 +9,10 @@
 //! and [`redb_users`] for users, sharing one redb file opened by [`database`]; [`redis`] for
 //! either or both, shared by many nodes.
 
-pub mod backup;
+pub(crate) mod backup;
 pub mod database;
 pub mod embedded;
-pub mod keys;
+pub(crate) mod keys;
 pub mod redb_users;
 pub mod redis;
 

@@ -2,6 +2,8 @@
 //! and talks to it over real TCP. Every behaviour test runs once per session backend
 //! through [`backend_tests!`].
 #![allow(dead_code)]
+// A helper module of each test crate: `pub` is how the test files reach it.
+#![allow(unreachable_pub)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

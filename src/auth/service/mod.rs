@@ -41,7 +41,7 @@ mod sessions;
 pub(super) const MAX_WRITE_ATTEMPTS: usize = 8;
 
 /// Jobs that may wait per hashing thread before callers are shed with 503.
-pub const HASH_QUEUE_PER_THREAD: usize = 16;
+pub(crate) const HASH_QUEUE_PER_THREAD: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {

@@ -54,7 +54,7 @@ fn tokens(app: &App, issued: &Issued, cookie_mode: bool) -> HttpResponse {
     response
 }
 
-pub async fn register(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn register(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let body: Credentials = read_json(req, app.config.limits.max_body).await?;
     let user = app.auth.register(&body.email, &body.password).await?;
     Ok(json(
@@ -68,7 +68,7 @@ pub async fn register(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiEr
     ))
 }
 
-pub async fn login(
+pub(crate) async fn login(
     app: &App,
     req: HttpRequest,
     peer: SocketAddr,
@@ -84,7 +84,7 @@ pub async fn login(
     Ok(tokens(app, &issued, cookie_mode))
 }
 
-pub async fn refresh(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn refresh(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let (token, cookie_mode) = if has_body(req.headers()) || is_json(req.headers()) {
         let cookie_mode = wants_cookies(req.headers());
         let body: RefreshBody = read_json(req, app.config.limits.max_body).await?;
@@ -101,7 +101,7 @@ pub async fn refresh(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiErr
     Ok(tokens(app, &issued, cookie_mode))
 }
 
-pub async fn logout(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn logout(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let claims = caller::requires(app, &req).await?.claims;
     app.auth.logout(&claims).await?;
     let mut response = no_content();
@@ -109,7 +109,7 @@ pub async fn logout(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiErro
     Ok(response)
 }
 
-pub async fn logout_all(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn logout_all(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let claims = caller::requires(app, &req).await?.claims;
     app.auth.logout_all(claims.sub).await?;
     let mut response = no_content();
@@ -117,7 +117,7 @@ pub async fn logout_all(app: &App, req: HttpRequest) -> Result<HttpResponse, Api
     Ok(response)
 }
 
-pub async fn me(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn me(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let claims = caller::requires(app, &req).await?.claims;
     let user = app.auth.user(&claims).await?;
     Ok(json(
@@ -131,7 +131,7 @@ pub async fn me(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     ))
 }
 
-pub async fn change_password(
+pub(crate) async fn change_password(
     app: &App,
     req: HttpRequest,
     peer: SocketAddr,

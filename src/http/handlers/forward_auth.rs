@@ -29,7 +29,7 @@ use crate::http::response::{HttpResponse, empty};
 
 /// Which proxy convention the request follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
+pub(crate) enum Flavor {
     /// Traefik and Caddy: redirect browsers ourselves.
     ForwardAuth,
     /// nginx: 401 plus `X-Redirection-URL`; nginx sends the redirect.
@@ -62,7 +62,11 @@ impl Original<'_> {
     }
 }
 
-pub async fn handle(app: &App, req: HttpRequest, flavor: Flavor) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn handle(
+    app: &App,
+    req: HttpRequest,
+    flavor: Flavor,
+) -> Result<HttpResponse, ApiError> {
     let headers = req.headers();
     let original = match flavor {
         Flavor::ForwardAuth => from_forwarded(headers)?,

@@ -7,11 +7,11 @@ use crate::app::App;
 use crate::http::error::ApiError;
 use crate::http::response::{HttpResponse, json};
 
-pub fn healthz() -> HttpResponse {
+pub(crate) fn healthz() -> HttpResponse {
     json(StatusCode::OK, &json!({ "status": "ok" }))
 }
 
-pub async fn readyz(app: &App) -> HttpResponse {
+pub(crate) async fn readyz(app: &App) -> HttpResponse {
     match app.auth.store().ping().await {
         Ok(()) => json(StatusCode::OK, &json!({ "status": "ready" })),
         Err(e) => {

@@ -40,7 +40,7 @@ struct Active<'a> {
 /// right HTTP Basic credentials (checked before the body is read); then `{"active": true,
 /// …claims}` for an access token of a live session and `{"active": false}` for anything
 /// else (expired, revoked, forged, garbage).
-pub async fn introspect(
+pub(crate) async fn introspect(
     app: &App,
     req: HttpRequest,
     peer: SocketAddr,
@@ -140,7 +140,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 
 /// `GET /.well-known/jwks.json`: `{"keys": [...]}`; empty under HS256 (a secret is never
 /// published).
-pub fn jwks(app: &App) -> HttpResponse {
+pub(crate) fn jwks(app: &App) -> HttpResponse {
     let mut response = json(
         StatusCode::OK,
         &serde_json::json!({ "keys": app.auth.jwks() }),

@@ -67,7 +67,7 @@ fn see_other(location: &str) -> HttpResponse {
 }
 
 /// `GET /login`: the form; a browser that is already signed in goes straight on to `rd`.
-pub async fn page(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn page(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let rd = query_rd(&req);
     let title = app.config.login.title.as_str();
     if let Some(caller) = caller::signed_in(app, req.headers()).await? {
@@ -95,7 +95,7 @@ pub async fn page(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError>
 /// `POST /login`: checks the form's origin (login CSRF), then the credentials; success
 /// sets the cookies and answers 303 to `rd` (if allowed). A failure shows the form again
 /// with the reason in words (200; 429 while banned; 503 when busy).
-pub async fn submit(
+pub(crate) async fn submit(
     app: &App,
     req: HttpRequest,
     peer: SocketAddr,
@@ -175,7 +175,7 @@ fn from_own_site(headers: &HeaderMap, app: &App) -> bool {
 
 /// `GET /logout`: ends the session when asked from gatehouse's own site; otherwise a page
 /// whose button posts to `/logout`, so a foreign link or image cannot sign anyone out.
-pub async fn logout_page(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn logout_page(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let rd = query_rd(&req);
     if from_own_site(req.headers(), app) {
         return end_session(app, req.headers(), rd.as_deref()).await;
@@ -187,7 +187,7 @@ pub async fn logout_page(app: &App, req: HttpRequest) -> Result<HttpResponse, Ap
 }
 
 /// `POST /logout` (the logout button): origin-checked, ends the session, clears the cookies.
-pub async fn logout_submit(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn logout_submit(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     check_same_origin(req.method(), req.headers(), &app.config)?;
     let headers = req.headers().clone();
     let rd = match query_rd(&req) {

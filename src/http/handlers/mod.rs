@@ -1,8 +1,8 @@
 //! One module per group of endpoints.
 
-pub mod auth;
-pub mod forward_auth;
-pub mod health;
-pub mod introspect;
-pub mod login;
-pub mod sessions;
+pub(crate) mod auth;
+pub(crate) mod forward_auth;
+pub(crate) mod health;
+pub(crate) mod introspect;
+pub(crate) mod login;
+pub(crate) mod sessions;

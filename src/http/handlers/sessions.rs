@@ -20,7 +20,7 @@ struct SessionBody {
     current: bool,
 }
 
-pub async fn list(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn list(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let claims = caller::requires(app, &req).await?.claims;
     let sessions: Vec<SessionBody> = app
         .auth
@@ -39,7 +39,11 @@ pub async fn list(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError>
     Ok(json(StatusCode::OK, &sessions))
 }
 
-pub async fn revoke(app: &App, req: HttpRequest, id: &str) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn revoke(
+    app: &App,
+    req: HttpRequest,
+    id: &str,
+) -> Result<HttpResponse, ApiError> {
     let claims = caller::requires(app, &req).await?.claims;
     app.auth.revoke_own_session(claims.sub, id).await?;
     Ok(no_content())
