@@ -11,6 +11,7 @@ use crate::auth::tokens::Signer;
 use crate::config::{Config, SessionBackend, TokenAlgorithm, UserBackend};
 use crate::store::database::{self, Db, OpenError};
 use crate::store::embedded::EmbeddedStore;
+use crate::store::metered::{MeteredSessions, MeteredUsers};
 use crate::store::redb_users::RedbUserStore;
 use crate::store::redis::{RedisConnection, RedisSessionStore, RedisUserStore};
 use crate::store::{SessionStore, StoreError, UserStore};
@@ -74,16 +75,25 @@ impl App {
             Ok(conn)
         };
         let store: Arc<dyn SessionStore> = match &config.sessions.backend {
-            SessionBackend::Embedded => Arc::new(EmbeddedStore::open(
-                database()?,
-                config.sessions.cache_capacity,
-                Duration::from_secs(config.sessions.purge_interval),
-            )?),
-            SessionBackend::Redis { url } => Arc::new(RedisSessionStore::new(redis(url)?)),
+            SessionBackend::Embedded => MeteredSessions::wrap(
+                Arc::new(EmbeddedStore::open(
+                    database()?,
+                    config.sessions.cache_capacity,
+                    Duration::from_secs(config.sessions.purge_interval),
+                )?),
+                "embedded",
+            ),
+            SessionBackend::Redis { url } => {
+                MeteredSessions::wrap(Arc::new(RedisSessionStore::new(redis(url)?)), "redis")
+            }
         };
         let users: Arc<dyn UserStore> = match &config.users.backend {
-            UserBackend::Redb => Arc::new(RedbUserStore::open(database()?)?),
-            UserBackend::Redis { url } => Arc::new(RedisUserStore::new(redis(url)?)),
+            UserBackend::Redb => {
+                MeteredUsers::wrap(Arc::new(RedbUserStore::open(database()?)?), "redb")
+            }
+            UserBackend::Redis { url } => {
+                MeteredUsers::wrap(Arc::new(RedisUserStore::new(redis(url)?)), "redis")
+            }
         };
 
         let shared_store = matches!(config.sessions.backend, SessionBackend::Redis { .. });

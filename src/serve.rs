@@ -11,13 +11,7 @@ use crate::config::Config;
 /// tells systemd it is ready, serves until SIGINT or SIGTERM, then drains and flushes.
 pub(crate) async fn serve(config: Config) -> Result<(), String> {
     let listen = config.listen;
-    let app = App::build(config, &crate::auth::secret::SecretInputs::from_env())
-        .map_err(|e| e.to_string())?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    raise_fd_limit();
+    // The recorder first: the app registers its series (at zero) as it is built.
     if let Some(handle) = crate::http::metrics::install() {
         // Histograms keep raw samples until upkeep folds them into buckets; without a
         // scraper that would grow with every request.
@@ -29,6 +23,13 @@ pub(crate) async fn serve(config: Config) -> Result<(), String> {
             }
         });
     }
+    let app = App::build(config, &crate::auth::secret::SecretInputs::from_env())
+        .map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    raise_fd_limit();
     let metrics = match app.config.metrics.listen {
         Some(metrics_addr) => {
             let metrics_listener = TcpListener::bind(metrics_addr)

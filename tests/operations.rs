@@ -4,13 +4,72 @@ mod common;
 
 use common::*;
 
-backend_tests!(metrics_count_requests_logins_and_sessions);
+backend_tests!(
+    metrics_count_requests_logins_and_sessions,
+    every_series_exists_from_the_first_scrape,
+);
 
 fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// Alerts on `rate(...)` need their series before the first event: a fresh server's first
+/// scrape names every series README documents (the per-route HTTP ones excepted), at zero.
+async fn every_series_exists_from_the_first_scrape(backend: Backend) {
+    let (sessions, users) = match backend {
+        Backend::Embedded => ("embedded", "redb"),
+        Backend::Redis(_) => ("redis", "redis"),
+    };
+    let server = Server::start(backend);
+    let text = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut expected: Vec<String> = ["ok", "failed", "regulated"]
+        .iter()
+        .map(|r| format!(r#"gatehouse_logins_total{{result="{r}"}}"#))
+        .collect();
+    expected.push("gatehouse_sessions_active".into());
+    expected.push("gatehouse_argon2_queue_depth".into());
+    expected.push("gatehouse_argon2_wait_seconds_count".into());
+    for op in [
+        "get",
+        "apply",
+        "swap",
+        "incr",
+        "get_many",
+        "live_sessions",
+        "set_members",
+        "ping",
+        "close",
+    ] {
+        expected.push(format!(
+            r#"gatehouse_store_errors_total{{store="sessions",backend="{sessions}",op="{op}"}}"#
+        ));
+    }
+    for op in ["create", "by_email", "by_id", "update", "list"] {
+        expected.push(format!(
+            r#"gatehouse_store_errors_total{{store="users",backend="{users}",op="{op}"}}"#
+        ));
+    }
+    for series in &expected {
+        assert_eq!(sample(&text, series), Some(0.0), "{series} in\n{text}");
+    }
+    for name in [
+        "gatehouse_logins_total",
+        "gatehouse_store_errors_total",
+        "gatehouse_sessions_active",
+    ] {
+        assert!(text.contains(&format!("# HELP {name} ")), "HELP for {name}");
+    }
 }
 
 async fn metrics_count_requests_logins_and_sessions(backend: Backend) {

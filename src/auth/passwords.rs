@@ -72,6 +72,9 @@ impl Hasher {
     pub fn start(params: Params, threads: usize, queue: usize) -> Result<Self, HashError> {
         let (jobs, rx) = mpsc::sync_channel(queue);
         let rx = Arc::new(Mutex::new(rx));
+        // Present from the first scrape, before the first hash.
+        metrics::gauge!("gatehouse_argon2_queue_depth").set(0.0);
+        let _ = metrics::histogram!("gatehouse_argon2_wait_seconds");
         for i in 0..threads {
             let rx = rx.clone();
             let params = params.clone();

@@ -183,12 +183,7 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        let kind = match err {
-            StoreError::Full(_) | StoreError::Poisoned(_) => "full",
-            StoreError::Unavailable(_) => "unavailable",
-            StoreError::Corrupt(_) => "corrupt",
-        };
-        metrics::counter!("gatehouse_store_errors_total", "kind" => kind).increment(1);
+        // Counted where it happened, by store, backend and operation (store::metered).
         match err {
             StoreError::Full(_) | StoreError::Poisoned(_) => ApiError::StoreFull,
             StoreError::Unavailable(_) => ApiError::StoreUnavailable,

@@ -8,7 +8,9 @@
 //! | `gatehouse_sessions_active` | gauge (read at scrape) | — |
 //! | `gatehouse_argon2_queue_depth` | gauge | — |
 //! | `gatehouse_argon2_wait_seconds` | histogram | — |
-//! | `gatehouse_store_errors_total` | counter | `kind`: `unavailable`, `full`, `corrupt` |
+//! | `gatehouse_store_errors_total` | counter | `store`, `backend`, `op` |
+//!
+//! Every series but the per-route HTTP ones exists, at zero, from the first scrape.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -30,13 +32,47 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub(crate) fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets(BUCKETS)
                 .ok()?
                 .install_recorder()
-                .ok()
+                .ok()?;
+            describe();
+            Some(handle)
         })
         .as_ref()
+}
+
+/// The `# HELP` line of every series.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "gatehouse_http_requests_total",
+        "HTTP requests answered, by route pattern and status"
+    );
+    describe_histogram!(
+        "gatehouse_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "time to answer, by route pattern"
+    );
+    describe_counter!(
+        "gatehouse_logins_total",
+        "password logins by result: ok, failed, regulated (refused by a ban, unchecked)"
+    );
+    describe_gauge!("gatehouse_sessions_active", "live sessions");
+    describe_gauge!(
+        "gatehouse_argon2_queue_depth",
+        "password hashes waiting for a hashing thread"
+    );
+    describe_histogram!(
+        "gatehouse_argon2_wait_seconds",
+        metrics::Unit::Seconds,
+        "time a password hash waited for a hashing thread"
+    );
+    describe_counter!(
+        "gatehouse_store_errors_total",
+        "failed store operations, by store (sessions, users), backend and operation"
+    );
 }
 
 pub(crate) fn record_request(route: &'static str, status: StatusCode, elapsed: Duration) {

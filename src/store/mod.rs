@@ -13,6 +13,7 @@ pub(crate) mod backup;
 pub mod database;
 pub mod embedded;
 pub(crate) mod keys;
+pub(crate) mod metered;
 pub mod redb_users;
 pub mod redis;
 

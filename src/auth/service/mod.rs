@@ -151,6 +151,10 @@ impl Service {
         hasher: Hasher,
         signer: Signer,
     ) -> Self {
+        // Every outcome exists from the first scrape, so `rate()` alerts work before it happens.
+        for result in ["ok", "failed", "regulated"] {
+            metrics::counter!("gatehouse_logins_total", "result" => result).absolute(0);
+        }
         Service {
             users,
             regulation: Regulation::new(
