@@ -785,3 +785,61 @@ async fn unknown_path_wrong_method_and_huge_headers(backend: Backend) {
     let r = send(server.http.get(server.url("/healthz"))).await;
     assert_eq!(r.status(), 200);
 }
+
+/// The answers hyper writes itself, before gatehouse sees the request (README: "Answers
+/// without a body"): exactly these have no problem+json body, and everything past the head
+/// does. Each over a raw socket, so that no client library tidies the request first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_hyper_writes_itself_are_the_documented_ones() {
+    let server = Server::start(Backend::Embedded);
+    let raw = |request: Vec<u8>| {
+        let addr = server.addr.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(&request).await.unwrap();
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+            String::from_utf8_lossy(&out).into_owned()
+        }
+    };
+    let many_headers: String = (0..80).map(|i| format!("X-{i}: y\r\n")).collect();
+    let bodyless = [
+        (b"GARBAGE\r\n\r\n".to_vec(), "400"),
+        (
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(20_000)
+            )
+            .into_bytes(),
+            "431",
+        ),
+        (
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n").into_bytes(),
+            "431",
+        ),
+        (
+            b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n".to_vec(),
+            "400",
+        ),
+    ];
+    for (request, status) in bodyless {
+        let answer = raw(request).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+        assert!(answer.contains("content-length: 0"), "{answer}");
+    }
+    // A broken chunked body is past the head: problem+json.
+    let answer = raw(
+        b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n"
+            .to_vec(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+}
