@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Packaging checks (run by CI): builds the .deb, checks its files and control data, installs,
+# Packaging checks (run by CI): builds the .deb with plain `cargo deb`, checks its files
+# (config, man page, shell completions) and control data, installs,
 # upgrades and purges it in a throwaway root, smoke-runs the installed binary with the
 # installed config the way systemd would, and holds the unit to `systemd-analyze verify`
 # (silent) and `systemd-analyze security --offline=true` (exposure <= 2.0).
@@ -39,8 +40,9 @@ fi
 systemd-analyze --version | head -1
 cargo deb --version
 
-echo "== build the .deb"
-BUILT=$(packaging/build-deb.sh | tail -n 1)
+echo "== build the .deb (plain cargo deb, as on a fresh clone)"
+# cargo-deb prints the path of the .deb as the last line of its standard output.
+BUILT=$(cargo deb --locked | tail -n 1)
 [ -f "$BUILT" ] || fail "cargo deb did not produce a .deb (got '$BUILT')"
 ok "$BUILT"
 # A copy: building the upgrade package below makes cargo-deb delete other versions in target/debian.
@@ -89,6 +91,12 @@ expect_file -rw-r--r-- usr/lib/sysusers.d/gatehouse.conf
 expect_file -rw-r--r-- usr/lib/tmpfiles.d/gatehouse.conf
 expect_file -rw-r--r-- etc/gatehouse/config.toml
 expect_file -rw-r--r-- usr/share/doc/gatehouse/copyright
+for page in packaging/man/*.1; do
+  expect_file -rw-r--r-- "usr/share/man/man1/$(basename "$page").gz"
+done
+expect_file -rw-r--r-- usr/share/bash-completion/completions/gatehouse
+expect_file -rw-r--r-- usr/share/zsh/vendor-completions/_gatehouse
+expect_file -rw-r--r-- usr/share/fish/vendor_completions.d/gatehouse.fish
 for path in etc/gatehouse/jwt_secret var/lib/gatehouse; do
   if grep -q " \./$path" <<<"$contents"; then fail "the package ships $path (postinst makes it)"; fi
 done
@@ -102,6 +110,42 @@ grep -qx 'listen = "127.0.0.1:8080"' "$WORK/config.toml" || fail "packaged confi
 diff <(grep -v '^data_dir = ' config.toml) <(sed '1,/^#$/d' "$WORK/config.toml" | grep -v '^data_dir = ') >/dev/null ||
   fail "packaged config differs from config.toml beyond data_dir"
 ok "data_dir /var/lib/gatehouse, listen 127.0.0.1:8080, otherwise config.toml"
+cmp -s "$WORK/config.toml" packaging/config.toml || fail "packaged config is not packaging/config.toml"
+ok "packaged config is packaging/config.toml"
+
+echo "== man page and shell completions"
+extract() { dpkg-deb --fsys-tarfile "$DEB" | tar -xO "./$1"; }
+for page in packaging/man/*.1; do
+  name=$(basename "$page")
+  [ "$(extract "usr/share/man/man1/$name.gz" | gzip -dc)" = "$(cat "$page")" ] ||
+    fail "the packaged $name is not $page"
+done
+ok "man pages: $(cd packaging/man && echo *.1)"
+man_page=$(cat packaging/man/gatehouse.1)
+grep -q '^\.TH gatehouse 1 ' <<<"$man_page" || fail "gatehouse.1 has no .TH gatehouse 1 header"
+for sub in serve check-config user ban backup restore; do
+  # roff escapes every hyphen: gatehouse\-check\-config(1).
+  grep -qF "gatehouse\-${sub//-/\\-}(1)" <<<"$man_page" || fail "gatehouse.1 does not refer to gatehouse-$sub(1)"
+done
+ok "gatehouse(1) refers to gatehouse-{serve,check-config,user,ban,backup,restore}(1)"
+if command -v man >/dev/null 2>&1; then
+  extract usr/share/man/man1/gatehouse.1.gz >"$WORK/gatehouse.1.gz"
+  rendered=$(MANWIDTH=80 man -l "$WORK/gatehouse.1.gz" 2>&1) || fail "man -l: $rendered"
+  [[ "$rendered" == *"single-binary authentication server"* ]] || fail "man -l rendered: $rendered"
+  ok "man -l renders it"
+fi
+extract usr/share/bash-completion/completions/gatehouse >"$WORK/gatehouse.bash"
+bash -n "$WORK/gatehouse.bash" || fail "the bash completion does not parse"
+out=$(bash -c 'source "$1"; COMP_WORDS=(gatehouse us); COMP_CWORD=1; _gatehouse gatehouse us gatehouse; printf "%s\n" "${COMPREPLY[@]}"' _ "$WORK/gatehouse.bash") ||
+  fail "the bash completion failed to run"
+[ "$out" = user ] || fail "bash completion of 'gatehouse us' gave '$out', expected 'user'"
+ok "bash: parses, completes 'gatehouse us' to 'user'"
+[ "$(extract usr/share/zsh/vendor-completions/_gatehouse | head -n 1)" = "#compdef gatehouse" ] ||
+  fail "the zsh completion does not start with #compdef gatehouse"
+ok "zsh: #compdef gatehouse"
+extract usr/share/fish/vendor_completions.d/gatehouse.fish | grep -q '^complete -c gatehouse ' ||
+  fail "the fish completion has no 'complete -c gatehouse' line"
+ok "fish: complete -c gatehouse"
 
 echo "== install into a throwaway root (dpkg --root, chrootless maintainer scripts)"
 # dpkg --root alone would chroot into the root to run the maintainer scripts, which needs a
@@ -206,11 +250,12 @@ rdpkg --purge gatehouse >"$WORK/dpkg-purge.log" 2>&1 || {
   fail "purge in the throwaway root"
 }
 for path in /usr/bin/gatehouse /lib/systemd/system/gatehouse.service /etc/gatehouse/config.toml \
-  /etc/gatehouse/jwt_secret /etc/systemd/system/multi-user.target.wants/gatehouse.service; do
+  /etc/gatehouse/jwt_secret /etc/systemd/system/multi-user.target.wants/gatehouse.service \
+  /usr/share/man/man1/gatehouse.1.gz /usr/share/bash-completion/completions/gatehouse; do
   [ ! -e "$R$path" ] && [ ! -L "$R$path" ] || fail "$path is left after purge"
 done
 [ -d "$R/var/lib/gatehouse" ] || fail "purge removed the data dir (the accounts)"
-ok "binary, unit, config, secret and enablement gone; data dir kept"
+ok "binary, unit, config, secret, enablement, man page and completion gone; data dir kept"
 
 echo "== systemd-analyze verify (must be silent)"
 # Offline verify resolves ExecStart= and the unit's dependencies inside --root: a root with
