@@ -40,6 +40,7 @@ pub mod auth;
 pub mod cli;
 pub(crate) mod clock;
 pub mod config;
+pub(crate) mod doctor;
 pub mod domain;
 pub(crate) mod files;
 pub mod http;
