@@ -3,8 +3,9 @@
 //! People log in with email and password and receive short-lived JWTs (ADR-004).
 //! A request flows through these parts, top to bottom:
 //!
-//! - [`cli`]: the command line (`serve`, `check-config`, `user …`, `ban …`, `backup`,
-//!   `restore`); `main.rs` only calls it.
+//! - [`cli`]: the command line (`serve`, `check-config`, `doctor`, `user …`, `ban …`,
+//!   `backup`, `restore`); `main.rs` only calls it. [`doctor`]: the checks of a running
+//!   install behind `gatehouse doctor`.
 //! - [`serve`]: the running server's start-up and shutdown; [`systemd`]: readiness and
 //!   watchdog notifications.
 //! - [`admin`]: account administration, run by the CLI directly or, while a server holds the
