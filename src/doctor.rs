@@ -514,6 +514,85 @@ mod tests {
         assert_eq!(clock_skew("r", 1_500, 1).level, Level::Fail);
     }
 
+    fn config(toml: &str) -> Config {
+        Config::from_toml_str(toml).expect("config")
+    }
+
+    fn proxied(peer: &str, trusted: bool) -> ForwardedRequest {
+        ForwardedRequest {
+            at: 0,
+            peer: peer.parse().unwrap(),
+            peer_trusted: trusted,
+            forwarded_for: true,
+            forwarded_proto: Some("https".into()),
+            forwarded_host: false,
+            host: Some("auth.example.org:443".into()),
+        }
+    }
+
+    #[test]
+    fn proxy_verdicts() {
+        let https = config("public_url = \"https://auth.example.org\"");
+        let verdict = |last: ForwardedRequest| proxy(&https, Ok(Some(last))).level;
+        assert_eq!(verdict(proxied("10.0.0.5:4000", true)), Level::Ok);
+        // A proxy nobody trusted, loopback or not.
+        assert_eq!(verdict(proxied("10.0.0.5:4000", false)), Level::Warn);
+        assert_eq!(verdict(proxied("127.0.0.1:4000", false)), Level::Warn);
+        // Without X-Forwarded-For an untrusted peer claims nothing about clients.
+        let mut no_xff = proxied("10.0.0.5:4000", false);
+        no_xff.forwarded_for = false;
+        assert_eq!(verdict(no_xff), Level::Ok);
+        let mut plain = proxied("10.0.0.5:4000", true);
+        plain.forwarded_proto = Some("HTTP".into());
+        assert_eq!(verdict(plain), Level::Warn);
+        let mut other_host = proxied("10.0.0.5:4000", true);
+        other_host.host = Some("127.0.0.1:8080".into());
+        assert_eq!(verdict(other_host.clone()), Level::Warn);
+        other_host.forwarded_host = true;
+        assert_eq!(verdict(other_host), Level::Ok);
+        assert_eq!(proxy(&https, Ok(None)).level, Level::Ok);
+        assert_eq!(proxy(&https, Err("down".into())).level, Level::Warn);
+    }
+
+    #[test]
+    fn public_url_against_cookies() {
+        let levels = |toml: &str| -> Vec<Level> {
+            public_url(&config(toml)).iter().map(|f| f.level).collect()
+        };
+        let url = "public_url = \"https://auth.example.org\"\n";
+        assert_eq!(levels(url), [Level::Ok]);
+        assert_eq!(
+            levels(&format!("{url}[cookies]\ndomain = \"example.org\"")),
+            [Level::Ok]
+        );
+        assert_eq!(
+            levels(&format!("{url}[cookies]\ndomain = \".example.org\"")),
+            [Level::Ok]
+        );
+        assert_eq!(
+            levels(&format!("{url}[cookies]\ndomain = \"auth.example.org\"")),
+            [Level::Ok]
+        );
+        // A suffix that is not a parent domain.
+        assert_eq!(
+            levels(&format!("{url}[cookies]\ndomain = \"ample.org\"")),
+            [Level::Fail]
+        );
+        assert_eq!(
+            levels(&format!("{url}[cookies]\nsecure = false")),
+            [Level::Warn]
+        );
+        assert_eq!(
+            levels("public_url = \"http://auth.example.org\""),
+            [Level::Fail]
+        );
+        assert_eq!(
+            levels("public_url = \"http://auth.example.org\"\n[cookies]\nsecure = false"),
+            [Level::Ok]
+        );
+        assert_eq!(levels(""), [Level::Ok]);
+    }
+
     #[test]
     fn unspecified_listen_addresses_are_probed_on_loopback() {
         let probe = |s: &str| probe_address(s.parse().unwrap()).to_string();

@@ -81,3 +81,29 @@ impl LastForwarded {
         self.last.lock().ok().and_then(|last| last.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_only_forwarded_requests_and_no_secrets() {
+        let last = LastForwarded::default();
+        let peer: SocketAddr = "10.0.0.5:4000".parse().unwrap();
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut headers = HeaderMap::new();
+        headers.insert("host", "auth.example.org".parse().unwrap());
+        headers.insert("cookie", "gh_access=secret".parse().unwrap());
+        headers.insert("authorization", "Bearer secret".parse().unwrap());
+        last.observe(&headers, peer, &trusted);
+        assert_eq!(last.get(), None, "no forwarded header, nothing recorded");
+
+        headers.insert("x-forwarded-proto", "https".parse().unwrap());
+        last.observe(&headers, peer, &trusted);
+        let seen = last.get().expect("recorded");
+        assert!(seen.peer_trusted && !seen.forwarded_for && !seen.forwarded_host);
+        assert_eq!(seen.forwarded_proto.as_deref(), Some("https"));
+        assert_eq!(seen.host.as_deref(), Some("auth.example.org"));
+        assert!(!serde_json::to_string(&seen).unwrap().contains("secret"));
+    }
+}
