@@ -237,3 +237,21 @@ async fn a_trusted_proxy_saying_http_under_an_https_public_url_warns() {
     assert_eq!(report.code, Some(0), "{}", report.stdout);
     report.has("warn", "proxy", "X-Forwarded-Proto: http");
 }
+
+#[test]
+fn an_invalid_config_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("doctor")
+        .env_clear()
+        .env("GATEHOUSE_DATA_DIR", dir.path())
+        .env("GATEHOUSE_TOKENS__ACCESS_TTL", "soon")
+        .output()
+        .unwrap();
+    let report = Report {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+    };
+    assert_eq!(report.code, Some(2), "{}", report.stdout);
+    report.has("FAIL", "config", "ACCESS_TTL");
+}
