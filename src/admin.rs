@@ -47,6 +47,8 @@ pub(crate) enum AdminRequest {
     Backup {
         dest: PathBuf,
     },
+    /// The summary of the last proxied request (JSON), for `gatehouse doctor`.
+    LastForwarded,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -158,6 +160,9 @@ pub(crate) async fn execute(app: &App, request: AdminRequest) -> Result<String, 
             } else {
                 format!("lifted: {}", lifted.join(", "))
             }
+        }
+        AdminRequest::LastForwarded => {
+            serde_json::to_string(&app.last_forwarded.get()).map_err(|e| e.to_string())?
         }
         AdminRequest::SetPassword { email, password } => {
             let u = auth

@@ -38,6 +38,8 @@ pub struct App {
     pub auth: Service,
     /// The redb database, when a backend lives in it (for backups).
     pub db: Option<Arc<crate::store::database::Db>>,
+    /// The last request that came through a proxy, for `gatehouse doctor`.
+    pub(crate) last_forwarded: crate::http::forwarded::LastForwarded,
 }
 
 impl App {
@@ -140,7 +142,12 @@ impl App {
         )?;
 
         let auth = Service::new(&config, users, store, hasher, signer);
-        Ok(Arc::new(App { config, auth, db }))
+        Ok(Arc::new(App {
+            config,
+            auth,
+            db,
+            last_forwarded: Default::default(),
+        }))
     }
 }
 

@@ -3,8 +3,9 @@
 //! People log in with email and password and receive short-lived JWTs (ADR-004).
 //! A request flows through these parts, top to bottom:
 //!
-//! - [`cli`]: the command line (`serve`, `check-config`, `user …`, `ban …`, `backup`,
-//!   `restore`); `main.rs` only calls it.
+//! - [`cli`]: the command line (`serve`, `check-config`, `doctor`, `user …`, `ban …`,
+//!   `backup`, `restore`); `main.rs` only calls it. [`doctor`]: the checks of a running
+//!   install behind `gatehouse doctor`.
 //! - [`serve`]: the running server's start-up and shutdown; [`systemd`]: readiness and
 //!   watchdog notifications.
 //! - [`admin`]: account administration, run by the CLI directly or, while a server holds the
@@ -40,6 +41,7 @@ pub mod auth;
 pub mod cli;
 pub(crate) mod clock;
 pub mod config;
+pub(crate) mod doctor;
 pub mod domain;
 pub(crate) mod files;
 pub mod http;

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check-config` and the `user` admin commands.
+//! The command line: `serve`, `check-config`, `doctor` and the `user` admin commands.
 
 mod backup;
 mod user;
@@ -31,6 +31,9 @@ enum Command {
     Serve,
     /// Validate the configuration and exit.
     CheckConfig,
+    /// Check a running install: config, data dir, listener, store, Redis clock, public_url
+    /// against the cookie settings and the proxy headers of the last proxied request.
+    Doctor,
     /// Manage accounts (passwords are read from a prompt or standard input, never arguments).
     #[command(subcommand)]
     User(UserCommand),
@@ -98,6 +101,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve => crate::serve::serve(load(path, "info")?).await,
             Command::CheckConfig => check_config(path),
+            Command::Doctor => doctor(path).await,
             Command::User(cmd) => {
                 let config = load(path, "warn")?;
                 user::run(user::request(cmd)?, config).await
@@ -152,6 +156,42 @@ fn init_logging(format: LogFormat, level: &str) {
 }
 
 fn check_config(path: Option<&Path>) -> Result<(), String> {
+    let config = validate(path)?;
+    println!(
+        "configuration OK: listen {}, data dir {}, sessions {:?}, users {:?}",
+        config.listen,
+        config.data_dir.display(),
+        config.sessions.backend.kind(),
+        config.users.backend.kind()
+    );
+    Ok(())
+}
+
+/// `gatehouse doctor`: one line per check; fails (exit 2, as `check-config`) when one failed.
+async fn doctor(path: Option<&Path>) -> Result<(), String> {
+    use crate::doctor::{Finding, Level};
+    let findings = match validate(path) {
+        Ok(config) => {
+            println!("{}", Finding::ok("config", "the configuration is valid"));
+            crate::doctor::run(&config).await
+        }
+        Err(e) => vec![Finding::fail(
+            "config",
+            format!("{e}: fix the configuration"),
+        )],
+    };
+    for finding in &findings {
+        println!("{finding}");
+    }
+    match findings.iter().filter(|f| f.level == Level::Fail).count() {
+        0 => Ok(()),
+        1 => Err("1 check failed".into()),
+        n => Err(format!("{n} checks failed")),
+    }
+}
+
+/// Loads the config and reads the secrets and keys it names, without generating anything.
+fn validate(path: Option<&Path>) -> Result<Config, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     let secrets = crate::auth::secret::SecretInputs::from_env();
     if secrets.is_configured() {
@@ -167,12 +207,5 @@ fn check_config(path: Option<&Path>) -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?;
     }
-    println!(
-        "configuration OK: listen {}, data dir {}, sessions {:?}, users {:?}",
-        config.listen,
-        config.data_dir.display(),
-        config.sessions.backend.kind(),
-        config.users.backend.kind()
-    );
-    Ok(())
+    Ok(config)
 }

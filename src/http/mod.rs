@@ -8,6 +8,7 @@ pub mod bodies;
 pub mod caller;
 pub mod cookies;
 pub mod error;
+pub(crate) mod forwarded;
 pub(crate) mod handlers;
 pub(crate) mod metrics;
 pub(crate) mod pages;

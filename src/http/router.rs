@@ -36,6 +36,8 @@ pub async fn handle_on(
     surface: Surface,
 ) -> HttpResponse {
     let started = Instant::now();
+    app.last_forwarded
+        .observe(req.headers(), peer, &app.config.trusted_networks);
     let label = Route::find(req.uri().path()).map_or("other", Route::pattern);
     let response = answer(app, req, peer, surface).await;
     metrics::record_request(label, response.status(), started.elapsed());
