@@ -25,6 +25,9 @@ _gatehouse() {
             gatehouse,check-config)
                 cmd="gatehouse__subcmd__check__subcmd__config"
                 ;;
+            gatehouse,doctor)
+                cmd="gatehouse__subcmd__doctor"
+                ;;
             gatehouse,help)
                 cmd="gatehouse__subcmd__help"
                 ;;
@@ -63,6 +66,9 @@ _gatehouse() {
                 ;;
             gatehouse__subcmd__help,check-config)
                 cmd="gatehouse__subcmd__help__subcmd__check__subcmd__config"
+                ;;
+            gatehouse__subcmd__help,doctor)
+                cmd="gatehouse__subcmd__help__subcmd__doctor"
                 ;;
             gatehouse__subcmd__help,help)
                 cmd="gatehouse__subcmd__help__subcmd__help"
@@ -149,7 +155,7 @@ _gatehouse() {
 
     case "${cmd}" in
         gatehouse)
-            opts="-h -V --config --help --version serve check-config user ban backup restore help"
+            opts="-h -V --config --help --version serve check-config doctor user ban backup restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -312,8 +318,26 @@ _gatehouse() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        gatehouse__subcmd__doctor)
+            opts="-h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         gatehouse__subcmd__help)
-            opts="serve check-config user ban backup restore help"
+            opts="serve check-config doctor user ban backup restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -383,6 +407,20 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__help__subcmd__check__subcmd__config)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__help__subcmd__doctor)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -29,6 +29,7 @@ complete -c gatehouse -n "__fish_gatehouse_needs_command" -s h -l help -d 'Print
 complete -c gatehouse -n "__fish_gatehouse_needs_command" -s V -l version -d 'Print version'
 complete -c gatehouse -n "__fish_gatehouse_needs_command" -f -a "serve" -d 'Run the HTTP server'
 complete -c gatehouse -n "__fish_gatehouse_needs_command" -f -a "check-config" -d 'Validate the configuration and exit'
+complete -c gatehouse -n "__fish_gatehouse_needs_command" -f -a "doctor" -d 'Check a running install: config, data dir, listener, store, Redis clock, public_url against the cookie settings and the proxy headers of the last proxied request'
 complete -c gatehouse -n "__fish_gatehouse_needs_command" -f -a "user" -d 'Manage accounts (passwords are read from a prompt or standard input, never arguments)'
 complete -c gatehouse -n "__fish_gatehouse_needs_command" -f -a "ban" -d 'List or lift the login bans of brute-force regulation'
 complete -c gatehouse -n "__fish_gatehouse_needs_command" -f -a "backup" -d 'Write a consistent copy of the database to FILE (works while the server runs)'
@@ -38,6 +39,8 @@ complete -c gatehouse -n "__fish_gatehouse_using_subcommand serve" -l config -d 
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand check-config" -l config -d 'Path of the TOML config file (before or after the subcommand)' -r -F
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand check-config" -s h -l help -d 'Print help'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand doctor" -l config -d 'Path of the TOML config file (before or after the subcommand)' -r -F
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd help" -l config -d 'Path of the TOML config file (before or after the subcommand)' -r -F
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd help" -s h -l help -d 'Print help'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd help" -f -a "add" -d 'Create an account'
@@ -84,13 +87,14 @@ complete -c gatehouse -n "__fish_gatehouse_using_subcommand backup" -s h -l help
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand restore" -l config -d 'Path of the TOML config file (before or after the subcommand)' -r -F
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand restore" -l keep-sessions -d 'Also restore the sessions in the backup. Off by default: it would bring back every session revoked since the backup was taken'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand restore" -s h -l help -d 'Print help'
-complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and not __fish_seen_subcommand_from serve check-config user ban backup restore help" -f -a "serve" -d 'Run the HTTP server'
-complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and not __fish_seen_subcommand_from serve check-config user ban backup restore help" -f -a "check-config" -d 'Validate the configuration and exit'
-complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and not __fish_seen_subcommand_from serve check-config user ban backup restore help" -f -a "user" -d 'Manage accounts (passwords are read from a prompt or standard input, never arguments)'
-complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and not __fish_seen_subcommand_from serve check-config user ban backup restore help" -f -a "ban" -d 'List or lift the login bans of brute-force regulation'
-complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and not __fish_seen_subcommand_from serve check-config user ban backup restore help" -f -a "backup" -d 'Write a consistent copy of the database to FILE (works while the server runs)'
-complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and not __fish_seen_subcommand_from serve check-config user ban backup restore help" -f -a "restore" -d 'Replace the database with a backup (refused while a server holds the data dir)'
-complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and not __fish_seen_subcommand_from serve check-config user ban backup restore help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and not __fish_seen_subcommand_from serve check-config doctor user ban backup restore help" -f -a "serve" -d 'Run the HTTP server'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and not __fish_seen_subcommand_from serve check-config doctor user ban backup restore help" -f -a "check-config" -d 'Validate the configuration and exit'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and not __fish_seen_subcommand_from serve check-config doctor user ban backup restore help" -f -a "doctor" -d 'Check a running install: config, data dir, listener, store, Redis clock, public_url against the cookie settings and the proxy headers of the last proxied request'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and not __fish_seen_subcommand_from serve check-config doctor user ban backup restore help" -f -a "user" -d 'Manage accounts (passwords are read from a prompt or standard input, never arguments)'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and not __fish_seen_subcommand_from serve check-config doctor user ban backup restore help" -f -a "ban" -d 'List or lift the login bans of brute-force regulation'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and not __fish_seen_subcommand_from serve check-config doctor user ban backup restore help" -f -a "backup" -d 'Write a consistent copy of the database to FILE (works while the server runs)'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and not __fish_seen_subcommand_from serve check-config doctor user ban backup restore help" -f -a "restore" -d 'Replace the database with a backup (refused while a server holds the data dir)'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and not __fish_seen_subcommand_from serve check-config doctor user ban backup restore help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "add" -d 'Create an account'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "list" -d 'List accounts'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "set-role" -d 'Change an account\'s role (`user` or `admin`); ends its sessions'
