@@ -47,6 +47,10 @@ pub(crate) async fn serve(config: Config) -> Result<(), String> {
     };
     let admin = crate::admin::bind(&app.config.data_dir)
         .map(|socket| tokio::spawn(crate::admin::serve(app.clone(), socket)));
+    // Signal handlers are in place before anyone can learn we listen: a SIGTERM right after
+    // "listening" still gets the graceful stop and the store flush.
+    let stop = tokio::spawn(shutdown_signal());
+    tokio::task::yield_now().await;
     tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening");
     // Both sockets are bound: tell systemd (Type=notify) that we are ready.
     crate::systemd::notify(&[
@@ -56,7 +60,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), String> {
     let watchdog = sd_notify::watchdog_enabled()
         .map(|interval| tokio::spawn(crate::systemd::watchdog(interval)));
     let shutdown = async {
-        shutdown_signal().await;
+        let _ = stop.await;
         crate::systemd::notify(&[
             sd_notify::NotifyState::Stopping,
             sd_notify::NotifyState::Status("shutting down: finishing in-flight requests"),
@@ -85,25 +89,31 @@ pub(crate) async fn serve(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT or SIGTERM. The SIGTERM handler is registered when this is called,
+/// not when first polled.
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let term_stream =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            match term_stream {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {}
+            () = term => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }
 
