@@ -9,13 +9,6 @@ backend_tests!(
     every_series_exists_from_the_first_scrape,
 );
 
-fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// Alerts on `rate(...)` need their series before the first event: a fresh server's first
 /// scrape names every series README documents (the per-route HTTP ones excepted), at zero.
 async fn every_series_exists_from_the_first_scrape(backend: Backend) {
@@ -24,15 +17,7 @@ async fn every_series_exists_from_the_first_scrape(backend: Backend) {
         Backend::Redis(_) => ("redis", "redis"),
     };
     let server = Server::start(backend);
-    let text = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics_text().await;
     let mut expected: Vec<String> = ["ok", "failed", "regulated"]
         .iter()
         .map(|r| format!(r#"gatehouse_logins_total{{result="{r}"}}"#))
@@ -61,7 +46,11 @@ async fn every_series_exists_from_the_first_scrape(backend: Backend) {
         ));
     }
     for series in &expected {
-        assert_eq!(sample(&text, series), Some(0.0), "{series} in\n{text}");
+        assert_eq!(
+            metric_sample(&text, series),
+            Some(0.0),
+            "{series} in\n{text}"
+        );
     }
     for name in [
         "gatehouse_logins_total",
@@ -95,7 +84,7 @@ async fn metrics_count_requests_logins_and_sessions(backend: Backend) {
             .starts_with("text/plain")
     );
     let text = r.text().await.unwrap();
-    let get = |k: &str| sample(&text, k).unwrap_or_else(|| panic!("{k} missing in\n{text}"));
+    let get = |k: &str| metric_sample(&text, k).unwrap_or_else(|| panic!("{k} missing in\n{text}"));
     assert_eq!(
         get(r#"gatehouse_http_requests_total{route="/auth/login",status="200"}"#),
         2.0
@@ -121,16 +110,8 @@ async fn metrics_count_requests_logins_and_sessions(backend: Backend) {
     assert_eq!(get("gatehouse_argon2_queue_depth"), 0.0);
 
     server.post_auth("/auth/logout", &t.access).await;
-    let text = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(sample(&text, "gatehouse_sessions_active"), Some(1.0));
+    let text = server.metrics_text().await;
+    assert_eq!(metric_sample(&text, "gatehouse_sessions_active"), Some(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

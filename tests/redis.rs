@@ -198,23 +198,8 @@ async fn redis_outage_fails_closed_and_heals() {
     );
 
     // Each failure is counted by store, backend and operation.
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let failed = |series: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(series))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let metrics = server.metrics_text().await;
+    let failed = |series: &str| metric_sample(&metrics, series).unwrap_or(0.0);
     assert!(
         failed(r#"gatehouse_store_errors_total{store="sessions",backend="redis",op="get"}"#) >= 1.0,
         "{metrics}"

@@ -167,18 +167,8 @@ fn http_client(timeout: Duration) -> reqwest::Client {
 
 /// `gatehouse_sessions_active` from `GET /metrics`.
 async fn sessions_active(server: &Server) -> u64 {
-    let text = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .find_map(|l| l.strip_prefix("gatehouse_sessions_active "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
+    let text = server.metrics_text().await;
+    metric_sample(&text, "gatehouse_sessions_active")
         .unwrap_or_else(|| panic!("no gatehouse_sessions_active in:\n{text}")) as u64
 }
 

@@ -458,6 +458,18 @@ impl Server {
             .await
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
     pub async fn me_status(&self, access: &str) -> u16 {
         self.get_auth("/auth/me", access).await.status().as_u16()
     }
@@ -614,4 +626,12 @@ pub fn assert_token_cookies(set: &[cookie::Cookie<'static>], domain: Option<&str
             assert!(c.domain().is_none() && c.path() == Some("/auth"), "{c}");
         }
     }
+}
+
+/// The value of one series (name and labels exactly as rendered) in Prometheus text.
+pub fn metric_sample(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
