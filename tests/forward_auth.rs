@@ -711,7 +711,7 @@ async fn login_page_signs_in_and_redirects_only_to_allowed_hosts(backend: Backen
     assert!(page.contains("gatehouse") && page.contains("<h1>Sign in</h1>"));
     assert!(!page.contains("<script>"), "rd must be escaped: {page}");
     assert!(
-        page.contains("name=\"rd\" value=\"https://app.example.org/&quot;&gt;&lt;script&gt;"),
+        page.contains("name=\"rd\" value=\"https://app.example.org/&#34;&#62;&#60;script&#62;"),
         "{page}"
     );
 
@@ -893,7 +893,7 @@ async fn logout_page_ends_the_session_only_from_our_site(backend: Backend) {
             "{page}"
         );
         assert!(
-            page.contains("value=\"https://app.example.org/&quot;&gt;&lt;b&gt;\""),
+            page.contains("value=\"https://app.example.org/&#34;&#62;&#60;b&#62;\""),
             "{page}"
         );
         assert_eq!(alive(cookie.clone()).await, 200, "{headers:?}");

@@ -12,7 +12,7 @@ use crate::auth::AuthError;
 use crate::http::caller;
 use crate::http::cookies;
 use crate::http::error::ApiError;
-use crate::http::pages::{self, LoginPage};
+use crate::http::pages::{LoginPage, LogoutConfirmPage, SignedInPage, SignedOutPage, render};
 use crate::http::redirect;
 use crate::http::request::{HttpRequest, check_same_origin, client_info, read_body};
 use crate::http::response::{HttpResponse, html};
@@ -79,12 +79,15 @@ pub(crate) async fn page(app: &App, req: HttpRequest) -> Result<HttpResponse, Ap
         }
         return Ok(html(
             StatusCode::OK,
-            pages::signed_in(title, &caller.claims.email),
+            render(&SignedInPage {
+                title,
+                email: &caller.claims.email,
+            }),
         ));
     }
     Ok(html(
         StatusCode::OK,
-        pages::login(&LoginPage {
+        render(&LoginPage {
             title,
             rd: rd.as_deref(),
             ..LoginPage::default()
@@ -108,10 +111,10 @@ pub(crate) async fn submit(
     let again = |status: StatusCode, error: &str| {
         html(
             status,
-            pages::login(&LoginPage {
+            render(&LoginPage {
                 title,
                 rd,
-                email: Some(form.email.as_str()),
+                email: form.email.as_str(),
                 error: Some(error),
             }),
         )
@@ -182,7 +185,10 @@ pub(crate) async fn logout_page(app: &App, req: HttpRequest) -> Result<HttpRespo
     }
     Ok(html(
         StatusCode::OK,
-        pages::logout_confirm(&app.config.login.title, rd.as_deref()),
+        render(&LogoutConfirmPage {
+            title: &app.config.login.title,
+            rd: rd.as_deref(),
+        }),
     ))
 }
 
@@ -218,7 +224,12 @@ async fn end_session(
     }
     let mut response = match rd.and_then(|rd| redirect::allowed(rd, &app.config)) {
         Some(target) => see_other(target.as_str()),
-        None => html(StatusCode::OK, pages::signed_out(&app.config.login.title)),
+        None => html(
+            StatusCode::OK,
+            render(&SignedOutPage {
+                title: &app.config.login.title,
+            }),
+        ),
     };
     cookies::clear(response.headers_mut(), &app.config);
     Ok(response)
