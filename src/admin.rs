@@ -39,6 +39,21 @@ pub(crate) enum AdminRequest {
         email: String,
         password: String,
     },
+    AddGroup {
+        name: String,
+    },
+    DeleteGroup {
+        name: String,
+    },
+    ListGroups,
+    AddMember {
+        name: String,
+        email: String,
+    },
+    RemoveMember {
+        name: String,
+        email: String,
+    },
     ListBans,
     LiftBan {
         target: String,
@@ -86,17 +101,18 @@ pub(crate) async fn execute(app: &App, request: AdminRequest) -> Result<String, 
         AdminRequest::ListUsers => {
             let users = auth.list_users().await.map_err(|e| e.to_string())?;
             let mut out = format!(
-                "{:<36}  {:<5}  {:<8}  {:<20}  email",
-                "id", "role", "status", "created"
+                "{:<36}  {:<5}  {:<8}  {:<20}  {:<32}  groups",
+                "id", "role", "status", "created", "email"
             );
             for u in users {
                 out.push_str(&format!(
-                    "\n{:<36}  {:<5}  {:<8}  {:<20}  {}",
+                    "\n{:<36}  {:<5}  {:<8}  {:<20}  {:<32}  {}",
                     u.id,
                     u.role.as_str(),
                     if u.disabled { "disabled" } else { "active" },
                     crate::clock::rfc3339(u.created_at),
-                    u.email
+                    u.email,
+                    u.groups.join(",")
                 ));
             }
             out
@@ -122,6 +138,39 @@ pub(crate) async fn execute(app: &App, request: AdminRequest) -> Result<String, 
             } else {
                 format!("{} is enabled", u.email)
             }
+        }
+        AdminRequest::AddGroup { name } => {
+            if auth.create_group(&name).await.map_err(|e| e.to_string())? {
+                format!("created group {name}")
+            } else {
+                format!("group {name} already exists")
+            }
+        }
+        AdminRequest::DeleteGroup { name } => {
+            let members = auth.delete_group(&name).await.map_err(|e| e.to_string())?;
+            format!("deleted group {name}; {members} member(s) left it")
+        }
+        AdminRequest::ListGroups => {
+            let groups = auth.list_groups().await.map_err(|e| e.to_string())?;
+            let mut out = format!("{:<64}  members", "group");
+            for g in groups {
+                out.push_str(&format!("\n{:<64}  {}", g.name, g.members));
+            }
+            out
+        }
+        AdminRequest::AddMember { name, email } => {
+            let u = auth
+                .add_member(&name, &email)
+                .await
+                .map_err(|e| e.to_string())?;
+            format!("{} is now in group {name}", u.email)
+        }
+        AdminRequest::RemoveMember { name, email } => {
+            let u = auth
+                .remove_member(&name, &email)
+                .await
+                .map_err(|e| e.to_string())?;
+            format!("{} is not in group {name}", u.email)
         }
         AdminRequest::ListBans => {
             let bans = auth.bans().await.map_err(|e| e.to_string())?;

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check-config`, `doctor` and the `user` admin commands.
+//! The command line: `serve`, `check-config`, `doctor` and the `user`, `group` and `ban`
+//! admin commands.
 
 mod backup;
 mod user;
@@ -37,6 +38,9 @@ enum Command {
     /// Manage accounts (passwords are read from a prompt or standard input, never arguments).
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage groups and their members (forward-auth rules and OIDC clients admit groups).
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// List or lift the login bans of brute-force regulation.
     #[command(subcommand)]
     Ban(BanCommand),
@@ -61,6 +65,20 @@ pub enum BanCommand {
         /// An email, an IP address, or a subject as listed (`user:…`, `ip:…`).
         target: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum GroupCommand {
+    /// Create a group (a name of a-z, 0-9, '_', '.', '-').
+    Add { name: String },
+    /// Delete a group; its members leave it.
+    Del { name: String },
+    /// List the groups with their member counts.
+    List,
+    /// Add the account with EMAIL to the group.
+    AddMember { name: String, email: String },
+    /// Take the account with EMAIL out of the group.
+    RemoveMember { name: String, email: String },
 }
 
 #[derive(Subcommand)]
@@ -111,6 +129,7 @@ pub fn main() -> ExitCode {
                 file,
                 keep_sessions,
             } => backup::restore(&file, keep_sessions, &load(path, "warn")?),
+            Command::Group(cmd) => user::run(user::group_request(cmd), load(path, "warn")?).await,
             Command::Ban(BanCommand::List) => {
                 user::run(crate::admin::AdminRequest::ListBans, load(path, "warn")?).await
             }

@@ -1,9 +1,9 @@
-//! `gatehouse user …` and `gatehouse ban …`: administration, directly on the data dir or, while a server
+//! `gatehouse user …`, `group …` and `ban …`: administration, directly on the data dir or, while a server
 //! holds it, through the server's admin socket (see [`crate::admin`]).
 
 use std::io::{BufRead, IsTerminal};
 
-use super::UserCommand;
+use super::{GroupCommand, UserCommand};
 use crate::admin::{self, AdminRequest};
 use crate::app::{App, StartError};
 use crate::config::Config;
@@ -32,6 +32,17 @@ pub(super) fn request(cmd: UserCommand) -> Result<AdminRequest, String> {
             password: read_password()?,
         },
     })
+}
+
+/// The admin request a `group` command stands for.
+pub(super) fn group_request(cmd: GroupCommand) -> AdminRequest {
+    match cmd {
+        GroupCommand::Add { name } => AdminRequest::AddGroup { name },
+        GroupCommand::Del { name } => AdminRequest::DeleteGroup { name },
+        GroupCommand::List => AdminRequest::ListGroups,
+        GroupCommand::AddMember { name, email } => AdminRequest::AddMember { name, email },
+        GroupCommand::RemoveMember { name, email } => AdminRequest::RemoveMember { name, email },
+    }
 }
 
 /// Executes an admin request on the data dir, or through the running server's admin socket,

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, invalid};
-use crate::domain::Role;
+use crate::domain::{GroupName, Role};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,6 +52,10 @@ pub struct RawRule {
     /// With `authenticated`: the user must hold one of these roles.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// With `authenticated`: the user must belong to one of these groups (and, when `roles`
+    /// is set too, hold one of those roles).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 fn default_rule_policy() -> Policy {
@@ -76,6 +80,8 @@ pub struct Rule {
     pub policy: Policy,
     /// The user must hold one of these (none: any signed-in user).
     pub roles: Vec<Role>,
+    /// The user must belong to one of these (none: any signed-in user); valid group names.
+    pub groups: Vec<String>,
 }
 
 impl RawAccessControl {
@@ -123,11 +129,22 @@ impl RawRule {
                 ));
             }
         }
-        if !self.roles.is_empty() && self.policy != Policy::Authenticated {
+        if !(self.roles.is_empty() && self.groups.is_empty())
+            && self.policy != Policy::Authenticated
+        {
             return Err(format!(
-                "rule {n}: roles only make sense with policy = \"authenticated\""
+                "rule {n}: roles and groups only make sense with policy = \"authenticated\""
             ));
         }
+        let groups = self
+            .groups
+            .iter()
+            .map(|g| {
+                GroupName::parse(g)
+                    .map(GroupName::into_string)
+                    .map_err(|e| format!("rule {n}: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
         let roles = self
             .roles
             .iter()
@@ -138,6 +155,7 @@ impl RawRule {
             path: self.path,
             policy: self.policy,
             roles,
+            groups,
         })
     }
 }
@@ -152,6 +170,7 @@ mod tests {
             path: path.map(Into::into),
             policy,
             roles: roles.iter().map(|r| r.to_string()).collect(),
+            groups: Vec::new(),
         }
     }
 
@@ -182,6 +201,12 @@ mod tests {
         }
         assert!(bad(rule("a.com", None, Policy::Deny, &["admin"])).contains("roles"));
         assert!(bad(rule("a.com", None, Policy::Authenticated, &["root"])).contains("role"));
+        let mut grouped = rule("a.com", None, Policy::Authenticated, &[]);
+        grouped.groups = vec!["Media".into()];
+        assert!(bad(grouped.clone()).contains("group name"));
+        grouped.groups = vec!["media".into()];
+        grouped.policy = Policy::Bypass;
+        assert!(bad(grouped).contains("groups only make sense"));
     }
 
     #[test]

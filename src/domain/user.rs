@@ -51,4 +51,9 @@ pub struct User {
     /// when they differ: a login that checked the old password cannot outlive the change.
     #[serde(default)]
     pub credential_version: u64,
+    /// Names of the groups the user belongs to, sorted and without repeats. Membership
+    /// changes do not end sessions: forward-auth and the OIDC provider read it fresh (within
+    /// seconds) instead of trusting a token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }

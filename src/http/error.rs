@@ -206,7 +206,10 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
             AuthError::WrongPassword => ApiError::WrongPassword,
             AuthError::WrongClientSecret => ApiError::InvalidClient,
-            AuthError::SessionNotFound | AuthError::UserNotFound(_) => ApiError::NotFound,
+            AuthError::SessionNotFound
+            | AuthError::UserNotFound(_)
+            | AuthError::GroupNotFound(_) => ApiError::NotFound,
+            AuthError::InvalidGroup(why) => ApiError::Unprocessable(why),
             AuthError::Regulated { retry_after } => ApiError::TooManyRequests { retry_after },
             AuthError::Busy => ApiError::Busy {
                 retry_after: Duration::from_secs(1),

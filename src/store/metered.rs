@@ -143,4 +143,15 @@ impl UserStore for MeteredUsers {
     async fn list(&self) -> Result<Vec<User>, StoreError> {
         self.count("list", self.inner.list().await, |_| true)
     }
+    async fn groups(&self) -> Result<Vec<String>, StoreError> {
+        self.count("groups", self.inner.groups().await, |_| true)
+    }
+    async fn add_group(&self, name: &str) -> Result<bool, StoreError> {
+        self.count("add_group", self.inner.add_group(name).await, |_| true)
+    }
+    async fn remove_group(&self, name: &str) -> Result<bool, StoreError> {
+        self.count("remove_group", self.inner.remove_group(name).await, |_| {
+            true
+        })
+    }
 }

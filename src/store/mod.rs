@@ -134,4 +134,12 @@ pub trait UserStore: Send + Sync + 'static {
     /// Fails with [`UserStoreError::Conflict`] otherwise (or when the user is gone).
     async fn update(&self, user: &User) -> Result<(), UserStoreError>;
     async fn list(&self) -> Result<Vec<User>, StoreError>;
+    /// The names of the groups that exist, sorted. Membership is a field of each user
+    /// ([`User::groups`]); this is the list that `group add` and `group del` edit.
+    async fn groups(&self) -> Result<Vec<String>, StoreError>;
+    /// Adds a group; `false` when it already existed.
+    async fn add_group(&self, name: &str) -> Result<bool, StoreError>;
+    /// Removes a group from the list (not from its members: the caller does that);
+    /// `false` when there was none.
+    async fn remove_group(&self, name: &str) -> Result<bool, StoreError>;
 }

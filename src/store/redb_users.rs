@@ -17,6 +17,8 @@ use crate::domain::{User, normalize_email};
 pub(crate) const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
 /// normalized email → user id
 pub(crate) const EMAILS: TableDefinition<&str, u128> = TableDefinition::new("user_emails");
+/// group name → Unix second it was made
+pub(crate) const GROUPS: TableDefinition<&str, u64> = TableDefinition::new("groups");
 /// Small facts about the tables above.
 const META: TableDefinition<&str, u64> = TableDefinition::new("user_meta");
 /// Which [`normalize_email`] the keys of [`EMAILS`] follow: absent for trimmed lower case,
@@ -34,6 +36,7 @@ impl RedbUserStore {
             let txn = db.begin_write().map_err(storage_error)?;
             txn.open_table(USERS).map_err(storage_error)?;
             txn.open_table(EMAILS).map_err(storage_error)?;
+            txn.open_table(GROUPS).map_err(storage_error)?;
             reindex_emails(&txn)?;
             txn.commit().map_err(storage_error)
         })?;
@@ -238,5 +241,54 @@ impl UserStore for RedbUserStore {
         }
         out.sort_by_key(|u| u.created_at);
         Ok(out)
+    }
+
+    async fn groups(&self) -> Result<Vec<String>, StoreError> {
+        let db = self.db.get()?;
+        let txn = db.begin_read().map_err(storage_error)?;
+        let groups = txn.open_table(GROUPS).map_err(storage_error)?;
+        let mut out = Vec::new();
+        for item in groups.iter().map_err(storage_error)? {
+            let (name, _) = item.map_err(storage_error)?;
+            out.push(name.value().to_owned());
+        }
+        Ok(out)
+    }
+
+    async fn add_group(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        let now = crate::clock::now_secs();
+        self.write(move |txn| {
+            let mut groups = txn.open_table(GROUPS).map_err(storage_error)?;
+            if groups.get(name.as_str()).map_err(storage_error)?.is_some() {
+                return Ok(false);
+            }
+            groups.insert(name.as_str(), now).map_err(storage_error)?;
+            Ok(true)
+        })
+        .await
+        .map_err(flatten)
+    }
+
+    async fn remove_group(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.write(move |txn| {
+            let mut groups = txn.open_table(GROUPS).map_err(storage_error)?;
+            let removed = groups
+                .remove(name.as_str())
+                .map_err(storage_error)?
+                .is_some();
+            Ok(removed)
+        })
+        .await
+        .map_err(flatten)
+    }
+}
+
+/// The group writes refuse nothing: only the store itself can fail them.
+fn flatten(e: UserStoreError) -> StoreError {
+    match e {
+        UserStoreError::Store(e) => e,
+        other => StoreError::Unavailable(other.to_string()),
     }
 }

@@ -526,4 +526,44 @@ impl UserStore for RedisUserStore {
         users.sort_by_key(|u| u.created_at);
         Ok(users)
     }
+
+    async fn groups(&self) -> Result<Vec<String>, StoreError> {
+        let set = self.conn.key("groups");
+        let mut names: Vec<String> = self
+            .conn
+            .run(|mut c| async move { redis::cmd("SMEMBERS").arg(set).query_async(&mut c).await })
+            .await?;
+        names.sort();
+        Ok(names)
+    }
+
+    async fn add_group(&self, name: &str) -> Result<bool, StoreError> {
+        let (set, name) = (self.conn.key("groups"), name.to_owned());
+        let added: i64 = self
+            .conn
+            .run(|mut c| async move {
+                redis::cmd("SADD")
+                    .arg(set)
+                    .arg(name)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(added == 1)
+    }
+
+    async fn remove_group(&self, name: &str) -> Result<bool, StoreError> {
+        let (set, name) = (self.conn.key("groups"), name.to_owned());
+        let removed: i64 = self
+            .conn
+            .run(|mut c| async move {
+                redis::cmd("SREM")
+                    .arg(set)
+                    .arg(name)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(removed == 1)
+    }
 }

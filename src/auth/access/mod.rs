@@ -1,6 +1,6 @@
 //! Access rules for forward-auth (`access_control` in the config): which requests, by host
 //! and path, pass without a session (`bypass`), need one (`authenticated`, optionally with a
-//! role) or are refused (`deny`). The first matching rule wins; a request no rule matches
+//! role or a group) or are refused (`deny`). The first matching rule wins; a request no rule matches
 //! gets `default_policy`.
 //!
 //! The decision is made on what the proxy routes on (GD-0005, README "How rules match"):
@@ -37,10 +37,12 @@ pub enum Decision<'a> {
     Deny,
 }
 
-/// The roles a signed-in user needs: one role out of every set. No sets: any user.
+/// What a signed-in user needs: one role out of every role set and membership of one group
+/// out of every group set (a rule naming both asks for both). No sets: any user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Requirements<'a> {
     sets: Vec<&'a [Role]>,
+    group_sets: Vec<&'a [String]>,
 }
 
 impl<'a> Requirements<'a> {
@@ -52,7 +54,14 @@ impl<'a> Requirements<'a> {
     /// One role out of `roles` (any user when it is empty).
     pub fn one_of(roles: &'a [Role]) -> Self {
         let mut requirements = Requirements::none();
-        requirements.add(roles);
+        requirements.add(roles, &[]);
+        requirements
+    }
+
+    /// Membership of one group out of `groups` (any user when it is empty).
+    pub fn member_of(groups: &'a [String]) -> Self {
+        let mut requirements = Requirements::none();
+        requirements.add(&[], groups);
         requirements
     }
 
@@ -60,20 +69,41 @@ impl<'a> Requirements<'a> {
         &self.sets
     }
 
-    /// Whether a user with the role named `role` (as in a token: [`Role::as_str`]) meets
-    /// every requirement.
-    pub fn allow(&self, role: Role) -> bool {
+    /// Whether the rules look at groups at all (the handler reads the user's current
+    /// groups only then, or to name them in `Remote-Groups`).
+    pub fn names_groups(&self) -> bool {
+        !self.group_sets.is_empty()
+    }
+
+    /// Whether a user with `role`, a member of `groups`, meets every requirement.
+    pub fn allow(&self, role: Role, groups: &[String]) -> bool {
+        self.allow_role(role)
+            && self
+                .group_sets
+                .iter()
+                .all(|set| set.iter().any(|g| groups.contains(g)))
+    }
+
+    /// Whether the role requirements alone are met.
+    pub fn allow_role(&self, role: Role) -> bool {
         self.sets.iter().all(|set| set.contains(&role))
     }
 
     /// Whether every requirement of `other` is one of these too (these ask for as much).
     pub fn include(&self, other: &Requirements<'_>) -> bool {
         other.sets.iter().all(|set| self.sets.contains(set))
+            && other
+                .group_sets
+                .iter()
+                .all(|set| self.group_sets.contains(set))
     }
 
-    fn add(&mut self, roles: &'a [Role]) {
+    fn add(&mut self, roles: &'a [Role], groups: &'a [String]) {
         if !roles.is_empty() && !self.sets.contains(&roles) {
             self.sets.push(roles);
+        }
+        if !groups.is_empty() && !self.group_sets.contains(&groups) {
+            self.group_sets.push(groups);
         }
     }
 }
@@ -106,12 +136,17 @@ impl Decide for AccessControl {
     fn decide(&self, host: &str, path: &str) -> Result<Decision<'_>, Refused> {
         let host = host.strip_suffix('.').unwrap_or(host);
         let path = path.as_bytes();
-        // The hot path: one reading, no allocation (beyond one for a `roles` rule).
+        // The hot path: one reading, no allocation (beyond one for a `roles` or `groups`
+        // rule).
         if path::is_plain(path) {
-            let (policy, roles) = first_match(self, host, path::plain_segments(path));
+            let (policy, roles, groups) = first_match(self, host, path::plain_segments(path));
             return Ok(match policy {
                 Policy::Bypass => Decision::Bypass,
-                Policy::Authenticated => Decision::Authenticated(Requirements::one_of(roles)),
+                Policy::Authenticated => {
+                    let mut requirements = Requirements::none();
+                    requirements.add(roles, groups);
+                    Decision::Authenticated(requirements)
+                }
                 Policy::Deny => Decision::Deny,
             });
         }
@@ -119,11 +154,15 @@ impl Decide for AccessControl {
         let readings = path::Readings::of(path)?;
         let walked = readings.try_for_each(|segments| {
             match first_match(self, host, segments.iter().copied()) {
-                (Policy::Deny, _) => return Err(Stop::Denied),
-                (Policy::Bypass, _) => {}
-                (Policy::Authenticated, roles) => match &mut combined {
-                    Decision::Authenticated(requirements) => requirements.add(roles),
-                    _ => combined = Decision::Authenticated(Requirements::one_of(roles)),
+                (Policy::Deny, ..) => return Err(Stop::Denied),
+                (Policy::Bypass, ..) => {}
+                (Policy::Authenticated, roles, groups) => match &mut combined {
+                    Decision::Authenticated(requirements) => requirements.add(roles, groups),
+                    _ => {
+                        let mut requirements = Requirements::none();
+                        requirements.add(roles, groups);
+                        combined = Decision::Authenticated(requirements);
+                    }
                 },
             }
             Ok(())
@@ -136,18 +175,18 @@ impl Decide for AccessControl {
     }
 }
 
-/// The policy and roles of the first rule that matches one reading, else the default.
+/// The policy, roles and groups of the first rule that matches one reading, else the default.
 fn first_match<'s, 'r>(
     rules: &'r AccessControl,
     host: &str,
     segments: impl Iterator<Item = &'s [u8]> + Clone,
-) -> (Policy, &'r [Role]) {
+) -> (Policy, &'r [Role], &'r [String]) {
     rules
         .rules
         .iter()
         .find(|rule| domain_matches(&rule.domain, host) && path_matches(rule, segments.clone()))
-        .map_or((rules.default_policy, &[]), |rule| {
-            (rule.policy, rule.roles.as_slice())
+        .map_or((rules.default_policy, &[], &[]), |rule| {
+            (rule.policy, rule.roles.as_slice(), rule.groups.as_slice())
         })
 }
 

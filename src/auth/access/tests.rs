@@ -6,6 +6,7 @@ fn rule(domain: &str, path: Option<&str>, policy: Policy, roles: &[&str]) -> Rul
         path: path.map(Into::into),
         policy,
         roles: roles.iter().map(|r| r.parse().unwrap()).collect(),
+        groups: Vec::new(),
     }
 }
 
@@ -183,7 +184,7 @@ fn readings_combine_to_the_most_restrictive() {
     };
     assert!(both.include(&Requirements::one_of(&user)));
     assert!(both.include(&Requirements::one_of(&admin)));
-    assert!(!both.allow(Role::User) && !both.allow(Role::Admin));
+    assert!(!both.allow(Role::User, &[]) && !both.allow(Role::Admin, &[]));
 }
 
 #[test]
@@ -210,14 +211,14 @@ fn unicode_case_and_windows_trimming_for_restrictive_rules() {
 #[test]
 fn requirements() {
     let (admin, staff) = ([Role::Admin], [Role::Admin, Role::User]);
-    assert!(Requirements::none().allow(Role::User));
+    assert!(Requirements::none().allow(Role::User, &[]));
     assert!(Requirements::one_of(&[]).role_sets().is_empty());
     let mut r = Requirements::one_of(&staff);
-    assert!(r.allow(Role::User));
-    r.add(&admin);
-    r.add(&admin);
+    assert!(r.allow(Role::User, &[]));
+    r.add(&admin, &[]);
+    r.add(&admin, &[]);
     assert_eq!(r.role_sets().len(), 2);
-    assert!(r.allow(Role::Admin) && !r.allow(Role::User));
+    assert!(r.allow(Role::Admin, &[]) && !r.allow(Role::User, &[]));
     assert!(r.include(&Requirements::one_of(&admin)));
     assert!(!Requirements::none().include(&r));
 }
@@ -289,4 +290,38 @@ fn no_path_is_more_lenient_than_its_canonical_reading() {
         }
     }
     assert!(compared > 10_000, "{compared}");
+}
+
+#[test]
+fn group_rules_need_one_of_their_groups_and_combine_with_roles() {
+    let mut media_rule = rule("media.org", None, Policy::Authenticated, &[]);
+    media_rule.groups = vec!["media".into(), "family".into()];
+    let mut both_rule = rule("admin.org", None, Policy::Authenticated, &["admin"]);
+    both_rule.groups = vec!["ops".into()];
+    let ac = AccessControl {
+        default_policy: Policy::Deny,
+        rules: vec![media_rule, both_rule],
+    };
+    let Decision::Authenticated(media) = ac.decide("media.org", "/x").unwrap() else {
+        panic!("not authenticated");
+    };
+    assert!(media.names_groups());
+    let (family, ops, none) = (["family".to_owned()], ["ops".to_owned()], []);
+    assert!(media.allow(Role::User, &family));
+    assert!(!media.allow(Role::Admin, &none));
+    assert!(!media.allow(Role::Admin, &ops));
+    let Decision::Authenticated(both) = ac.decide("admin.org", "/").unwrap() else {
+        panic!("not authenticated");
+    };
+    assert!(both.allow(Role::Admin, &ops));
+    assert!(
+        !both.allow(Role::User, &ops),
+        "a rule with roles and groups asks for both"
+    );
+    assert!(!both.allow(Role::Admin, &family));
+    // An unusual spelling never loses the group requirement.
+    let Decision::Authenticated(sneaky) = ac.decide("media.org", "/a/%2e/b;x").unwrap() else {
+        panic!("not authenticated");
+    };
+    assert!(sneaky.include(&media));
 }

@@ -13,6 +13,7 @@ pub fn rules() -> AccessControl {
         path: path.map(Into::into),
         policy,
         roles: roles.iter().map(|r| r.to_string()).collect(),
+        groups: Vec::new(),
     };
     use Policy::*;
     RawAccessControl {

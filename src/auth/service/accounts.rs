@@ -40,6 +40,7 @@ impl Service {
             disabled: false,
             version: 0,
             credential_version: 0,
+            groups: Vec::new(),
         };
         self.users.create(&user).await?;
         tracing::info!(event = "user_created", user_id = %user.id, role = role.as_str());
@@ -145,6 +146,9 @@ impl Service {
             match self.users.update(&user).await {
                 Ok(()) => {
                     user.version += 1;
+                    // This node's decisions see the change at once; others within
+                    // `groups::PROFILE_FRESHNESS`.
+                    self.profiles.invalidate(&id);
                     return Ok(user);
                 }
                 Err(UserStoreError::Conflict) => continue,

@@ -1,7 +1,8 @@
 //! The operations of gatehouse, one method each, shared by the HTTP handlers and the CLI,
 //! split by concept: `login` (checking passwords and client secrets under regulation),
 //! `sessions` (token checks, session start and end), `rotation` (refresh), `accounts`
-//! (registration, password change, versioned user writes) and `admin` (the CLI's commands).
+//! (registration, password change, versioned user writes), `groups` (groups and the
+//! fresh view of a user that decisions read) and `admin` (the CLI's commands).
 //!
 //! Session rules (ADR-004 and the API contract):
 //! - A login creates a session (`session:<sid>`), its refresh token and an access token that
@@ -32,6 +33,7 @@ use crate::store::{SessionStore, StoreError, UserStore, UserStoreError};
 
 mod accounts;
 mod admin;
+mod groups;
 mod login;
 mod rotation;
 mod sessions;
@@ -69,6 +71,10 @@ pub enum AuthError {
     SessionNotFound,
     #[error("no user with the email {0}")]
     UserNotFound(String),
+    #[error("{0}")]
+    InvalidGroup(String),
+    #[error("no group named {0}")]
+    GroupNotFound(String),
     #[error("too many password hashes are waiting")]
     Busy,
     #[error("too many failed logins; retry in {retry_after} s")]
@@ -139,6 +145,8 @@ pub struct Service {
     grace: u64,
     leeway: u64,
     max_sessions_per_user: usize,
+    /// Users as read at most `groups::PROFILE_FRESHNESS` ago, for decisions on groups.
+    profiles: groups::Profiles,
     /// Unix second of the last clock-skew warning, so a skewed peer cannot flood the log.
     last_clock_warning: AtomicU64,
 }
@@ -175,6 +183,7 @@ impl Service {
             grace: config.tokens.refresh_reuse_grace,
             leeway: config.tokens.leeway,
             max_sessions_per_user: config.sessions.max_per_user,
+            profiles: groups::profile_cache(),
             last_clock_warning: AtomicU64::new(0),
         }
     }

@@ -89,12 +89,23 @@ pub(crate) async fn handle(
     let Some(Caller { claims, .. }) = caller::signed_in(app, headers).await? else {
         return Ok(unauthenticated(app, headers, &original, flavor));
     };
-    if !requirements.allow(claims.role) {
+    // Groups change without ending sessions: read them fresh (a cache at most seconds old),
+    // and with them whether the account still exists and is enabled.
+    let profile = match app.auth.profile(claims.sub).await? {
+        Some(user) if !user.disabled => user,
+        _ => return Ok(unauthenticated(app, headers, &original, flavor)),
+    };
+    if !requirements.allow_role(claims.role) {
         return Err(ApiError::Forbidden(
             "your account does not have a role that this resource requires",
         ));
     }
-    Ok(allowed(Some(&claims)))
+    if !requirements.allow(claims.role, &profile.groups) {
+        return Err(ApiError::Forbidden(
+            "your account is not in a group that this resource requires",
+        ));
+    }
+    Ok(allowed(Some((&claims, &profile.groups))))
 }
 
 fn refusal(what: &str, refused: Refused) -> ApiError {
@@ -194,10 +205,10 @@ fn from_original_url(headers: &HeaderMap) -> Result<Original<'_>, ApiError> {
 }
 
 /// 200, with the identity headers when there is a session.
-fn allowed(claims: Option<&AccessClaims>) -> HttpResponse {
+fn allowed(identity: Option<(&AccessClaims, &[String])>) -> HttpResponse {
     let mut response = empty(StatusCode::OK);
     let headers = response.headers_mut();
-    if let Some(claims) = claims {
+    if let Some((claims, groups)) = identity {
         // Fail closed: a 200 without the identity would pass an anonymous request on.
         // `from_bytes` lets an internationalized (UTF-8) email through as obs-text.
         let (Ok(email), Ok(id)) = (
@@ -214,6 +225,12 @@ fn allowed(claims: Option<&AccessClaims>) -> HttpResponse {
             HeaderValue::from_static(claims.role.as_str()),
         );
         headers.insert("remote-user-id", id);
+        // Group names are `[a-z0-9_.-]` (checked when made), sorted on the record: always a
+        // valid header value; empty when the user is in none.
+        match HeaderValue::from_str(&groups.join(",")) {
+            Ok(groups) => headers.insert("remote-groups", groups),
+            Err(_) => return ApiError::Internal.into_response(),
+        };
     }
     response
 }
