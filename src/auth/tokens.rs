@@ -135,6 +135,7 @@ impl Signer {
         let (alg, encoding): (Algorithm, fn(&[u8]) -> EncodingKey) = match algorithm {
             TokenAlgorithm::EdDSA => (Algorithm::EdDSA, EncodingKey::from_ed_der),
             TokenAlgorithm::ES256 => (Algorithm::ES256, EncodingKey::from_ec_der),
+            TokenAlgorithm::RS256 => (Algorithm::RS256, EncodingKey::from_rsa_der),
             TokenAlgorithm::HS256 => return Err(TokenError::BadAlgorithm),
         };
         let signing = keys.first().ok_or(TokenError::UnknownKey)?;
@@ -144,6 +145,9 @@ impl Signer {
             let component = |name: &str| jwk[name].as_str().unwrap_or_default().to_owned();
             let decoded = match algorithm {
                 TokenAlgorithm::EdDSA => DecodingKey::from_ed_components(&component("x")),
+                TokenAlgorithm::RS256 => {
+                    DecodingKey::from_rsa_components(&component("n"), &component("e"))
+                }
                 _ => DecodingKey::from_ec_components(&component("x"), &component("y")),
             }
             .map_err(|_| TokenError::Malformed)?;
