@@ -198,8 +198,10 @@ impl Provider {
 
     /// Remembers a secret that verified against the client's argon2 hash.
     pub fn remember_secret(&self, client: &Client, presented: &str) {
-        self.verified
-            .insert(client.id.clone(), Sha256::digest(presented.as_bytes()).into());
+        self.verified.insert(
+            client.id.clone(),
+            Sha256::digest(presented.as_bytes()).into(),
+        );
     }
 
     /// The discovery document (OpenID Connect Discovery 1.0).
@@ -310,7 +312,9 @@ mod tests {
             pkce_s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
-        assert!(pkce_well_formed("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"));
+        assert!(pkce_well_formed(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+        ));
         assert!(!pkce_well_formed("short"));
         assert!(!pkce_well_formed(&"a+".repeat(30)));
     }

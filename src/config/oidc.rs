@@ -194,8 +194,9 @@ impl RawClient {
         let secret = match self.secret {
             None => None,
             Some(s) if s.starts_with("$argon2") => {
-                argon2::PasswordHash::new(&s)
-                    .map_err(|e| format!("secret of {id:?} is not a valid argon2 PHC string: {e}"))?;
+                argon2::PasswordHash::new(&s).map_err(|e| {
+                    format!("secret of {id:?} is not a valid argon2 PHC string: {e}")
+                })?;
                 Some(ClientSecret::Argon2(s))
             }
             Some(s) if s.len() < 16 => {
@@ -208,7 +209,11 @@ impl RawClient {
         if self.redirect_uris.is_empty() {
             return Err(format!("{id:?} needs at least one redirect_uris entry"));
         }
-        for uri in self.redirect_uris.iter().chain(&self.post_logout_redirect_uris) {
+        for uri in self
+            .redirect_uris
+            .iter()
+            .chain(&self.post_logout_redirect_uris)
+        {
             check_redirect_uri(uri, self.allow_http).map_err(|why| format!("{uri:?}: {why}"))?;
         }
         let mut scopes: Vec<String> = Vec::new();
@@ -338,8 +343,15 @@ mod tests {
         let no_issuer = super::super::Config::from_toml_str(
             "[[oidc.clients]]\nid = \"a\"\nredirect_uris = [\"https://a.org/cb\"]",
         );
-        assert!(matches!(no_issuer, Err(ConfigError::Invalid { key: "public_url", .. })));
-        let twice = client("[[oidc.clients]]\nid = \"app\"\nredirect_uris = [\"https://b.org/cb\"]");
+        assert!(matches!(
+            no_issuer,
+            Err(ConfigError::Invalid {
+                key: "public_url",
+                ..
+            })
+        ));
+        let twice =
+            client("[[oidc.clients]]\nid = \"app\"\nredirect_uris = [\"https://b.org/cb\"]");
         assert!(twice.unwrap_err().to_string().contains("used twice"));
     }
 }

@@ -237,7 +237,10 @@ impl Service {
         decision: Option<bool>,
     ) -> Result<Authorized, AuthError> {
         let provider = self.oidc()?;
-        let Some(client) = params.client_id.as_deref().and_then(|id| provider.client(id))
+        let Some(client) = params
+            .client_id
+            .as_deref()
+            .and_then(|id| provider.client(id))
         else {
             return Ok(Authorized::Refused(
                 "The application that sent you here is not registered with this sign-in service (unknown client_id).".into(),
@@ -278,11 +281,18 @@ impl Service {
                 );
             }
         }
-        if params.response_mode.as_deref().is_some_and(|m| m != "query") {
+        if params
+            .response_mode
+            .as_deref()
+            .is_some_and(|m| m != "query")
+        {
             return fail("invalid_request", "only response_mode=query is supported");
         }
         if state.is_some_and(|s| s.len() > MAX_PARAM_LEN)
-            || params.nonce.as_deref().is_some_and(|n| n.len() > MAX_PARAM_LEN)
+            || params
+                .nonce
+                .as_deref()
+                .is_some_and(|n| n.len() > MAX_PARAM_LEN)
         {
             return fail("invalid_request", "state or nonce is too long");
         }
@@ -335,7 +345,10 @@ impl Service {
             .any(|p| !matches!(*p, "none" | "login" | "consent" | "select_account"))
             || (prompts.contains(&"none") && prompts.len() > 1)
         {
-            return fail("invalid_request", "prompt has an unknown or conflicting value");
+            return fail(
+                "invalid_request",
+                "prompt has an unknown or conflicting value",
+            );
         }
         let silent = prompts.contains(&"none");
         let max_age = match params.max_age.as_deref().map(str::parse::<u64>) {
@@ -393,7 +406,9 @@ impl Service {
                     return fail("access_denied", "the user did not allow the request");
                 }
                 Some(true) => self.remember_consent(&user, client, &scopes).await?,
-                None if prompts.contains(&"consent") || !user.has_consented(&client.id, &scopes) => {
+                None if prompts.contains(&"consent")
+                    || !user.has_consented(&client.id, &scopes) =>
+                {
                     if silent {
                         return fail("consent_required", "the user has not allowed this request");
                     }
@@ -464,7 +479,11 @@ impl Service {
     }
 
     /// Forgets the user's consent to `client` (revoking its grant from the session list).
-    pub(super) async fn forget_consent(&self, user_id: Uuid, client: &str) -> Result<(), AuthError> {
+    pub(super) async fn forget_consent(
+        &self,
+        user_id: Uuid,
+        client: &str,
+    ) -> Result<(), AuthError> {
         self.modify_user(user_id, |u| {
             u.consents.retain(|c| c.client != client);
             Ok(())
@@ -558,13 +577,14 @@ impl Service {
         let key = keys::oidc_code(&code_hash(code));
         let invalid = |why: &str| OAuthError::InvalidGrant(why.to_owned());
         let sid = session::new_id();
-        let (record, stored) = loop_claim(self, &key, &sid).await?;
-        let _ = stored;
+        let record = claim_code(self, &key, &sid).await?;
         if record.client != client.id {
             return Err(invalid("the code was issued to another client"));
         }
         if redirect_uri != Some(record.redirect_uri.as_str()) {
-            return Err(invalid("redirect_uri differs from the authorization request's"));
+            return Err(invalid(
+                "redirect_uri differs from the authorization request's",
+            ));
         }
         match (&record.challenge, verifier) {
             (Some(challenge), Some(verifier))
@@ -575,7 +595,9 @@ impl Service {
                     )) => {}
             (Some(_), _) => return Err(invalid("the PKCE code_verifier is missing or wrong")),
             (None, Some(_)) => {
-                return Err(invalid("a code_verifier was sent but no code_challenge was"));
+                return Err(invalid(
+                    "a code_verifier was sent but no code_challenge was",
+                ));
             }
             (None, None) => {}
         }
@@ -589,7 +611,8 @@ impl Service {
             auth_time: record.auth_time,
         };
         let offline = record.scope.split(' ').any(|s| s == "offline_access");
-        let refresh = session::new_refresh_token(&sid).map_err(|e| AuthError::Internal(e.to_string()))?;
+        let refresh =
+            session::new_refresh_token(&sid).map_err(|e| AuthError::Internal(e.to_string()))?;
         let now = now_secs();
         let session_record = SessionRecord {
             uid: user.id,
@@ -624,15 +647,23 @@ impl Service {
             None => false,
         };
         let current = self.users.by_id(user.id).await?;
-        let still = current.is_some_and(|u| !u.disabled && u.credential_version == user.credential_version);
+        let still =
+            current.is_some_and(|u| !u.disabled && u.credential_version == user.credential_version);
         if replayed || !still {
             self.revoke_session(&sid, user.id).await?;
             return Err(invalid("the code was used twice or the account changed"));
         }
         self.enforce_session_cap(user.id).await?;
         tracing::info!(event = "oidc_grant", client = %client.id, user_id = %user.id, session_id = %sid);
-        self.grant_tokens(&user, &sid, &grant, client, offline.then_some(refresh), record.nonce)
-            .map_err(Into::into)
+        self.grant_tokens(
+            &user,
+            &sid,
+            &grant,
+            client,
+            offline.then_some(refresh),
+            record.nonce,
+        )
+        .map_err(Into::into)
     }
 
     /// `grant_type=refresh_token`: rotates the grant's refresh token (reuse detection and
@@ -664,8 +695,15 @@ impl Service {
                 "the account is no longer in a group allowed to use this client".into(),
             ));
         }
-        self.grant_tokens(&user, &rotated.sid, &grant, client, Some(rotated.refresh_token), None)
-            .map_err(Into::into)
+        self.grant_tokens(
+            &user,
+            &rotated.sid,
+            &grant,
+            client,
+            Some(rotated.refresh_token),
+            None,
+        )
+        .map_err(Into::into)
     }
 
     fn grant_tokens(
@@ -764,7 +802,11 @@ impl Service {
             if let Some(bytes) = self.store.get(&keys::session(sid)).await? {
                 let record: SessionRecord = decode(&bytes)?;
                 let mine = record.grant.as_ref().is_some_and(|g| g.client == client.id);
-                if mine && !matches!(record.classify(token, now_secs(), 0), session::Presented::Reuse)
+                if mine
+                    && !matches!(
+                        record.classify(token, now_secs(), 0),
+                        session::Presented::Reuse
+                    )
                 {
                     self.revoke_session(sid, record.uid).await?;
                     tracing::info!(event = "oidc_revoked", client = %client.id, user_id = %record.uid);
@@ -844,12 +886,9 @@ impl Service {
 
 /// Reads a code and claims it for the grant session `sid` (compare-and-set), or, when it
 /// was claimed before, ends the session that first use made (and marks the code replayed).
-async fn loop_claim(
-    service: &Service,
-    key: &str,
-    sid: &str,
-) -> Result<(CodeRecord, bytes::Bytes), OAuthError> {
-    let invalid = || OAuthError::InvalidGrant("the code is invalid, expired or already used".into());
+async fn claim_code(service: &Service, key: &str, sid: &str) -> Result<CodeRecord, OAuthError> {
+    let invalid =
+        || OAuthError::InvalidGrant("the code is invalid, expired or already used".into());
     for _ in 0..MAX_WRITE_ATTEMPTS {
         let Some(stored) = service.store.get(key).await? else {
             return Err(invalid());
@@ -880,7 +919,7 @@ async fn loop_claim(
             ttl: REDEEMED_TTL,
         };
         if service.store.swap_then_apply(swap, Vec::new()).await? {
-            return Ok((record, stored));
+            return Ok(record);
         }
     }
     Err(invalid())

@@ -33,7 +33,7 @@ use crate::store::{SessionStore, StoreError, UserStore, UserStoreError};
 
 mod accounts;
 mod admin;
-mod grants;
+pub(crate) mod grants;
 mod groups;
 mod login;
 mod rotation;
