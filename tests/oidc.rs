@@ -19,6 +19,10 @@ const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
 /// A server whose `public_url` is its own address, with four clients.
 fn start(backend: Backend) -> (Server, tempfile::TempDir) {
+    start_with(backend, &[])
+}
+
+fn start_with(backend: Backend, env: &[(&str, &str)]) -> (Server, tempfile::TempDir) {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -55,11 +59,13 @@ id_token_signing_alg = "EdDSA"
     );
     let path = dir.path().join("config.toml");
     std::fs::write(&path, config).unwrap();
-    let server = Server::builder(backend)
+    let mut builder = Server::builder(backend)
         .env("GATEHOUSE_CONFIG", &path.display().to_string())
-        .env("GATEHOUSE_LISTEN", &format!("127.0.0.1:{port}"))
-        .start();
-    (server, dir)
+        .env("GATEHOUSE_LISTEN", &format!("127.0.0.1:{port}"));
+    for (k, v) in env {
+        builder = builder.env(k, v);
+    }
+    (builder.start(), dir)
 }
 
 fn challenge() -> String {
@@ -520,6 +526,38 @@ async fn code_flow_end_to_end(backend: Backend) {
     assert_eq!(r.status(), 200);
     assert_eq!(userinfo(&server, a).await.status(), 401);
 
+    // Ending the grant from the session list withdraws the consent: the app asks again.
+    let code = code_for(&server, "app", &cookie, &[]).await;
+    let t: Value = exchange(&server, "app", &code).await.json().await.unwrap();
+    let list: Value = server
+        .get_auth("/auth/sessions", &first_party.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let grant = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["client_id"] == "app")
+        .unwrap_or_else(|| panic!("{list}"));
+    let r = server
+        .http
+        .delete(server.url(&format!("/auth/sessions/{}", grant["id"].as_str().unwrap())))
+        .bearer_auth(&first_party.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        userinfo(&server, t["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        401
+    );
+    let r = authorize(&server, &authorize_url(&server, "app", &[]), Some(&cookie)).await;
+    assert_eq!(r.status(), 200, "the consent page again");
+
     // Logout-all ends every grant at once.
     let code = code_for(&server, "app", &cookie, &[]).await;
     let t: Value = exchange(&server, "app", &code).await.json().await.unwrap();
@@ -901,7 +939,71 @@ async fn off_without_clients() {
     assert_eq!(jwks["keys"], serde_json::json!([]));
 }
 
-backend_tests!(code_flow_end_to_end, public_clients_groups_and_logout);
+/// A code lives `oidc.code_ttl` seconds; `max_age` asks for a sign-in that recent, and a
+/// fresh one satisfies it.
+async fn expired_codes_and_max_age(backend: Backend) {
+    let (server, _dir) = start_with(backend, &[("GATEHOUSE_OIDC__CODE_TTL", "1")]);
+    let cy = email("cy");
+    server.signup(&cy).await;
+    let cookie = browser_login(&server, &cy).await;
+    let code = code_for(&server, "edwards", &cookie, &[]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    oauth_error(
+        exchange(&server, "edwards", &code).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+
+    // Signed in more than 1 s ago: max_age=1 sends the browser to sign in again...
+    let url = authorize_url(&server, "edwards", &[("max_age", "1")]);
+    let r = authorize(&server, &url, Some(&cookie)).await;
+    let login = r.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(login.contains("prompt=login"), "{login}");
+    let rd = get(&query_of(&login), "rd").unwrap().to_owned();
+    // ...and after that sign-in the same request is answered with a code.
+    let r = server
+        .http
+        .post(server.url("/login"))
+        .header("origin", &server.base)
+        .form(&[
+            ("email", cy.as_str()),
+            ("password", PASSWORD),
+            ("rd", rd.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let fresh = cookie_of(r.headers(), "gatehouse_access").unwrap();
+    let r = authorize(&server, &rd, Some(&fresh)).await;
+    let q = query_of(r.headers()[LOCATION].to_str().unwrap());
+    let code = get(&q, "code")
+        .unwrap_or_else(|| panic!("{q:?}"))
+        .to_owned();
+    let t: Value = exchange(&server, "edwards", &code)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = claims_of(t["id_token"].as_str().unwrap());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now - id["auth_time"].as_u64().unwrap() <= 2, "{id}");
+    // prompt=none with a sign-in too old: login_required, not a page.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let url = authorize_url(&server, "edwards", &[("max_age", "1"), ("prompt", "none")]);
+    let r = authorize(&server, &url, Some(&fresh)).await;
+    let q = query_of(r.headers()[LOCATION].to_str().unwrap());
+    assert_eq!(get(&q, "error"), Some("login_required"));
+}
+
+backend_tests!(
+    code_flow_end_to_end,
+    public_clients_groups_and_logout,
+    expired_codes_and_max_age
+);
 
 /// `gatehouse client secret` makes a secret and its argon2id hash; a client configured with
 /// the hash authenticates with the secret (the hash is checked once, then remembered), and
