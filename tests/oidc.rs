@@ -1083,3 +1083,88 @@ async fn hashed_client_secrets_from_the_cli() {
         "{err}"
     );
 }
+
+/// Two nodes sharing Redis and the id_token key: a code made on one is exchanged on the
+/// other, userinfo answers on both, and logout-all on one ends the grant everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_work_across_nodes_sharing_redis() {
+    let Some(backend) = Backend::redis() else {
+        return;
+    };
+    let (a, dir_a) = start_with(
+        backend.clone(),
+        &[("JWT_SECRET", "shared-secret-0123456789abcdef0123456789")],
+    );
+    let key = a.data_dir.join("signing_key_rsa.pem");
+    assert!(key.exists());
+    // Node B: the same issuer (behind one name), its own address, A's key file.
+    let text = std::fs::read_to_string(dir_a.path().join("config.toml")).unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let path_b = dir_b.path().join("config.toml");
+    std::fs::write(
+        &path_b,
+        text.replacen(
+            "[[oidc.clients]]",
+            &format!(
+                "[oidc]\nprivate_keys = [\"{}\"]\n[[oidc.clients]]",
+                key.display()
+            ),
+            1,
+        )
+        .replacen("listen = ", "# listen = ", 1),
+    )
+    .unwrap();
+    let b = Server::builder(backend)
+        .env("GATEHOUSE_CONFIG", &path_b.display().to_string())
+        .env("JWT_SECRET", "shared-secret-0123456789abcdef0123456789")
+        .start();
+    let dee = email("dee");
+    let first_party = a.signup(&dee).await;
+    let cookie = browser_login(&a, &dee).await;
+    let code = code_for(&a, "edwards", &cookie, &[]).await;
+    let r = exchange(&b, "edwards", &code).await;
+    assert_eq!(
+        r.status(),
+        200,
+        "a code made on one node is good on another"
+    );
+    let t: Value = r.json().await.unwrap();
+    let access = t["access_token"].as_str().unwrap();
+    assert_eq!(userinfo(&a, access).await.status(), 200);
+    assert_eq!(userinfo(&b, access).await.status(), 200);
+    // RS256 now, so both nodes publish the key that signed it.
+    let code = code_for(&a, "app", &cookie, &[]).await;
+    let t2: Value = exchange(&b, "app", &code).await.json().await.unwrap();
+    let kid = header_of(t2["id_token"].as_str().unwrap())["kid"].clone();
+    for node in [&a, &b] {
+        let jwks: Value = node
+            .http
+            .get(node.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kid"] == kid)
+        );
+    }
+    assert_eq!(
+        a.post_auth("/auth/logout-all", &first_party.access)
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(userinfo(&b, access).await.status(), 401);
+    assert_eq!(
+        userinfo(&b, t2["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        401
+    );
+}
