@@ -84,6 +84,10 @@ pub struct Signer {
     /// `(kid, key)`, the signing key first.
     decoding: Vec<(String, DecodingKey)>,
     validation: Validation,
+    /// RS256 signs with ring rather than through `jsonwebtoken`'s RustCrypto backend: an
+    /// RSA-2048 signature there takes 2.5–2.9 ms, ring's about a quarter of that, and
+    /// every OpenID Connect token exchange signs an id_token.
+    rsa: Option<std::sync::Arc<ring::signature::RsaKeyPair>>,
 }
 
 impl Signer {
@@ -121,6 +125,7 @@ impl Signer {
                 .map(|s| (key_id(s), DecodingKey::from_secret(s)))
                 .collect(),
             validation,
+            rsa: None,
         }
     }
 
@@ -162,6 +167,11 @@ impl Signer {
         signer.encoding = encoding(&signing.private_der);
         signer.decoding = decoding;
         signer.jwks = keys.iter().map(|k| k.jwk.clone()).collect();
+        if algorithm == TokenAlgorithm::RS256 {
+            let pair = ring::signature::RsaKeyPair::from_der(&signing.private_der)
+                .map_err(|_| TokenError::Malformed)?;
+            signer.rsa = Some(std::sync::Arc::new(pair));
+        }
         Ok(signer)
     }
 
@@ -172,7 +182,11 @@ impl Signer {
     }
 
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
-        jsonwebtoken::encode(&self.header, claims, &self.encoding).map_err(|_| TokenError::Signing)
+        match &self.rsa {
+            Some(pair) => sign_rs256(pair, &self.header, claims),
+            None => jsonwebtoken::encode(&self.header, claims, &self.encoding)
+                .map_err(|_| TokenError::Signing),
+        }
     }
 
     /// The `kid` that signs.
@@ -240,6 +254,31 @@ impl Signer {
             .map(|data| data.claims)
             .map_err(map_error)
     }
+}
+
+/// `base64url(header).base64url(claims).base64url(RSASSA-PKCS1-v1_5 SHA-256 signature)`
+/// (RFC 7515 compact serialization, RFC 7518 §3.3).
+fn sign_rs256<T: Serialize>(
+    pair: &ring::signature::RsaKeyPair,
+    header: &Header,
+    claims: &T,
+) -> Result<String, TokenError> {
+    let header = serde_json::to_vec(header).map_err(|_| TokenError::Signing)?;
+    let claims = serde_json::to_vec(claims).map_err(|_| TokenError::Signing)?;
+    let mut token = URL_SAFE_NO_PAD.encode(header);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(claims, &mut token);
+    let mut signature = vec![0u8; pair.public().modulus_len()];
+    pair.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        token.as_bytes(),
+        &mut signature,
+    )
+    .map_err(|_| TokenError::Signing)?;
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+    Ok(token)
 }
 
 /// A short public identifier of a secret: the first 8 bytes of its SHA-256.

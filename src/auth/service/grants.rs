@@ -24,7 +24,7 @@ use crate::auth::oidc::{
 use crate::auth::regulation;
 use crate::auth::tokens::AccessClaims;
 use crate::clock::now_secs;
-use crate::config::oidc::{Client, Consent};
+use crate::config::oidc::{Client, Consent, KNOWN_SCOPES};
 use crate::domain::session::{self, Grant, SessionRecord, encode};
 use crate::domain::{self, User};
 use crate::store::{Op, StoreError, Swap, keys};
@@ -296,9 +296,12 @@ impl Service {
         {
             return fail("invalid_request", "state or nonce is too long");
         }
-        let Some(scopes) = params.scope.as_deref().and_then(parse_scope) else {
+        let Some(mut scopes) = params.scope.as_deref().and_then(parse_scope) else {
             return fail("invalid_scope", "scope is missing or malformed");
         };
+        // Scopes gatehouse does not know (`phone`, an app's own) are ignored, as OpenID
+        // Connect Core asks; a known scope the client may not have is refused below.
+        scopes.retain(|s| KNOWN_SCOPES.contains(&s.as_str()));
         if !scopes.iter().any(|s| s == "openid") {
             return fail("invalid_scope", "the openid scope is required");
         }
@@ -372,7 +375,10 @@ impl Service {
             .as_deref()
             .and_then(|t| t.parse::<u64>().ok());
         let fresh_enough = fresh_after.is_some_and(|t| browser.auth_time >= t);
-        let too_old = max_age.is_some_and(|age| now.saturating_sub(browser.auth_time) > age);
+        // `max_age=0` is `prompt=login` (OpenID Connect Core §3.1.2.1): whole seconds would
+        // let a sign-in of this very second pass.
+        let too_old =
+            max_age.is_some_and(|age| age == 0 || now.saturating_sub(browser.auth_time) > age);
         if !fresh_enough && (prompts.contains(&"login") || too_old) {
             if silent {
                 return fail("login_required", "a fresh sign-in is required");

@@ -186,8 +186,8 @@ impl Service {
         self.issue(user, &sid, refresh)
     }
 
-    /// Ends the oldest sessions of a user beyond `sessions.max_per_user` (and forgets set
-    /// members whose session has already ended).
+    /// Ends the oldest sessions of a user beyond `sessions.max_per_user`, OpenID Connect
+    /// grants before sign-ins (and forgets set members whose session has already ended).
     pub(super) async fn enforce_session_cap(&self, user_id: Uuid) -> Result<(), AuthError> {
         let set = keys::user_sessions(&user_id.to_string());
         let members = self.store.set_members(&set).await?;
@@ -204,8 +204,12 @@ impl Service {
                 });
             }
         }
+        // Relying parties' grants go first: an app that runs the code flow again and again
+        // must not sign the user out of gatehouse itself (and of forward-auth).
         let excess = live.len().saturating_sub(self.max_sessions_per_user);
-        for oldest in &live[..excess] {
+        let grants = live.iter().filter(|s| s.record.grant.is_some());
+        let own = live.iter().filter(|s| s.record.grant.is_none());
+        for oldest in grants.chain(own).take(excess) {
             ops.push(Op::Delete {
                 key: keys::session(&oldest.id),
             });
