@@ -390,7 +390,7 @@ def run(a):
     url, _ = probe.create_authorization_url(meta["authorization_endpoint"], state="s", nonce="n",
                                             code_verifier=secrets.token_urlsafe(48))
     r = browser.s.get(url, allow_redirects=False, timeout=TIMEOUT)
-    signin = "/interaction/" if a.reference_op else f"{issuer}/login?rd="
+    signin = f"{issuer}/interaction/" if a.reference_op else f"{issuer}/login?rd="
     check(r.status_code in (302, 303) and urljoin(url, r.headers.get("Location", "")).startswith(signin),
           "after logout the browser must sign in again", f"{r.status_code} {r.headers.get('Location')}")
     ok("the browser session ended")
