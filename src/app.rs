@@ -141,7 +141,8 @@ impl App {
             threads * crate::auth::service::HASH_QUEUE_PER_THREAD,
         )?;
 
-        let auth = Service::new(&config, users, store, hasher, signer);
+        let provider = crate::auth::oidc::Provider::load(&config)?;
+        let auth = Service::new(&config, users, store, hasher, signer, provider);
         Ok(Arc::new(App {
             config,
             auth,

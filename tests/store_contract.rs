@@ -244,6 +244,7 @@ fn user(email: &str) -> User {
         version: 0,
         credential_version: 0,
         groups: Vec::new(),
+        consents: Vec::new(),
     }
 }
 

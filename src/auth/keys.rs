@@ -84,6 +84,7 @@ fn file_stem(algorithm: TokenAlgorithm) -> &'static str {
         TokenAlgorithm::HS256 => "hs256",
         TokenAlgorithm::EdDSA => "ed25519",
         TokenAlgorithm::ES256 => "p256",
+        TokenAlgorithm::RS256 => "rsa",
     }
 }
 
@@ -116,7 +117,45 @@ pub(crate) fn from_pem(algorithm: TokenAlgorithm, pem: &str) -> Result<KeyPair, 
             let der = key.to_pkcs8_der().map_err(|e| e.to_string())?;
             Ok(p256_pair(&key, der.as_bytes().to_vec()))
         }
+        TokenAlgorithm::RS256 => {
+            use rsa::pkcs1::EncodeRsaPrivateKey;
+            use rsa::pkcs8::DecodePrivateKey;
+            let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem)
+                .or_else(|_| {
+                    use rsa::pkcs1::DecodeRsaPrivateKey;
+                    rsa::RsaPrivateKey::from_pkcs1_pem(pem)
+                })
+                .map_err(|e| e.to_string())?;
+            if rsa::traits::PublicKeyParts::size(&key) < RSA_MIN_BYTES {
+                return Err("the RSA key is shorter than 2048 bits".into());
+            }
+            // jsonwebtoken signs RS256 with a PKCS#1 DER key.
+            let der = key.to_pkcs1_der().map_err(|e| e.to_string())?;
+            Ok(rsa_pair(&key, der.as_bytes().to_vec()))
+        }
         TokenAlgorithm::HS256 => Err("HS256 has no key pairs".into()),
+    }
+}
+
+/// RSA keys below 2048 bits are refused (NIST SP 800-131A; RFC 7518 requires 2048).
+const RSA_MIN_BYTES: usize = 256;
+/// The size of a generated RSA key.
+const RSA_BITS: usize = 2048;
+
+fn rsa_pair(key: &rsa::RsaPrivateKey, private_der: Vec<u8>) -> KeyPair {
+    use rsa::traits::PublicKeyParts;
+    let (n, e) = (key.n().to_bytes_be(), key.e().to_bytes_be());
+    let mut public = n.clone();
+    public.extend_from_slice(&e);
+    let kid = key_id(&public);
+    let jwk = json!({
+        "kty": "RSA", "n": URL_SAFE_NO_PAD.encode(n), "e": URL_SAFE_NO_PAD.encode(e),
+        "kid": kid, "alg": "RS256", "use": "sig",
+    });
+    KeyPair {
+        kid,
+        private_der,
+        jwk,
     }
 }
 
@@ -179,6 +218,14 @@ pub(crate) fn generate(algorithm: TokenAlgorithm, path: &Path) -> Result<KeyPair
                     break key;
                 }
             };
+            key.to_pkcs8_pem(Default::default())
+                .map_err(|e| invalid(e.to_string()))?
+                .to_string()
+        }
+        TokenAlgorithm::RS256 => {
+            use rsa::pkcs8::EncodePrivateKey;
+            let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, RSA_BITS)
+                .map_err(|e| KeyError::Random(e.to_string()))?;
             key.to_pkcs8_pem(Default::default())
                 .map_err(|e| invalid(e.to_string()))?
                 .to_string()

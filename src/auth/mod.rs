@@ -5,12 +5,14 @@
 //! - [`passwords`]: argon2id hashing on a fixed pool of low-priority threads.
 //! - [`tokens`]: signing and strictly verifying access tokens (JWT).
 //! - [`secret`]: where the signing secret comes from; [`keys`]: asymmetric key pairs.
+//! - [`oidc`]: the OpenID Connect provider's clients, scopes, id_token keys and discovery.
 //! - [`regulation`]: bans after repeated failed logins.
 //! - [`service`]: the operations (register, login, refresh, logout, …) that the HTTP
 //!   handlers and the CLI call.
 
 pub mod access;
 pub(crate) mod keys;
+pub mod oidc;
 pub(crate) mod passwords;
 pub mod policy;
 pub(crate) mod regulation;

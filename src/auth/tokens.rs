@@ -5,6 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -135,6 +136,7 @@ impl Signer {
         let (alg, encoding): (Algorithm, fn(&[u8]) -> EncodingKey) = match algorithm {
             TokenAlgorithm::EdDSA => (Algorithm::EdDSA, EncodingKey::from_ed_der),
             TokenAlgorithm::ES256 => (Algorithm::ES256, EncodingKey::from_ec_der),
+            TokenAlgorithm::RS256 => (Algorithm::RS256, EncodingKey::from_rsa_der),
             TokenAlgorithm::HS256 => return Err(TokenError::BadAlgorithm),
         };
         let signing = keys.first().ok_or(TokenError::UnknownKey)?;
@@ -144,6 +146,9 @@ impl Signer {
             let component = |name: &str| jwk[name].as_str().unwrap_or_default().to_owned();
             let decoded = match algorithm {
                 TokenAlgorithm::EdDSA => DecodingKey::from_ed_components(&component("x")),
+                TokenAlgorithm::RS256 => {
+                    DecodingKey::from_rsa_components(&component("n"), &component("e"))
+                }
                 _ => DecodingKey::from_ec_components(&component("x"), &component("y")),
             }
             .map_err(|_| TokenError::Malformed)?;
@@ -166,8 +171,33 @@ impl Signer {
         self.jwks.clone()
     }
 
-    pub fn sign(&self, claims: &AccessClaims) -> Result<String, TokenError> {
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
         jsonwebtoken::encode(&self.header, claims, &self.encoding).map_err(|_| TokenError::Signing)
+    }
+
+    /// The `kid` that signs.
+    pub fn kid(&self) -> Option<&str> {
+        self.header.kid.as_deref()
+    }
+
+    /// Verifies a token of another shape than an access token (the OpenID Connect
+    /// provider's): the same pinned algorithm, keys and time checks, but `iss` must be
+    /// `issuer` and `aud` is the caller's to judge. With `check_exp` false an expired token
+    /// passes (an `id_token_hint` at logout).
+    pub fn verify_as<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        issuer: &str,
+        check_exp: bool,
+    ) -> Result<T, TokenError> {
+        let mut validation = Validation::new(self.algorithm);
+        validation.leeway = self.validation.leeway;
+        validation.validate_nbf = true;
+        validation.validate_exp = check_exp;
+        validation.validate_aud = false;
+        validation.set_issuer(&[issuer]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        self.decode(token, &validation)
     }
 
     /// Verifies signature, algorithm, key id and time claims, and returns the claims.
@@ -188,6 +218,14 @@ impl Signer {
         token: &str,
         validation: &Validation,
     ) -> Result<AccessClaims, TokenError> {
+        self.decode(token, validation)
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        validation: &Validation,
+    ) -> Result<T, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(map_error)?;
         if header.alg != self.algorithm {
             return Err(TokenError::BadAlgorithm);
@@ -198,7 +236,7 @@ impl Signer {
             .and_then(|kid| self.decoding.iter().find(|(k, _)| k == kid))
             .map(|(_, key)| key)
             .ok_or(TokenError::UnknownKey)?;
-        jsonwebtoken::decode::<AccessClaims>(token, key, validation)
+        jsonwebtoken::decode::<T>(token, key, validation)
             .map(|data| data.claims)
             .map_err(map_error)
     }

@@ -12,7 +12,7 @@
 //! - `tokens`: `[tokens]`; `stores`: `[sessions]`, `[users]`, `[redis]`; `passwords`:
 //!   `[argon2]`, `[passwords]`, `[regulation]`; `server`: `[limits]`, `[metrics]`, `[log]`
 //!   and `trusted_proxies`; `web`: `[cookies]`, `[login]`, `[introspection]` and
-//!   `public_url`; [`access`]: `[access_control]`.
+//!   `public_url`; [`access`]: `[access_control]`; [`oidc`]: `[oidc]` and its clients.
 //!
 //! `config` depends on nothing in `auth`: `auth` reads these values and gives them meaning
 //! (e.g. `auth::access` judges requests by the access rules).
@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub mod access;
+pub mod oidc;
 mod passwords;
 mod server;
 mod stores;
@@ -79,6 +80,8 @@ pub struct Config {
     pub access_control: access::AccessControl,
     pub introspection: Introspection,
     pub login: Login,
+    /// The OpenID Connect provider (on when a client is configured).
+    pub oidc: oidc::Oidc,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +117,7 @@ struct RawConfig {
     access_control: access::RawAccessControl,
     introspection: Introspection,
     login: Login,
+    oidc: oidc::RawOidc,
 }
 
 impl Default for RawConfig {
@@ -138,6 +142,7 @@ impl Default for RawConfig {
             access_control: Default::default(),
             introspection: Introspection::default(),
             login: Login::default(),
+            oidc: Default::default(),
         }
     }
 }
@@ -201,6 +206,7 @@ impl RawConfig {
         self.login.validate()?;
         self.introspection.validate()?;
         let access_control = self.access_control.validate()?;
+        let oidc = self.oidc.validate(self.public_url.as_ref())?;
         Ok(Config {
             listen: self.listen,
             data_dir: self.data_dir,
@@ -221,6 +227,7 @@ impl RawConfig {
             access_control,
             introspection: self.introspection,
             login: self.login,
+            oidc,
         })
     }
 }

@@ -39,6 +39,9 @@ pub enum TokenAlgorithm {
     EdDSA,
     /// ECDSA with P-256 and SHA-256.
     ES256,
+    /// RSA PKCS#1 v1.5 with SHA-256: OpenID Connect id_tokens only (every relying party
+    /// verifies it), never access tokens.
+    RS256,
 }
 
 impl Default for Tokens {
@@ -60,6 +63,12 @@ impl Tokens {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         positive_secs("tokens.access_ttl", self.access_ttl)?;
         positive_secs("tokens.refresh_ttl", self.refresh_ttl)?;
+        if self.algorithm == TokenAlgorithm::RS256 {
+            return Err(invalid(
+                "tokens.algorithm",
+                "must be \"HS256\", \"EdDSA\" or \"ES256\" (RS256 signs OpenID Connect id_tokens only)",
+            ));
+        }
         if self.refresh_reuse_grace >= self.refresh_ttl {
             return Err(invalid(
                 "tokens.refresh_reuse_grace",

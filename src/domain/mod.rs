@@ -10,4 +10,4 @@ pub mod user;
 
 pub use email::{check_email, display_email, normalize_email};
 pub use group::GroupName;
-pub use user::{Role, User};
+pub use user::{Consent, Role, User};

@@ -34,6 +34,21 @@ pub struct SessionRecord {
     /// The last rotation, for the reuse grace window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated: Option<Rotation>,
+    /// Set when the session is an OpenID Connect grant to a relying party rather than a
+    /// sign-in to gatehouse itself: its tokens then work only at the provider's endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<Grant>,
+}
+
+/// What an OpenID Connect grant session was granted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// The relying party's `client_id`.
+    pub client: String,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+    /// Unix second the user signed in (the browser session's start): `auth_time`.
+    pub auth_time: u64,
 }
 
 /// The rotation that made the current refresh token.
@@ -184,6 +199,7 @@ mod tests {
             refresh: token_hash(current),
             cv: 0,
             rotated,
+            grant: None,
         }
     }
 

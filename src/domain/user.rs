@@ -56,4 +56,25 @@ pub struct User {
     /// seconds) instead of trusting a token.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// The OpenID Connect clients the user has allowed, with the scopes allowed; a request
+    /// for no more than these skips the consent page.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consents: Vec<Consent>,
+}
+
+/// One remembered consent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    pub client: String,
+    /// Sorted.
+    pub scopes: Vec<String>,
+}
+
+impl User {
+    /// Whether the user has allowed `client` every one of `scopes`.
+    pub fn has_consented(&self, client: &str, scopes: &[String]) -> bool {
+        self.consents
+            .iter()
+            .any(|c| c.client == client && scopes.iter().all(|s| c.scopes.contains(s)))
+    }
 }

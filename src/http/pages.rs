@@ -48,6 +48,34 @@ pub(crate) struct SignedOutPage<'a> {
     pub title: &'a str,
 }
 
+/// The OpenID Connect consent page: the client, the scopes, Allow and Deny. The
+/// authorization request travels in hidden fields and is judged again when posted.
+#[derive(Debug, Template)]
+#[template(path = "consent.html")]
+pub(crate) struct ConsentPage<'a> {
+    pub client: &'a str,
+    pub email: &'a str,
+    /// What each scope shows, in words.
+    pub scopes: Vec<&'static str>,
+    pub fields: Vec<(String, String)>,
+}
+
+/// An authorization request that cannot be sent back to its client (unknown client,
+/// unregistered redirect URI): said on a page, never redirected.
+#[derive(Debug, Template)]
+#[template(path = "oidc_error.html")]
+pub(crate) struct OidcErrorPage<'a> {
+    pub message: &'a str,
+}
+
+/// RP-initiated logout without proof that the client asked (no valid `id_token_hint`).
+#[derive(Debug, Template)]
+#[template(path = "oidc_logout.html")]
+pub(crate) struct OidcLogoutPage<'a> {
+    pub client: Option<&'a str>,
+    pub fields: Vec<(String, String)>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

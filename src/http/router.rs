@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use http::Method;
 
 use super::handlers::forward_auth::{self, Flavor};
-use super::handlers::{auth, health, introspect, login, sessions};
+use super::handlers::{auth, health, introspect, login, oidc, sessions};
 use super::metrics;
 use super::request::{HttpRequest, has_body};
 use super::response::HttpResponse;
@@ -97,6 +97,13 @@ pub enum Route {
     LoginPage,
     LogoutPage,
     Jwks,
+    Discovery,
+    OidcAuthorize,
+    OidcToken,
+    OidcUserinfo,
+    OidcRevoke,
+    OidcIntrospect,
+    OidcLogout,
     Metrics,
     Healthz,
     Readyz,
@@ -118,6 +125,13 @@ const TABLE: &[(&str, Route)] = &[
     ("/login", Route::LoginPage),
     ("/logout", Route::LogoutPage),
     ("/.well-known/jwks.json", Route::Jwks),
+    ("/.well-known/openid-configuration", Route::Discovery),
+    ("/oidc/authorize", Route::OidcAuthorize),
+    ("/oidc/token", Route::OidcToken),
+    ("/oidc/userinfo", Route::OidcUserinfo),
+    ("/oidc/revoke", Route::OidcRevoke),
+    ("/oidc/introspect", Route::OidcIntrospect),
+    ("/oidc/logout", Route::OidcLogout),
     ("/metrics", Route::Metrics),
     ("/healthz", Route::Healthz),
     ("/readyz", Route::Readyz),
@@ -155,14 +169,22 @@ impl Route {
             | Route::Logout
             | Route::LogoutAll
             | Route::Password
-            | Route::Introspect => "POST",
+            | Route::Introspect
+            | Route::OidcToken
+            | Route::OidcRevoke
+            | Route::OidcIntrospect => "POST",
             Route::Session => "DELETE",
-            Route::LoginPage | Route::LogoutPage => "GET, HEAD, POST",
+            Route::LoginPage
+            | Route::LogoutPage
+            | Route::OidcAuthorize
+            | Route::OidcUserinfo
+            | Route::OidcLogout => "GET, HEAD, POST",
             Route::Me
             | Route::Sessions
             | Route::ForwardAuth
             | Route::AuthRequest
             | Route::Jwks
+            | Route::Discovery
             | Route::Metrics
             | Route::Healthz
             | Route::Readyz => "GET, HEAD",
@@ -209,6 +231,13 @@ async fn route(app: &App, req: HttpRequest, peer: SocketAddr) -> Result<HttpResp
         Route::LogoutPage if reading => login::logout_page(app, req).await,
         Route::LogoutPage => login::logout_submit(app, req).await,
         Route::Jwks => Ok(introspect::jwks(app)),
+        Route::Discovery => oidc::discovery(app),
+        Route::OidcAuthorize => oidc::authorize(app, req).await,
+        Route::OidcToken => oidc::token(app, req, peer).await,
+        Route::OidcUserinfo => oidc::userinfo(app, req).await,
+        Route::OidcRevoke => oidc::revoke(app, req, peer).await,
+        Route::OidcIntrospect => oidc::introspect(app, req, peer).await,
+        Route::OidcLogout => oidc::end_session(app, req).await,
         Route::Healthz => Ok(health::healthz()),
         Route::Readyz => Ok(health::readyz(app).await),
         Route::Metrics => Err(ApiError::NotFound),

@@ -35,6 +35,13 @@ pub(crate) fn readable_by_services(key: &str) -> bool {
     key.starts_with(SESSION_PREFIX) || key.starts_with(USER_SESSIONS_PREFIX)
 }
 
+/// An OpenID Connect authorization code, by the SHA-256 of the code (base64url): its
+/// record, then, once redeemed, the grant session it made (so a second use can end it).
+/// Lives `oidc.code_ttl` seconds, a little longer once redeemed. Internal.
+pub(crate) fn oidc_code(code_hash: &str) -> String {
+    format!("oidc_code:{code_hash}")
+}
+
 /// Failed logins in the current `regulation.find_time` window; `subject` is
 /// `user:<email>` or `ip:<address>`.
 pub(crate) fn failures(subject: &str) -> String {
@@ -59,7 +66,12 @@ mod tests {
     fn only_sessions_are_readable_by_other_services() {
         assert!(readable_by_services(&session("abc")));
         assert!(readable_by_services(&user_sessions("u")));
-        for internal in [failures("ip:1.2.3.4"), ban("user:a@b.c"), bans()] {
+        for internal in [
+            failures("ip:1.2.3.4"),
+            ban("user:a@b.c"),
+            bans(),
+            oidc_code("x"),
+        ] {
             assert!(!readable_by_services(&internal), "{internal}");
         }
         assert!(!readable_by_services(SESSION_INDEX));

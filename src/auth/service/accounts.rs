@@ -41,6 +41,7 @@ impl Service {
             version: 0,
             credential_version: 0,
             groups: Vec::new(),
+            consents: Vec::new(),
         };
         self.users.create(&user).await?;
         tracing::info!(event = "user_created", user_id = %user.id, role = role.as_str());

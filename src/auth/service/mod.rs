@@ -33,6 +33,7 @@ use crate::store::{SessionStore, StoreError, UserStore, UserStoreError};
 
 mod accounts;
 mod admin;
+pub(crate) mod grants;
 mod groups;
 mod login;
 mod rotation;
@@ -145,6 +146,8 @@ pub struct Service {
     grace: u64,
     leeway: u64,
     max_sessions_per_user: usize,
+    /// The OpenID Connect provider, when clients are configured.
+    provider: Option<super::oidc::Provider>,
     /// Users as read at most `groups::PROFILE_FRESHNESS` ago, for decisions on groups.
     profiles: groups::Profiles,
     /// Unix second of the last clock-skew warning, so a skewed peer cannot flood the log.
@@ -158,6 +161,7 @@ impl Service {
         store: Arc<dyn SessionStore>,
         hasher: Hasher,
         signer: Signer,
+        provider: Option<super::oidc::Provider>,
     ) -> Self {
         // Every outcome exists from the first scrape, so `rate()` alerts work before it happens.
         for result in ["ok", "failed", "regulated"] {
@@ -183,6 +187,7 @@ impl Service {
             grace: config.tokens.refresh_reuse_grace,
             leeway: config.tokens.leeway,
             max_sessions_per_user: config.sessions.max_per_user,
+            provider,
             profiles: groups::profile_cache(),
             last_clock_warning: AtomicU64::new(0),
         }
@@ -192,9 +197,23 @@ impl Service {
         self.store.as_ref()
     }
 
-    /// The public keys that verify access tokens, as JWKs (empty under HS256).
+    /// The public keys that verify access tokens and id_tokens, as JWKs (no access-token
+    /// keys under HS256, whose keys are secrets).
     pub fn jwks(&self) -> Vec<serde_json::Value> {
-        self.signer.public_jwks()
+        let mut keys = self.signer.public_jwks();
+        if let Some(provider) = &self.provider {
+            for jwk in provider.jwks() {
+                if !keys.iter().any(|k| k["kid"] == jwk["kid"]) {
+                    keys.push(jwk);
+                }
+            }
+        }
+        keys
+    }
+
+    /// The OpenID Connect provider, when one is configured.
+    pub fn provider(&self) -> Option<&super::oidc::Provider> {
+        self.provider.as_ref()
     }
 }
 

@@ -21,7 +21,9 @@ impl Service {
             return Err(AuthError::SessionEnded);
         };
         let record: SessionRecord = decode(&bytes)?;
-        if record.uid != claims.sub {
+        // A relying party's grant is no sign-in to gatehouse: its tokens never reach the
+        // account API or forward-auth (they are not shaped as access tokens either).
+        if record.uid != claims.sub || record.grant.is_some() {
             return Err(AuthError::InvalidToken(TokenError::Malformed));
         }
         Ok(claims)
@@ -119,15 +121,20 @@ impl Service {
     }
 
     /// `DELETE /auth/sessions/{id}`: ends one of the caller's sessions.
+    /// Ending an OpenID Connect grant also forgets the consent to its client: the app must
+    /// ask again.
     pub async fn revoke_own_session(&self, user_id: Uuid, sid: &str) -> Result<(), AuthError> {
-        let owned = match self.store.get(&keys::session(sid)).await? {
-            Some(bytes) => decode::<SessionRecord>(&bytes)?.uid == user_id,
-            None => false,
+        let record = match self.store.get(&keys::session(sid)).await? {
+            Some(bytes) => Some(decode::<SessionRecord>(&bytes)?),
+            None => None,
         };
-        if !owned {
+        let Some(record) = record.filter(|r| r.uid == user_id) else {
             return Err(AuthError::SessionNotFound);
-        }
+        };
         self.revoke_session(sid, user_id).await?;
+        if let Some(grant) = &record.grant {
+            self.forget_consent(user_id, &grant.client).await?;
+        }
         tracing::info!(event = "session_revoked", user_id = %user_id, session_id = %sid);
         Ok(())
     }
@@ -155,6 +162,7 @@ impl Service {
             refresh: session::token_hash(&refresh),
             cv: user.credential_version,
             rotated: None,
+            grant: None,
         };
         let ttl = Duration::from_secs(self.refresh_ttl);
         let set = keys::user_sessions(&user.id.to_string());
@@ -180,7 +188,7 @@ impl Service {
 
     /// Ends the oldest sessions of a user beyond `sessions.max_per_user` (and forgets set
     /// members whose session has already ended).
-    async fn enforce_session_cap(&self, user_id: Uuid) -> Result<(), AuthError> {
+    pub(super) async fn enforce_session_cap(&self, user_id: Uuid) -> Result<(), AuthError> {
         let set = keys::user_sessions(&user_id.to_string());
         let members = self.store.set_members(&set).await?;
         if members.len() <= self.max_sessions_per_user {

@@ -68,8 +68,23 @@ fn see_other(location: &str) -> HttpResponse {
 
 /// `GET /login`: the form; a browser that is already signed in goes straight on to `rd`.
 pub(crate) async fn page(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let rd = query_rd(&req);
+    let query = page_query(&req);
+    let rd = query.rd.filter(|rd| !rd.is_empty());
     let title = app.config.login.title.as_str();
+    // `prompt=login` (an OpenID Connect client asked for a fresh sign-in): the form, even
+    // for a browser that is signed in.
+    let fresh = query.prompt.as_deref() == Some("login");
+    if fresh {
+        return Ok(html(
+            StatusCode::OK,
+            render(&LoginPage {
+                title,
+                rd: rd.as_deref(),
+                email: query.login_hint.as_deref().unwrap_or(""),
+                ..LoginPage::default()
+            }),
+        ));
+    }
     if let Some(caller) = caller::signed_in(app, req.headers()).await? {
         if let Some(target) = rd
             .as_deref()
@@ -90,9 +105,28 @@ pub(crate) async fn page(app: &App, req: HttpRequest) -> Result<HttpResponse, Ap
         render(&LoginPage {
             title,
             rd: rd.as_deref(),
+            email: query.login_hint.as_deref().unwrap_or(""),
             ..LoginPage::default()
         }),
     ))
+}
+
+/// The login page's query: `rd`, and from OpenID Connect clients `prompt` and `login_hint`.
+#[derive(Debug, Default, Deserialize)]
+struct PageQuery {
+    #[serde(default)]
+    rd: Option<String>,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    login_hint: Option<String>,
+}
+
+fn page_query(req: &HttpRequest) -> PageQuery {
+    req.uri()
+        .query()
+        .and_then(|q| serde_urlencoded::from_str(q).ok())
+        .unwrap_or_default()
 }
 
 /// `POST /login`: checks the form's origin (login CSRF), then the credentials; success
