@@ -1137,6 +1137,324 @@ async fn grants_are_sessions(backend: Backend) {
     assert_grant_dead(&lab, &grant, "after disabling the user").await;
 }
 
+/// What a careful provider does beyond the happy path: OIDC access tokens are no keys to
+/// gatehouse's own API or to forward-auth, one client cannot refresh or revoke another's
+/// tokens, `prompt=login` and `max_age` force a fresh login, a consent post from another
+/// origin grants nothing, consent covers only the scopes it named, and a password change or
+/// ending the grant's session ends the grant.
+async fn provider_hardening(backend: Backend) {
+    let lab = Lab::start(backend);
+    let who = lab.user("hard", &[]).await;
+    let browser = Browser::new();
+    browser.sign_in(&lab, &who).await;
+    let (code, verifier) = browser.code(&lab, "rp-basic").await;
+    let r = lab
+        .server
+        .http
+        .post(lab.url("/oidc/token"))
+        .basic_auth("rp-basic", Some(BASIC_SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cache = r
+        .headers()
+        .get("cache-control")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(
+        cache.contains("no-store"),
+        "token response Cache-Control: {cache:?}"
+    );
+    let grant: Value = r.json().await.unwrap();
+    let access = grant["access_token"].as_str().unwrap();
+    let id_token = grant["id_token"].as_str().unwrap();
+
+    // An RP's access token is no key to gatehouse's own API or to forward-auth; an id_token
+    // is no access token; a first-party token is no OIDC access token.
+    assert_eq!(lab.server.me_status(access).await, 401, "/auth/me");
+    let r = lab.server.get_auth("/auth/sessions", access).await;
+    assert_eq!(r.status(), 401, "/auth/sessions");
+    let r = lab
+        .server
+        .http
+        .get(lab.url("/authz/forward-auth"))
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "app.example.org")
+        .header("x-forwarded-uri", "/")
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "forward-auth with an OIDC access token");
+    assert_eq!(
+        userinfo(&lab, id_token).await,
+        401,
+        "an id_token at userinfo"
+    );
+    let first_party = lab.server.relogin(&who).await;
+    assert_eq!(
+        userinfo(&lab, &first_party.access).await,
+        401,
+        "a first-party token at userinfo"
+    );
+    let info = introspect(&lab, "rp-basic", BASIC_SECRET, &first_party.access).await;
+    assert_eq!(
+        info["active"], false,
+        "a first-party token introspected by an RP: {info}"
+    );
+
+    // Another client can neither refresh nor revoke these tokens.
+    let rt = grant["refresh_token"].as_str().unwrap();
+    let (s, b) = refresh(&lab, "rp-ops", OPS_SECRET, rt).await;
+    assert_oauth_error(
+        s,
+        &b,
+        400,
+        "invalid_grant",
+        "another client's refresh token",
+    );
+    for tok in [access, rt] {
+        let r = lab
+            .server
+            .http
+            .post(lab.url("/oidc/revoke"))
+            .basic_auth("rp-ops", Some(OPS_SECRET))
+            .form(&[("token", tok)])
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().as_u16() < 500);
+    }
+    assert_eq!(
+        userinfo(&lab, access).await,
+        200,
+        "after another client's revocation"
+    );
+    let (s, grant) = refresh(&lab, "rp-basic", BASIC_SECRET, rt).await;
+    assert_eq!(s, 200, "after another client's attempts: {grant}");
+
+    // prompt=login and max_age send a signed-in browser to the login page.
+    let (_, challenge) = pkce();
+    let params = |extra: (&'static str, &'static str)| {
+        vec![
+            ("client_id", "rp-basic".to_owned()),
+            ("redirect_uri", REDIRECT.to_owned()),
+            ("response_type", "code".to_owned()),
+            ("scope", "openid".to_owned()),
+            ("state", "st".to_owned()),
+            ("code_challenge", challenge.clone()),
+            ("code_challenge_method", "S256".to_owned()),
+            (extra.0, extra.1.to_owned()),
+        ]
+    };
+    let login = format!("{}/login?rd=", lab.issuer);
+    // (Checked last, so that one finding does not hide the others.)
+    let mut fresh_login_problems = Vec::new();
+    for extra in [("prompt", "login"), ("max_age", "0")] {
+        let p = params(extra);
+        let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = browser.authorize(&lab, &p).await;
+        let loc = location(&r).unwrap_or_default();
+        if !loc.starts_with(&login) {
+            fresh_login_problems.push(format!(
+                "{extra:?} right after signing in: {} {loc}",
+                r.status()
+            ));
+        }
+    }
+
+    // A consent post from another origin (or with none) grants nothing.
+    let p = params(("nonce", "n1"));
+    let mut p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    p[0] = ("client_id", "rp-public");
+    let url = url::Url::parse_with_params(&lab.url("/oidc/authorize"), &p).unwrap();
+    let r = browser.get(url.as_str()).await;
+    assert_eq!(r.status(), 200, "the consent page");
+    let html = r.text().await.unwrap();
+    let (action, mut form) = form_with(&html, "decision").expect("a consent form");
+    form.push(("decision".into(), "allow".into()));
+    let target = url
+        .join(if action.is_empty() {
+            url.as_str()
+        } else {
+            &action
+        })
+        .unwrap();
+    for origin in [Some("https://evil.example"), Some("null"), None] {
+        let mut req = browser.http.post(target.clone()).form(&form);
+        if let Some(origin) = origin {
+            req = req.header("origin", origin);
+        }
+        let r = req.send().await.unwrap();
+        let loc = location(&r).unwrap_or_default();
+        assert!(
+            !loc.contains("code="),
+            "consent posted with Origin {origin:?}: {loc}"
+        );
+    }
+    // Consent for `openid` covers `openid`, not `openid email groups`.
+    let back = browser.authorization_response(&lab, &p, "allow").await;
+    assert!(query(&back).contains_key("code"), "{back}");
+    let r = browser.authorize(&lab, &p).await;
+    assert!(
+        location(&r).unwrap_or_default().contains("code="),
+        "consent remembered"
+    );
+    let mut wider = p.clone();
+    wider[3] = ("scope", "openid email groups");
+    let r = browser.authorize(&lab, &wider).await;
+    assert_eq!(
+        r.status(),
+        200,
+        "more scopes than consented: the page again"
+    );
+
+    // Ending the grant's session (DELETE /auth/sessions/{id}) ends the grant.
+    let before: Vec<Value> = lab
+        .server
+        .get_auth("/auth/sessions", &first_party.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (code, verifier) = browser.code(&lab, "rp-basic").await;
+    let (s, fresh) = exchange(&lab, "rp-basic", Some(BASIC_SECRET), &code, Some(&verifier)).await;
+    assert_eq!(s, 200);
+    let after: Vec<Value> = lab
+        .server
+        .get_auth("/auth/sessions", &first_party.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let new: Vec<&Value> = after.iter().filter(|s| !before.contains(s)).collect();
+    assert_eq!(new.len(), 1, "one new session: {new:?}");
+    let id = new[0]["id"].as_str().unwrap();
+    let r = lab
+        .server
+        .http
+        .delete(lab.url(&format!("/auth/sessions/{id}")))
+        .bearer_auth(&first_party.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_grant_dead(&lab, &fresh, "after DELETE /auth/sessions/{id}").await;
+
+    // A password change ends every grant.
+    let r = lab
+        .server
+        .http
+        .post(lab.url("/auth/password"))
+        .bearer_auth(&first_party.access)
+        .json(
+            &json!({"current_password": PASSWORD, "new_password": "another horse battery staple"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_grant_dead(&lab, &grant, "after a password change").await;
+    // OpenID Connect Core 3.1.2.1: max_age=0 is prompt=login, however recent the login.
+    assert!(
+        fresh_login_problems.is_empty(),
+        "no fresh login: {fresh_login_problems:#?}"
+    );
+}
+
+/// Two nodes sharing Redis (and the id_token key): a code from one is exchanged at the
+/// other, refreshed and revoked across them, and a code reused across them revokes what it
+/// issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_grants() {
+    let Some(backend) = Backend::redis() else {
+        return;
+    };
+    let a = Lab::start(backend.clone());
+    // Node B: the same config (issuer), Redis, secret and RSA key, its own data dir.
+    let b_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        a.server.data_dir.join("signing_key_rsa.pem"),
+        b_dir.path().join("signing_key_rsa.pem"),
+    )
+    .expect("node A's generated RSA key");
+    let b = Server::builder(backend)
+        .data_dir(b_dir.path())
+        .env(
+            "GATEHOUSE_CONFIG",
+            &a._dir.path().join("config.toml").display().to_string(),
+        )
+        .env("JWT_SECRET", "an-oidc-test-secret-that-is-32-bytes-or-more")
+        .start();
+    let b_lab = |path: &str| format!("{}{path}", b.base);
+    let who = a.user("nodes", &[]).await;
+    let browser = Browser::new();
+    browser.sign_in(&a, &who).await;
+    let (code, verifier) = browser.code(&a, "rp-basic").await;
+    let token_at_b = |form: Vec<(&'static str, String)>| {
+        let req = b
+            .http
+            .post(b_lab("/oidc/token"))
+            .basic_auth("rp-basic", Some(BASIC_SECRET))
+            .form(&form);
+        async move {
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (s, grant) = token_at_b(vec![
+        ("grant_type", "authorization_code".into()),
+        ("code", code.clone()),
+        ("redirect_uri", REDIRECT.into()),
+        ("code_verifier", verifier.clone()),
+    ])
+    .await;
+    assert_eq!(s, 200, "a code from node A at node B: {grant}");
+    let (s, refreshed) = refresh(
+        &a,
+        "rp-basic",
+        BASIC_SECRET,
+        grant["refresh_token"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "refreshed at A: {refreshed}");
+    let r = b
+        .http
+        .post(b_lab("/oidc/revoke"))
+        .basic_auth("rp-basic", Some(BASIC_SECRET))
+        .form(&[("token", refreshed["refresh_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_grant_dead(&a, &refreshed, "revoked at node B, checked at node A").await;
+
+    // A code used at A and again at B.
+    let (code, verifier) = browser.code(&a, "rp-basic").await;
+    let (s, first) = exchange(&a, "rp-basic", Some(BASIC_SECRET), &code, Some(&verifier)).await;
+    assert_eq!(s, 200);
+    let (s, again) = token_at_b(vec![
+        ("grant_type", "authorization_code".into()),
+        ("code", code),
+        ("redirect_uri", REDIRECT.into()),
+        ("code_verifier", verifier),
+    ])
+    .await;
+    assert_oauth_error(s, &again, 400, "invalid_grant", "the code again at node B");
+    assert_grant_dead(&a, &first, "after the code's reuse at node B").await;
+}
+
 backend_tests!(
     authlib_relying_parties,
     openid_client_relying_parties,
@@ -1145,6 +1463,7 @@ backend_tests!(
     token_endpoint_errors,
     expired_code,
     grants_are_sessions,
+    provider_hardening,
 );
 
 // --- Apache with mod_auth_openidc, driven by Chromium ---
