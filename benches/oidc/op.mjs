@@ -29,7 +29,64 @@ const accountId = '6b1c3c52-4f0e-4c7e-9a59-3f1f0d6f2a10';
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'bench-rs256', use: 'sig', alg: 'RS256' };
 
+// oidc-provider's own development adapter is an LRU of 1000 entries: under load it forgets
+// codes and tokens it issued a moment ago. This one is a plain Map with expiry (still in
+// memory, still nothing durable), so that no request fails for the adapter's sake.
+const stores = new Map();
+const grantIndex = new Map();
+class MapAdapter {
+  constructor(name) {
+    this.name = name;
+    if (!stores.has(name)) stores.set(name, new Map());
+    this.store = stores.get(name);
+  }
+
+  async upsert(id, payload, expiresIn) {
+    const expires = expiresIn ? Date.now() + expiresIn * 1000 : Infinity;
+    this.store.set(id, { payload, expires });
+    if (payload.grantId) {
+      if (!grantIndex.has(payload.grantId)) grantIndex.set(payload.grantId, []);
+      grantIndex.get(payload.grantId).push([this.name, id]);
+    }
+  }
+
+  async find(id) {
+    const e = this.store.get(id);
+    if (!e) return undefined;
+    if (e.expires < Date.now()) {
+      this.store.delete(id);
+      return undefined;
+    }
+    return e.payload;
+  }
+
+  async findByUid(uid) {
+    for (const [id, e] of this.store) if (e.payload.uid === uid) return this.find(id);
+    return undefined;
+  }
+
+  async findByUserCode(userCode) {
+    for (const [id, e] of this.store) if (e.payload.userCode === userCode) return this.find(id);
+    return undefined;
+  }
+
+  async consume(id) {
+    const e = this.store.get(id);
+    if (e) e.payload.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async destroy(id) {
+    this.store.delete(id);
+  }
+
+  async revokeByGrantId(grantId) {
+    for (const [name, id] of grantIndex.get(grantId) ?? []) stores.get(name)?.delete(id);
+    grantIndex.delete(grantId);
+  }
+}
+
 const provider = new Provider(issuer, {
+  adapter: MapAdapter,
   clients: [{
     client_id: clientId,
     client_secret: clientSecret,
