@@ -64,8 +64,9 @@ fn harness() -> &'static Harness {
         // SAFETY: registers a plain function that only removes a directory.
         unsafe { atexit(remove_data_dir) };
 
+        // An OpenID Connect client too, so the provider's endpoints parse fuzzed input.
         let mut config = Config::from_toml_str(
-            "[argon2]\nmemory_kib = 64\niterations = 1\n[cookies]\nsecure = false\n",
+            "public_url = \"http://127.0.0.1:8080\"\n[argon2]\nmemory_kib = 64\niterations = 1\n[cookies]\nsecure = false\n[[oidc.clients]]\nid = \"app\"\nsecret = \"fuzz-client-secret-0123\"\nredirect_uris = [\"http://127.0.0.1:9/cb\"]\n[[oidc.clients]]\nid = \"spa\"\nconsent = \"implicit\"\nredirect_uris = [\"http://127.0.0.1:9/cb\"]\n",
         )
         .expect("the fuzz config is valid");
         config.data_dir = dir;

@@ -25,6 +25,9 @@ _gatehouse() {
             gatehouse,check-config)
                 cmd="gatehouse__subcmd__check__subcmd__config"
                 ;;
+            gatehouse,client)
+                cmd="gatehouse__subcmd__client"
+                ;;
             gatehouse,doctor)
                 cmd="gatehouse__subcmd__doctor"
                 ;;
@@ -60,6 +63,24 @@ _gatehouse() {
                 ;;
             gatehouse__subcmd__ban__subcmd__help,list)
                 cmd="gatehouse__subcmd__ban__subcmd__help__subcmd__list"
+                ;;
+            gatehouse__subcmd__client,help)
+                cmd="gatehouse__subcmd__client__subcmd__help"
+                ;;
+            gatehouse__subcmd__client,list)
+                cmd="gatehouse__subcmd__client__subcmd__list"
+                ;;
+            gatehouse__subcmd__client,secret)
+                cmd="gatehouse__subcmd__client__subcmd__secret"
+                ;;
+            gatehouse__subcmd__client__subcmd__help,help)
+                cmd="gatehouse__subcmd__client__subcmd__help__subcmd__help"
+                ;;
+            gatehouse__subcmd__client__subcmd__help,list)
+                cmd="gatehouse__subcmd__client__subcmd__help__subcmd__list"
+                ;;
+            gatehouse__subcmd__client__subcmd__help,secret)
+                cmd="gatehouse__subcmd__client__subcmd__help__subcmd__secret"
                 ;;
             gatehouse__subcmd__group,add)
                 cmd="gatehouse__subcmd__group__subcmd__add"
@@ -106,6 +127,9 @@ _gatehouse() {
             gatehouse__subcmd__help,check-config)
                 cmd="gatehouse__subcmd__help__subcmd__check__subcmd__config"
                 ;;
+            gatehouse__subcmd__help,client)
+                cmd="gatehouse__subcmd__help__subcmd__client"
+                ;;
             gatehouse__subcmd__help,doctor)
                 cmd="gatehouse__subcmd__help__subcmd__doctor"
                 ;;
@@ -129,6 +153,12 @@ _gatehouse() {
                 ;;
             gatehouse__subcmd__help__subcmd__ban,list)
                 cmd="gatehouse__subcmd__help__subcmd__ban__subcmd__list"
+                ;;
+            gatehouse__subcmd__help__subcmd__client,list)
+                cmd="gatehouse__subcmd__help__subcmd__client__subcmd__list"
+                ;;
+            gatehouse__subcmd__help__subcmd__client,secret)
+                cmd="gatehouse__subcmd__help__subcmd__client__subcmd__secret"
                 ;;
             gatehouse__subcmd__help__subcmd__group,add)
                 cmd="gatehouse__subcmd__help__subcmd__group__subcmd__add"
@@ -212,7 +242,7 @@ _gatehouse() {
 
     case "${cmd}" in
         gatehouse)
-            opts="-h -V --config --help --version serve check-config doctor user group ban backup restore help"
+            opts="-h -V --config --help --version serve check-config doctor user group client ban backup restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -360,6 +390,116 @@ _gatehouse() {
         gatehouse__subcmd__check__subcmd__config)
             opts="-h --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__client)
+            opts="-h --config --help list secret help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__client__subcmd__help)
+            opts="list secret help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__client__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__client__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__client__subcmd__help__subcmd__secret)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__client__subcmd__list)
+            opts="-h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__client__subcmd__secret)
+            opts="-h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -600,7 +740,7 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__help)
-            opts="serve check-config doctor user group ban backup restore help"
+            opts="serve check-config doctor user group client ban backup restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -672,6 +812,48 @@ _gatehouse() {
         gatehouse__subcmd__help__subcmd__check__subcmd__config)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__help__subcmd__client)
+            opts="list secret"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__help__subcmd__client__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__help__subcmd__client__subcmd__secret)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

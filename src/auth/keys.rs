@@ -252,7 +252,11 @@ mod tests {
 
     #[test]
     fn generated_once_then_reused_and_published_without_private_parts() {
-        for algorithm in [TokenAlgorithm::EdDSA, TokenAlgorithm::ES256] {
+        for algorithm in [
+            TokenAlgorithm::EdDSA,
+            TokenAlgorithm::ES256,
+            TokenAlgorithm::RS256,
+        ] {
             let dir = tempfile::tempdir().unwrap();
             let (first, source) = load(algorithm, &[], dir.path()).unwrap();
             assert!(matches!(source, KeySource::Generated(_)));

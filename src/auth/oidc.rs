@@ -114,6 +114,16 @@ impl Provider {
             };
             let (pairs, source) = keys::load(algorithm, files, &config.data_dir)?;
             log_source(algorithm, &source);
+            let shared = matches!(
+                config.sessions.backend,
+                crate::config::SessionBackend::Redis { .. }
+            );
+            if shared && !matches!(source, KeySource::Files(_)) {
+                tracing::warn!(
+                    ?algorithm,
+                    "sessions are shared through Redis but the id_token key is this node's own (oidc.private_keys unset): give every node the same key files, or relying parties will not find the key of another node's id_tokens"
+                );
+            }
             let signer = Signer::asymmetric(algorithm, &pairs, config.tokens.leeway, None, None)
                 .map_err(|e| KeyError::Invalid {
                     path: Path::new("oidc.private_keys").to_owned(),

@@ -214,6 +214,11 @@ fn blocks_for<'b>(blocks: &'b mut Vec<Block>, params: &Params) -> &'b mut [Block
     &mut blocks[..needed]
 }
 
+/// Hashes one secret on the calling thread (the CLI's `client secret`; never on a request).
+pub(crate) fn hash_once(secret: &str, params: &Params) -> Result<String, HashError> {
+    hash_with(secret.as_bytes(), params, &mut Vec::new())
+}
+
 fn hash_with(
     password: &[u8],
     params: &Params,

@@ -323,7 +323,11 @@ mod tests {
         let now = crate::clock::now_secs();
         let hs = Signer::hs256(&[vec![7u8; 32]], 0, None, None);
         let hs_token = hs.sign(&claims(now + 60)).unwrap();
-        for algorithm in [TokenAlgorithm::EdDSA, TokenAlgorithm::ES256] {
+        for algorithm in [
+            TokenAlgorithm::EdDSA,
+            TokenAlgorithm::ES256,
+            TokenAlgorithm::RS256,
+        ] {
             let dir = tempfile::tempdir().unwrap();
             let old = keys::generate(algorithm, &dir.path().join("old.pem")).unwrap();
             let new = keys::generate(algorithm, &dir.path().join("new.pem")).unwrap();

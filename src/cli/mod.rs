@@ -1,7 +1,8 @@
-//! The command line: `serve`, `check-config`, `doctor` and the `user`, `group` and `ban`
-//! admin commands.
+//! The command line: `serve`, `check-config`, `doctor`, the `user`, `group` and `ban`
+//! admin commands, and `client` for the OpenID Connect provider.
 
 mod backup;
+mod client;
 mod user;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,9 @@ enum Command {
     /// Manage groups and their members (forward-auth rules and OIDC clients admit groups).
     #[command(subcommand)]
     Group(GroupCommand),
+    /// The OpenID Connect clients: list the configured ones, make a secret for a new one.
+    #[command(subcommand)]
+    Client(ClientCommand),
     /// List or lift the login bans of brute-force regulation.
     #[command(subcommand)]
     Ban(BanCommand),
@@ -65,6 +69,15 @@ pub enum BanCommand {
         /// An email, an IP address, or a subject as listed (`user:…`, `ip:…`).
         target: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum ClientCommand {
+    /// List the clients configured in [[oidc.clients]].
+    List,
+    /// Print a new random client secret and its argon2id hash (put the hash in `secret`,
+    /// give the secret to the application).
+    Secret,
 }
 
 #[derive(Subcommand)]
@@ -129,6 +142,8 @@ pub fn main() -> ExitCode {
                 file,
                 keep_sessions,
             } => backup::restore(&file, keep_sessions, &load(path, "warn")?),
+            Command::Client(ClientCommand::List) => client::list(&load(path, "warn")?),
+            Command::Client(ClientCommand::Secret) => client::secret(&load(path, "warn")?),
             Command::Group(cmd) => user::run(user::group_request(cmd), load(path, "warn")?).await,
             Command::Ban(BanCommand::List) => {
                 user::run(crate::admin::AdminRequest::ListBans, load(path, "warn")?).await

@@ -46,6 +46,9 @@ pub(crate) struct LogoutConfirmPage<'a> {
 #[template(path = "signed_out.html")]
 pub(crate) struct SignedOutPage<'a> {
     pub title: &'a str,
+    /// The login page, relative to this page (`login` from `/logout`, `../login` from
+    /// `/oidc/logout`), so it works under a `public_url` with a path.
+    pub login_href: &'a str,
 }
 
 /// The OpenID Connect consent page: the client, the scopes, Allow and Deny. The

@@ -262,6 +262,7 @@ async fn end_session(
             StatusCode::OK,
             render(&SignedOutPage {
                 title: &app.config.login.title,
+                login_href: "login",
             }),
         ),
     };

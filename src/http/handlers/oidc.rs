@@ -508,6 +508,7 @@ pub(crate) async fn end_session(app: &App, req: HttpRequest) -> Result<HttpRespo
             StatusCode::OK,
             render(&SignedOutPage {
                 title: &app.config.login.title,
+                login_href: "../login",
             }),
         ),
     };

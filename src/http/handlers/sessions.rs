@@ -18,6 +18,10 @@ struct SessionBody {
     user_agent: Option<String>,
     ip: Option<String>,
     current: bool,
+    /// For an OpenID Connect grant: the relying party it was granted to. Ending the session
+    /// also withdraws the consent to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
 }
 
 pub(crate) async fn list(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -34,6 +38,7 @@ pub(crate) async fn list(app: &App, req: HttpRequest) -> Result<HttpResponse, Ap
             last_seen_at: rfc3339(s.record.last_seen_at),
             user_agent: s.record.user_agent,
             ip: s.record.ip,
+            client_id: s.record.grant.map(|g| g.client),
         })
         .collect();
     Ok(json(StatusCode::OK, &sessions))
