@@ -1054,6 +1054,14 @@ async fn grants_are_sessions(backend: Backend) {
         after_login + 1,
         "the grant is listed (before: {before}, after the browser login: {after_login}): {listed:?}"
     );
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|s| s["client_id"] == "rp-basic")
+            .count(),
+        1,
+        "the grant's session names its client: {listed:?}"
+    );
 
     // Scope narrows the claims: no email, groups or profile claims without those scopes.
     let (verifier2, challenge2) = pkce();
