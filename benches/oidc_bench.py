@@ -202,23 +202,26 @@ def measure(ctx, name, port):
     return r
 
 
-def gatehouse(ctx):
+def gatehouse(ctx, alg="RS256", secret=CLIENT_SECRET, env=None):
+    """Gatehouse with the benchmark client (`alg` and `secret` for investigations: an argon2id
+    PHC `secret` checks that a hashed secret costs no hash per request)."""
     port = free_port()
     conf = Path(tempfile.mkdtemp(dir=ctx.tmp, prefix="oidc-conf-")) / "gatehouse.toml"
     conf.write_text(f'''public_url = "http://127.0.0.1:{port}"
 [[oidc.clients]]
 id = "{CLIENT_ID}"
-secret = "{CLIENT_SECRET}"
+secret = "{secret}"
 redirect_uris = ["{REDIRECT}"]
 scopes = ["openid", "email", "profile", "groups"]
 consent = "implicit"
+id_token_signing_alg = "{alg}"
 ''')
     log("gatehouse (embedded) as an OpenID Connect provider")
     g = Gatehouse(ctx, "gatehouse-oidc", backend="embedded", cheap=ctx.smoke, port=port,
                   env={"GATEHOUSE_CONFIG": str(conf), "GATEHOUSE_COOKIES__SECURE": "false",
                        # Every flow is a grant, and a grant is a session of the one benchmark
                        # user: the default cap (100) would end the browser's own session.
-                       "GATEHOUSE_SESSIONS__MAX_PER_USER": "100000000"})
+                       "GATEHOUSE_SESSIONS__MAX_PER_USER": "100000000", **(env or {})})
     try:
         g.register(EMAIL)
         r = measure(ctx, "gatehouse-oidc", port)
