@@ -810,7 +810,9 @@ async fn authorize_errors_go_back_with_state_and_iss(backend: Backend) {
         }
         p
     };
-    let cases: Vec<(&str, Vec<(&str, String)>, &Browser, &str)> = vec![
+    /// The error expected, the request's parameters, who asks, the consent decision.
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a Browser, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "unsupported_response_type",
             with("rp-basic", &[("response_type", "token")]),
