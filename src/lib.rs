@@ -37,6 +37,7 @@
 
 pub(crate) mod admin;
 pub mod app;
+pub(crate) mod audit;
 pub mod auth;
 pub mod cli;
 pub(crate) mod clock;

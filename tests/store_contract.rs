@@ -243,6 +243,7 @@ fn user(email: &str) -> User {
         disabled: false,
         version: 0,
         credential_version: 0,
+        factors: Default::default(),
     }
 }
 

@@ -10,6 +10,7 @@
 //!   handlers and the CLI call.
 
 pub mod access;
+pub(crate) mod factors;
 pub(crate) mod keys;
 pub(crate) mod passwords;
 pub mod policy;
@@ -18,4 +19,5 @@ pub mod secret;
 pub(crate) mod service;
 pub mod tokens;
 
+pub use service::factors::{Code, LoginOutcome};
 pub use service::{AuthError, ClientInfo, Issued, Service};

@@ -12,7 +12,7 @@
 //! - `tokens`: `[tokens]`; `stores`: `[sessions]`, `[users]`, `[redis]`; `passwords`:
 //!   `[argon2]`, `[passwords]`, `[regulation]`; `server`: `[limits]`, `[metrics]`, `[log]`
 //!   and `trusted_proxies`; `web`: `[cookies]`, `[login]`, `[introspection]` and
-//!   `public_url`; [`access`]: `[access_control]`.
+//!   `public_url`; [`access`]: `[access_control]`; `mfa`: `[mfa]` and `[webauthn]`.
 //!
 //! `config` depends on nothing in `auth`: `auth` reads these values and gives them meaning
 //! (e.g. `auth::access` judges requests by the access rules).
@@ -26,12 +26,14 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub mod access;
+mod mfa;
 mod passwords;
 mod server;
 mod stores;
 mod tokens;
 mod web;
 
+pub use mfa::{Mfa, Webauthn};
 pub use passwords::{Argon2, Passwords, Regulation};
 pub use server::{Limits, Log, LogFormat, Metrics};
 pub use stores::{
@@ -79,6 +81,8 @@ pub struct Config {
     pub access_control: access::AccessControl,
     pub introspection: Introspection,
     pub login: Login,
+    pub mfa: Mfa,
+    pub webauthn: Webauthn,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +118,8 @@ struct RawConfig {
     access_control: access::RawAccessControl,
     introspection: Introspection,
     login: Login,
+    mfa: Mfa,
+    webauthn: Webauthn,
 }
 
 impl Default for RawConfig {
@@ -138,6 +144,8 @@ impl Default for RawConfig {
             access_control: Default::default(),
             introspection: Introspection::default(),
             login: Login::default(),
+            mfa: Mfa::default(),
+            webauthn: Webauthn::default(),
         }
     }
 }
@@ -201,6 +209,7 @@ impl RawConfig {
         self.login.validate()?;
         self.introspection.validate()?;
         let access_control = self.access_control.validate()?;
+        self.webauthn.validate(self.public_url.as_ref())?;
         Ok(Config {
             listen: self.listen,
             data_dir: self.data_dir,
@@ -221,6 +230,8 @@ impl RawConfig {
             access_control,
             introspection: self.introspection,
             login: self.login,
+            mfa: self.mfa,
+            webauthn: self.webauthn,
         })
     }
 }
@@ -339,6 +350,8 @@ mod tests {
                 "[[access_control.rules]]\ndomain = \"a.org\"\nroles = [\"root\"]",
                 "access_control.rules",
             ),
+            ("[webauthn]\nrp_name = \"\"", "webauthn.rp_name"),
+            ("[webauthn]\nrp_id = \"example.org\"", "webauthn.rp_id"),
         ] {
             assert_eq!(refused_key(text), key, "{text:?}");
         }

@@ -1,9 +1,10 @@
 //! The domain model that the rules (`auth`) and the state (`store`) share: accounts and
 //! their roles ([`user`]), email addresses as login names ([`email`]), and a session's
-//! stored record and refresh-token format ([`session`]). Groups, second
-//! factors and grants join here. Nothing in it knows HTTP or a backend.
+//! stored record and refresh-token format ([`session`]), second factors and how a session was
+//! signed in ([`factors`]). Groups and grants join here. Nothing in it knows HTTP or a backend.
 
 pub mod email;
+pub mod factors;
 pub mod session;
 pub mod user;
 

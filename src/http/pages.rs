@@ -23,6 +23,27 @@ pub(crate) struct LoginPage<'a> {
     pub email: &'a str,
     /// What went wrong, in words.
     pub error: Option<&'a str>,
+    /// Whether to offer "Sign in with a passkey" (passkeys are on).
+    pub passkeys: bool,
+    /// Where pages live (`redirect::root`), for the script and API paths.
+    pub root: &'a str,
+    /// Where a passkey sign-in goes on to (the allowed `rd`, else `public_url`).
+    pub next: &'a str,
+}
+
+/// The second step of a login (after a right password; `mfa_token` set) or of a step-up (a
+/// session signed in with one factor; no `mfa_token`): a code, or a passkey.
+#[derive(Debug, Default, Template)]
+#[template(path = "second_factor.html")]
+pub(crate) struct SecondFactorPage<'a> {
+    pub title: &'a str,
+    pub rd: Option<&'a str>,
+    pub mfa_token: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// Whether to offer a passkey (the account has one and passkeys are on).
+    pub passkey: bool,
+    pub root: &'a str,
+    pub next: &'a str,
 }
 
 /// Already signed in (a visit to the login page without a usable `rd`).
@@ -60,6 +81,7 @@ mod tests {
             rd: Some(evil),
             email: evil,
             error: Some("<i>bad</i>"),
+            ..LoginPage::default()
         });
         assert!(!page.contains("<script>"), "{page}");
         assert!(!page.contains("<b>Home"), "{page}");

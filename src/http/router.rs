@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use http::Method;
 
 use super::handlers::forward_auth::{self, Flavor};
-use super::handlers::{auth, health, introspect, login, sessions};
+use super::handlers::{auth, health, introspect, login, mfa, sessions};
 use super::metrics;
 use super::request::{HttpRequest, has_body};
-use super::response::HttpResponse;
+use super::response::{HttpResponse, script};
 use crate::app::App;
 use crate::http::error::ApiError;
 
@@ -100,6 +100,18 @@ pub enum Route {
     Metrics,
     Healthz,
     Readyz,
+    Mfa,
+    MfaTotp,
+    MfaTotpConfirm,
+    MfaRecoveryCodes,
+    MfaPasskeyOptions,
+    MfaPasskeys,
+    MfaPasskey,
+    LoginSecondFactor,
+    PasskeyOptions,
+    PasskeyLogin,
+    SecondFactorPage,
+    WebauthnScript,
 }
 
 /// The fixed paths; `/auth/sessions/{id}` is matched by prefix in [`Route::find`].
@@ -121,24 +133,47 @@ const TABLE: &[(&str, Route)] = &[
     ("/metrics", Route::Metrics),
     ("/healthz", Route::Healthz),
     ("/readyz", Route::Readyz),
+    ("/auth/mfa", Route::Mfa),
+    ("/auth/mfa/totp", Route::MfaTotp),
+    ("/auth/mfa/totp/confirm", Route::MfaTotpConfirm),
+    ("/auth/mfa/recovery-codes", Route::MfaRecoveryCodes),
+    ("/auth/mfa/passkeys/options", Route::MfaPasskeyOptions),
+    ("/auth/mfa/passkeys", Route::MfaPasskeys),
+    ("/auth/login/second-factor", Route::LoginSecondFactor),
+    ("/auth/passkey/options", Route::PasskeyOptions),
+    ("/auth/passkey/login", Route::PasskeyLogin),
+    ("/login/second-factor", Route::SecondFactorPage),
+    ("/static/webauthn.js", Route::WebauthnScript),
 ];
 
+/// The passkey ceremonies of the login and account pages, compiled in.
+const WEBAUTHN_JS: &str = include_str!("../../static/webauthn.js");
+
 const SESSION_PREFIX: &str = "/auth/sessions/";
+const PASSKEY_PREFIX: &str = "/auth/mfa/passkeys/";
+
+/// The id in `<prefix><id>`: one non-empty segment.
+fn id_after<'p>(path: &'p str, prefix: &str) -> Option<&'p str> {
+    path.strip_prefix(prefix)
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+}
 
 impl Route {
     pub fn find(path: &str) -> Option<Route> {
         if let Some((_, route)) = TABLE.iter().find(|(p, _)| *p == path) {
             return Some(*route);
         }
-        path.strip_prefix(SESSION_PREFIX)
-            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
-            .then_some(Route::Session)
+        if id_after(path, SESSION_PREFIX).is_some() {
+            return Some(Route::Session);
+        }
+        id_after(path, PASSKEY_PREFIX).map(|_| Route::MfaPasskey)
     }
 
     /// The path as a pattern, so that ids do not explode the metrics' series count.
     pub fn pattern(self) -> &'static str {
         match self {
             Route::Session => "/auth/sessions/{id}",
+            Route::MfaPasskey => "/auth/mfa/passkeys/{id}",
             route => TABLE
                 .iter()
                 .find(|(_, r)| *r == route)
@@ -155,9 +190,17 @@ impl Route {
             | Route::Logout
             | Route::LogoutAll
             | Route::Password
-            | Route::Introspect => "POST",
-            Route::Session => "DELETE",
-            Route::LoginPage | Route::LogoutPage => "GET, HEAD, POST",
+            | Route::Introspect
+            | Route::MfaTotpConfirm
+            | Route::MfaRecoveryCodes
+            | Route::MfaPasskeyOptions
+            | Route::MfaPasskeys
+            | Route::LoginSecondFactor
+            | Route::PasskeyOptions
+            | Route::PasskeyLogin => "POST",
+            Route::MfaTotp => "POST, DELETE",
+            Route::Session | Route::MfaPasskey => "DELETE",
+            Route::LoginPage | Route::LogoutPage | Route::SecondFactorPage => "GET, HEAD, POST",
             Route::Me
             | Route::Sessions
             | Route::ForwardAuth
@@ -165,7 +208,9 @@ impl Route {
             | Route::Jwks
             | Route::Metrics
             | Route::Healthz
-            | Route::Readyz => "GET, HEAD",
+            | Route::Readyz
+            | Route::Mfa
+            | Route::WebauthnScript => "GET, HEAD",
         }
     }
 
@@ -212,5 +257,21 @@ async fn route(app: &App, req: HttpRequest, peer: SocketAddr) -> Result<HttpResp
         Route::Healthz => Ok(health::healthz()),
         Route::Readyz => Ok(health::readyz(app).await),
         Route::Metrics => Err(ApiError::NotFound),
+        Route::Mfa => mfa::status(app, req).await,
+        Route::MfaTotp => mfa::totp(app, req, peer).await,
+        Route::MfaTotpConfirm => mfa::totp_confirm(app, req).await,
+        Route::MfaRecoveryCodes => mfa::recovery_codes(app, req, peer).await,
+        Route::MfaPasskeyOptions => mfa::passkey_register_options(app, req, peer).await,
+        Route::MfaPasskeys => mfa::passkey_register(app, req).await,
+        Route::MfaPasskey => {
+            let id = req.uri().path()[PASSKEY_PREFIX.len()..].to_owned();
+            mfa::passkey_remove(app, req, peer, &id).await
+        }
+        Route::LoginSecondFactor => mfa::second_factor(app, req, peer).await,
+        Route::PasskeyOptions => mfa::passkey_login_options(app, req).await,
+        Route::PasskeyLogin => mfa::passkey_login(app, req, peer).await,
+        Route::SecondFactorPage if reading => login::second_factor_page_get(app, req).await,
+        Route::SecondFactorPage => login::second_factor_submit(app, req, peer).await,
+        Route::WebauthnScript => Ok(script(WEBAUTHN_JS)),
     }
 }

@@ -35,6 +35,26 @@ pub(crate) fn readable_by_services(key: &str) -> bool {
     key.starts_with(SESSION_PREFIX) || key.starts_with(USER_SESSIONS_PREFIX)
 }
 
+/// A login whose password was right, waiting for its second factor (GD-0010):
+/// `mfa_login:<SHA-256 of the mfa_token>`, living 300 s, taken once. The store holds only the
+/// hash, so a copy of it (a Redis dump) cannot finish anyone's login.
+pub(crate) fn mfa_login(token_hash: &str) -> String {
+    format!("mfa_login:{token_hash}")
+}
+
+/// A WebAuthn ceremony between its options and its answer: `webauthn:<random id>` → the
+/// ceremony's state (its challenge), living 300 s, taken once: an assertion is never
+/// accepted twice, on any node.
+pub(crate) fn webauthn_ceremony(id: &str) -> String {
+    format!("webauthn:{id}")
+}
+
+/// A TOTP secret handed out and not yet confirmed by a code: `totp_pending:<user id>` → the
+/// sealed secret, living 600 s.
+pub(crate) fn totp_pending(user_id: &str) -> String {
+    format!("totp_pending:{user_id}")
+}
+
 /// Failed logins in the current `regulation.find_time` window; `subject` is
 /// `user:<email>` or `ip:<address>`.
 pub(crate) fn failures(subject: &str) -> String {
@@ -59,7 +79,14 @@ mod tests {
     fn only_sessions_are_readable_by_other_services() {
         assert!(readable_by_services(&session("abc")));
         assert!(readable_by_services(&user_sessions("u")));
-        for internal in [failures("ip:1.2.3.4"), ban("user:a@b.c"), bans()] {
+        for internal in [
+            failures("ip:1.2.3.4"),
+            ban("user:a@b.c"),
+            bans(),
+            mfa_login("h"),
+            webauthn_ceremony("c"),
+            totp_pending("u"),
+        ] {
             assert!(!readable_by_services(&internal), "{internal}");
         }
         assert!(!readable_by_services(SESSION_INDEX));

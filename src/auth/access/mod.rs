@@ -1,6 +1,6 @@
 //! Access rules for forward-auth (`access_control` in the config): which requests, by host
 //! and path, pass without a session (`bypass`), need one (`authenticated`, optionally with a
-//! role) or are refused (`deny`). The first matching rule wins; a request no rule matches
+//! role; `two_factor`: signed in with two factors) or are refused (`deny`). The first matching rule wins; a request no rule matches
 //! gets `default_policy`.
 //!
 //! The decision is made on what the proxy routes on (GD-0005, README "How rules match"):
@@ -37,10 +37,12 @@ pub enum Decision<'a> {
     Deny,
 }
 
-/// The roles a signed-in user needs: one role out of every set. No sets: any user.
+/// The roles a signed-in user needs: one role out of every set (no sets: any user); and
+/// whether the session must have been signed in with two factors.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Requirements<'a> {
     sets: Vec<&'a [Role]>,
+    two_factor: bool,
 }
 
 impl<'a> Requirements<'a> {
@@ -56,8 +58,20 @@ impl<'a> Requirements<'a> {
         requirements
     }
 
+    /// What a rule with `policy` and `roles` asks for (`policy` being one that needs a session).
+    fn of(policy: Policy, roles: &'a [Role]) -> Self {
+        let mut requirements = Requirements::one_of(roles);
+        requirements.two_factor = policy == Policy::TwoFactor;
+        requirements
+    }
+
     pub fn role_sets(&self) -> &[&'a [Role]] {
         &self.sets
+    }
+
+    /// Whether the session must have been signed in with two factors (`two_factor`).
+    pub fn two_factor(&self) -> bool {
+        self.two_factor
     }
 
     /// Whether a user with the role named `role` (as in a token: [`Role::as_str`]) meets
@@ -69,12 +83,19 @@ impl<'a> Requirements<'a> {
     /// Whether every requirement of `other` is one of these too (these ask for as much).
     pub fn include(&self, other: &Requirements<'_>) -> bool {
         other.sets.iter().all(|set| self.sets.contains(set))
+            && (self.two_factor || !other.two_factor)
     }
 
     fn add(&mut self, roles: &'a [Role]) {
         if !roles.is_empty() && !self.sets.contains(&roles) {
             self.sets.push(roles);
         }
+    }
+
+    /// These and those of a rule with `policy` and `roles`: the stricter of both readings.
+    fn add_rule(&mut self, policy: Policy, roles: &'a [Role]) {
+        self.add(roles);
+        self.two_factor |= policy == Policy::TwoFactor;
     }
 }
 
@@ -111,7 +132,9 @@ impl Decide for AccessControl {
             let (policy, roles) = first_match(self, host, path::plain_segments(path));
             return Ok(match policy {
                 Policy::Bypass => Decision::Bypass,
-                Policy::Authenticated => Decision::Authenticated(Requirements::one_of(roles)),
+                Policy::Authenticated | Policy::TwoFactor => {
+                    Decision::Authenticated(Requirements::of(policy, roles))
+                }
                 Policy::Deny => Decision::Deny,
             });
         }
@@ -121,10 +144,14 @@ impl Decide for AccessControl {
             match first_match(self, host, segments.iter().copied()) {
                 (Policy::Deny, _) => return Err(Stop::Denied),
                 (Policy::Bypass, _) => {}
-                (Policy::Authenticated, roles) => match &mut combined {
-                    Decision::Authenticated(requirements) => requirements.add(roles),
-                    _ => combined = Decision::Authenticated(Requirements::one_of(roles)),
-                },
+                (policy @ (Policy::Authenticated | Policy::TwoFactor), roles) => {
+                    match &mut combined {
+                        Decision::Authenticated(requirements) => {
+                            requirements.add_rule(policy, roles)
+                        }
+                        _ => combined = Decision::Authenticated(Requirements::of(policy, roles)),
+                    }
+                }
             }
             Ok(())
         });

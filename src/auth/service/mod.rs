@@ -1,7 +1,8 @@
 //! The operations of gatehouse, one method each, shared by the HTTP handlers and the CLI,
 //! split by concept: `login` (checking passwords and client secrets under regulation),
 //! `sessions` (token checks, session start and end), `rotation` (refresh), `accounts`
-//! (registration, password change, versioned user writes) and `admin` (the CLI's commands).
+//! (registration, password change, versioned user writes), `factors` (second factors:
+//! enrolment, the second step of a login, passkeys, step-up) and `admin` (the CLI's commands).
 //!
 //! Session rules (ADR-004 and the API contract):
 //! - A login creates a session (`session:<sid>`), its refresh token and an access token that
@@ -23,6 +24,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use super::factors::FactorRules;
 use super::passwords::{HashError, Hasher};
 use super::regulation::Regulation;
 use super::tokens::{Signer, TokenError};
@@ -32,6 +34,7 @@ use crate::store::{SessionStore, StoreError, UserStore, UserStoreError};
 
 mod accounts;
 mod admin;
+pub(crate) mod factors;
 mod login;
 mod rotation;
 mod sessions;
@@ -73,6 +76,24 @@ pub enum AuthError {
     Busy,
     #[error("too many failed logins; retry in {retry_after} s")]
     Regulated { retry_after: u64 },
+    #[error("the mfa_token is invalid, expired or already used; sign in again")]
+    InvalidMfaToken,
+    #[error("{0}")]
+    InvalidSecondFactor(&'static str),
+    #[error("the code is wrong or expired; type the current code of your authenticator app")]
+    WrongCode,
+    #[error("no TOTP set-up is pending; POST /auth/mfa/totp first")]
+    NoPendingEnrolment,
+    #[error("the account has no second factor; set one up first")]
+    NoSecondFactor,
+    #[error("no such second factor")]
+    FactorNotFound,
+    #[error("passkeys need public_url to be set (it is the WebAuthn origin)")]
+    PasskeysUnavailable,
+    #[error("{0}")]
+    PasskeyRefused(String),
+    #[error("{0}")]
+    InvalidInput(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -141,6 +162,8 @@ pub struct Service {
     max_sessions_per_user: usize,
     /// Unix second of the last clock-skew warning, so a skewed peer cannot flood the log.
     last_clock_warning: AtomicU64,
+    /// Second factors: the sealing key, the WebAuthn relying party, `mfa.required`.
+    factors: FactorRules,
 }
 
 impl Service {
@@ -150,6 +173,7 @@ impl Service {
         store: Arc<dyn SessionStore>,
         hasher: Hasher,
         signer: Signer,
+        factors: FactorRules,
     ) -> Self {
         // Every outcome exists from the first scrape, so `rate()` alerts work before it happens.
         for result in ["ok", "failed", "regulated"] {
@@ -176,6 +200,7 @@ impl Service {
             leeway: config.tokens.leeway,
             max_sessions_per_user: config.sessions.max_per_user,
             last_clock_warning: AtomicU64::new(0),
+            factors,
         }
     }
 

@@ -37,7 +37,9 @@ impl Service {
                     // A concurrent refresh, logout or rotation changed the record: judge the
                     // token again against what is there now.
                 }
-                Presented::Repeat(successor) => return self.issue(&user, sid, successor),
+                Presented::Repeat(successor) => {
+                    return self.issue(&user, sid, successor, record.amr);
+                }
                 Presented::Reuse => return self.reuse(sid, &record).await,
             }
         }
@@ -69,6 +71,7 @@ impl Service {
             }),
             ..record
         };
+        let amr = updated.amr;
         let ttl = Duration::from_secs(self.refresh_ttl);
         let swap = Swap {
             key: keys::session(sid),
@@ -85,7 +88,7 @@ impl Service {
         if !self.store.swap_then_apply(swap, also).await? {
             return Ok(None);
         }
-        self.issue(user, sid, successor).map(Some)
+        self.issue(user, sid, successor, amr).map(Some)
     }
 
     /// An earlier token of the session (or a forgery naming it): the session ends.

@@ -5,4 +5,5 @@ pub(crate) mod forward_auth;
 pub(crate) mod health;
 pub(crate) mod introspect;
 pub(crate) mod login;
+pub(crate) mod mfa;
 pub(crate) mod sessions;
