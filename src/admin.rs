@@ -39,6 +39,10 @@ pub(crate) enum AdminRequest {
         email: String,
         password: String,
     },
+    /// Removes every second factor of the user and ends their sessions.
+    ResetMfa {
+        email: String,
+    },
     ListBans,
     LiftBan {
         target: String,
@@ -122,6 +126,16 @@ pub(crate) async fn execute(app: &App, request: AdminRequest) -> Result<String, 
             } else {
                 format!("{} is enabled", u.email)
             }
+        }
+        AdminRequest::ResetMfa { email } => {
+            let u = auth
+                .reset_factors(&email)
+                .await
+                .map_err(|e| e.to_string())?;
+            format!(
+                "second factors of {} removed (TOTP, passkeys, recovery codes); their sessions were ended",
+                u.email
+            )
         }
         AdminRequest::ListBans => {
             let bans = auth.bans().await.map_err(|e| e.to_string())?;

@@ -727,6 +727,17 @@ impl Service {
         client: &ClientInfo,
     ) -> Result<User, AuthError> {
         const WRONG: &str = "the code is wrong, expired or already used";
+        // A code of the wrong length or alphabet can never be right: refused without counting
+        // (it is no guess at a secret), so a typo costs no attempt.
+        let well_formed = match code {
+            Code::Totp(code) => mechanics::totp_code(code).is_some(),
+            Code::Recovery(code) => mechanics::recovery_code(code).is_some(),
+        };
+        if !well_formed {
+            return Err(AuthError::InvalidSecondFactor(
+                "the code has the wrong length or characters: a TOTP code is 6 digits, a recovery code 10 letters and digits",
+            ));
+        }
         let attempt = self
             .reserve(
                 regulation::subjects(Some(&user.email), client.ip.as_deref()),
