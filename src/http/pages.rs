@@ -46,6 +46,67 @@ pub(crate) struct SecondFactorPage<'a> {
     pub next: &'a str,
 }
 
+/// `/account`: the signed-in user's second factors, sessions and password. Sections stand
+/// alone, so that later ones (email, consented apps) slot in.
+#[derive(Debug, Default, Template)]
+#[template(path = "account.html")]
+pub(crate) struct AccountPage<'a> {
+    pub title: &'a str,
+    pub email: &'a str,
+    pub root: &'a str,
+    pub error: Option<&'a str>,
+    pub notice: Option<&'a str>,
+    /// Recovery codes just made: shown once.
+    pub recovery_codes: Vec<String>,
+    /// `mfa.required` and no factor yet: only the second-factor section.
+    pub enrolment_only: bool,
+    pub totp: bool,
+    /// A TOTP secret handed out and awaiting its confirming code.
+    pub totp_setup: Option<TotpSetup>,
+    pub passkeys: Vec<PasskeyRow>,
+    pub passkeys_enabled: bool,
+    pub recovery_codes_left: usize,
+    pub sessions: Vec<SessionRow>,
+}
+
+/// A pending TOTP set-up: the key as text and as a QR code (SVG rendered here).
+#[derive(Debug)]
+pub(crate) struct TotpSetup {
+    pub secret: String,
+    /// Trusted markup: made by the `qrcode` crate from the `otpauth://` URI.
+    pub qr_svg: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct PasskeyRow {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct SessionRow {
+    /// The id `GET /auth/sessions` names it by, which the end form carries.
+    pub id: String,
+    pub created_at: String,
+    pub last_seen_at: String,
+    pub user_agent: String,
+    pub ip: String,
+    pub current: bool,
+}
+
+/// The QR code of `text` as an SVG element (no XML declaration: it goes inside HTML).
+pub(crate) fn qr_svg(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build();
+    let start = svg.find("<svg")?;
+    Some(svg[start..].to_owned())
+}
+
 /// Already signed in (a visit to the login page without a usable `rd`).
 #[derive(Debug, Template)]
 #[template(path = "signed_in.html")]
@@ -102,6 +163,32 @@ mod tests {
             rd: Some(evil),
         });
         assert!(!confirm.contains("<script>"));
+    }
+
+    #[test]
+    fn account_page_escapes_and_draws_the_qr_code() {
+        let evil = "<script>x</script>";
+        let page = render(&AccountPage {
+            title: "t",
+            email: evil,
+            root: "/",
+            totp_setup: Some(TotpSetup {
+                secret: "ABC".into(),
+                qr_svg: qr_svg("otpauth://totp/x?secret=ABC").unwrap(),
+            }),
+            passkeys: vec![PasskeyRow {
+                id: "id".into(),
+                name: evil.into(),
+                created_at: "now".into(),
+            }],
+            passkeys_enabled: true,
+            ..AccountPage::default()
+        });
+        assert!(!page.contains("<script>x"), "{page}");
+        assert!(page.contains("<svg xmlns="));
+        assert!(!page.contains("<?xml"));
+        assert!(page.contains("Remove passkey &#60;script"));
+        assert!(page.contains("<script src=\"/static/webauthn.js\"></script>"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use http::Method;
 
 use super::handlers::forward_auth::{self, Flavor};
-use super::handlers::{auth, health, introspect, login, mfa, sessions};
+use super::handlers::{account, auth, health, introspect, login, mfa, sessions};
 use super::metrics;
 use super::request::{HttpRequest, has_body};
 use super::response::{HttpResponse, script};
@@ -112,6 +112,7 @@ pub enum Route {
     PasskeyLogin,
     SecondFactorPage,
     WebauthnScript,
+    Account,
 }
 
 /// The fixed paths; `/auth/sessions/{id}` is matched by prefix in [`Route::find`].
@@ -144,6 +145,7 @@ const TABLE: &[(&str, Route)] = &[
     ("/auth/passkey/login", Route::PasskeyLogin),
     ("/login/second-factor", Route::SecondFactorPage),
     ("/static/webauthn.js", Route::WebauthnScript),
+    ("/account", Route::Account),
 ];
 
 /// The passkey ceremonies of the login and account pages, compiled in.
@@ -200,7 +202,9 @@ impl Route {
             | Route::PasskeyLogin => "POST",
             Route::MfaTotp => "POST, DELETE",
             Route::Session | Route::MfaPasskey => "DELETE",
-            Route::LoginPage | Route::LogoutPage | Route::SecondFactorPage => "GET, HEAD, POST",
+            Route::LoginPage | Route::LogoutPage | Route::SecondFactorPage | Route::Account => {
+                "GET, HEAD, POST"
+            }
             Route::Me
             | Route::Sessions
             | Route::ForwardAuth
@@ -273,5 +277,7 @@ async fn route(app: &App, req: HttpRequest, peer: SocketAddr) -> Result<HttpResp
         Route::SecondFactorPage if reading => login::second_factor_page_get(app, req).await,
         Route::SecondFactorPage => login::second_factor_submit(app, req, peer).await,
         Route::WebauthnScript => Ok(script(WEBAUTHN_JS)),
+        Route::Account if reading => account::page(app, req).await,
+        Route::Account => account::submit(app, req, peer).await,
     }
 }
