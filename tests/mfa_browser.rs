@@ -207,9 +207,7 @@ policy = "two_factor"
             .contains("passkey")
     );
     browser.click("#passkey-add button").await;
-    browser
-        .wait_text("Passkey added: your recovery codes")
-        .await;
+    browser.wait_text("id=\"new-recovery-codes\"><li>").await;
     let source = browser.source().await;
     assert_eq!(source.matches("<li>").count(), 10, "ten recovery codes");
     let credentials = browser
@@ -231,6 +229,7 @@ policy = "two_factor"
     // Sign out; the passkey alone signs in (the login page's button) and opens the vault.
     browser.goto(&format!("{site}/account")).await;
     browser.click("form[action='/logout'] button").await;
+    browser.wait_text("You have been signed out").await;
     browser.goto(&vault).await;
     browser
         .wait_url("the login page", |u| {
@@ -244,6 +243,7 @@ policy = "two_factor"
     // Sign out; a password, then the passkey as the second step.
     browser.goto(&format!("{site}/account")).await;
     browser.click("form[action='/logout'] button").await;
+    browser.wait_text("You have been signed out").await;
     browser.goto(&vault).await;
     browser
         .wait_url("the login page", |u| {
@@ -286,6 +286,7 @@ policy = "two_factor"
     let r = server.login(&ada, PASSWORD).await;
     assert_eq!(r.status(), 200, "one step again");
     browser.click("form[action='/logout'] button").await;
+    browser.wait_text("You have been signed out").await;
     browser.goto(&vault).await;
     browser
         .wait_url("the login page", |u| {
