@@ -103,6 +103,9 @@ _gatehouse() {
             gatehouse__subcmd__help__subcmd__user,passwd)
                 cmd="gatehouse__subcmd__help__subcmd__user__subcmd__passwd"
                 ;;
+            gatehouse__subcmd__help__subcmd__user,reset-mfa)
+                cmd="gatehouse__subcmd__help__subcmd__user__subcmd__reset__subcmd__mfa"
+                ;;
             gatehouse__subcmd__help__subcmd__user,set-role)
                 cmd="gatehouse__subcmd__help__subcmd__user__subcmd__set__subcmd__role"
                 ;;
@@ -124,6 +127,9 @@ _gatehouse() {
             gatehouse__subcmd__user,passwd)
                 cmd="gatehouse__subcmd__user__subcmd__passwd"
                 ;;
+            gatehouse__subcmd__user,reset-mfa)
+                cmd="gatehouse__subcmd__user__subcmd__reset__subcmd__mfa"
+                ;;
             gatehouse__subcmd__user,set-role)
                 cmd="gatehouse__subcmd__user__subcmd__set__subcmd__role"
                 ;;
@@ -144,6 +150,9 @@ _gatehouse() {
                 ;;
             gatehouse__subcmd__user__subcmd__help,passwd)
                 cmd="gatehouse__subcmd__user__subcmd__help__subcmd__passwd"
+                ;;
+            gatehouse__subcmd__user__subcmd__help,reset-mfa)
+                cmd="gatehouse__subcmd__user__subcmd__help__subcmd__reset__subcmd__mfa"
                 ;;
             gatehouse__subcmd__user__subcmd__help,set-role)
                 cmd="gatehouse__subcmd__user__subcmd__help__subcmd__set__subcmd__role"
@@ -477,7 +486,7 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__help__subcmd__user)
-            opts="add list set-role disable enable passwd"
+            opts="add list set-role disable enable passwd reset-mfa"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -560,6 +569,20 @@ _gatehouse() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        gatehouse__subcmd__help__subcmd__user__subcmd__reset__subcmd__mfa)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         gatehouse__subcmd__help__subcmd__user__subcmd__set__subcmd__role)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -611,7 +634,7 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__user)
-            opts="-h --config --help add list set-role disable enable passwd help"
+            opts="-h --config --help add list set-role disable enable passwd reset-mfa help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -687,7 +710,7 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__user__subcmd__help)
-            opts="add list set-role disable enable passwd help"
+            opts="add list set-role disable enable passwd reset-mfa help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -784,6 +807,20 @@ _gatehouse() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        gatehouse__subcmd__user__subcmd__help__subcmd__reset__subcmd__mfa)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         gatehouse__subcmd__user__subcmd__help__subcmd__set__subcmd__role)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -817,6 +854,24 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__user__subcmd__passwd)
+            opts="-h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__user__subcmd__reset__subcmd__mfa)
             opts="-h --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
