@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::keys::KeyPair;
 use crate::config::TokenAlgorithm;
 use crate::domain::Role;
+use crate::domain::factors::Amr;
 
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,6 +32,16 @@ pub struct AccessClaims {
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+    /// How the session was signed in (RFC 8176: `pwd`, `otp`, `hwk`, `user`). Tokens issued
+    /// before second factors existed have none and read as `["pwd"]`. The session record
+    /// holds the authoritative value: a token check takes it from there, so a step-up counts
+    /// for every token of the session at once.
+    #[serde(default)]
+    pub amr: Amr,
+    /// With `mfa.required`: the user has no second factor yet, and this session may only
+    /// enrol one (recomputed whenever a token is issued).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enrolment_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -313,6 +324,8 @@ mod tests {
             sid: "s".into(),
             iss: None,
             aud: None,
+            amr: Amr::default(),
+            enrolment_only: false,
         }
     }
 

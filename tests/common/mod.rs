@@ -5,6 +5,8 @@
 // A helper module of each test crate: `pub` is how the test files reach it.
 #![allow(unreachable_pub)]
 
+pub mod browser;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

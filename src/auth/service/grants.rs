@@ -25,6 +25,7 @@ use crate::auth::regulation;
 use crate::auth::tokens::AccessClaims;
 use crate::clock::now_secs;
 use crate::config::oidc::{Client, Consent, KNOWN_SCOPES};
+use crate::domain::factors::Amr;
 use crate::domain::session::{self, Grant, SessionRecord, encode};
 use crate::domain::{self, User};
 use crate::store::{Op, StoreError, Swap, keys};
@@ -138,6 +139,8 @@ pub struct Browser {
     pub claims: AccessClaims,
     /// Unix second it signed in.
     pub auth_time: u64,
+    /// How it signed in (raised by a step-up).
+    pub amr: Amr,
 }
 
 /// What a code stands for until redeemed.
@@ -152,6 +155,9 @@ struct CodeRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     challenge: Option<String>,
     auth_time: u64,
+    /// How the browser signed in; the grant's `amr`.
+    #[serde(default, skip_serializing_if = "Amr::is_password_only")]
+    amr: Amr,
     /// The user's credential version when the user allowed it.
     cv: u64,
     /// Once redeemed: the grant session it made.
@@ -160,6 +166,13 @@ struct CodeRecord {
     /// Set when a second use ended that session.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     replayed: bool,
+}
+
+/// The grant session tokens are issued for.
+struct GrantSession<'a> {
+    sid: &'a str,
+    grant: &'a Grant,
+    amr: Amr,
 }
 
 /// A token response (RFC 6749 §5.1 plus `id_token`).
@@ -226,6 +239,7 @@ impl Service {
         Ok(Some(Browser {
             claims,
             auth_time: record.created_at,
+            amr: record.amr,
         }))
     }
 
@@ -435,6 +449,7 @@ impl Service {
             nonce: params.nonce.clone(),
             challenge,
             auth_time: browser.auth_time,
+            amr: browser.amr,
             cv: user.credential_version,
             redeemed: None,
             replayed: false,
@@ -630,6 +645,7 @@ impl Service {
             cv: user.credential_version,
             rotated: None,
             grant: Some(grant.clone()),
+            amr: record.amr,
         };
         // Without offline_access the grant lives as long as its access token.
         let ttl = Duration::from_secs(if offline {
@@ -661,10 +677,14 @@ impl Service {
         }
         self.enforce_session_cap(user.id).await?;
         tracing::info!(event = "oidc_grant", client = %client.id, user_id = %user.id, session_id = %sid);
+        let session = GrantSession {
+            sid: &sid,
+            grant: &grant,
+            amr: record.amr,
+        };
         self.grant_tokens(
             &user,
-            &sid,
-            &grant,
+            session,
             client,
             offline.then_some(refresh),
             record.nonce,
@@ -701,26 +721,24 @@ impl Service {
                 "the account is no longer in a group allowed to use this client".into(),
             ));
         }
-        self.grant_tokens(
-            &user,
-            &rotated.sid,
-            &grant,
-            client,
-            Some(rotated.refresh_token),
-            None,
-        )
-        .map_err(Into::into)
+        let session = GrantSession {
+            sid: &rotated.sid,
+            grant: &grant,
+            amr: rotated.record.amr,
+        };
+        self.grant_tokens(&user, session, client, Some(rotated.refresh_token), None)
+            .map_err(Into::into)
     }
 
     fn grant_tokens(
         &self,
         user: &User,
-        sid: &str,
-        grant: &Grant,
+        session: GrantSession<'_>,
         client: &Client,
         refresh_token: Option<String>,
         nonce: Option<String>,
     ) -> Result<TokenResponse, AuthError> {
+        let GrantSession { sid, grant, amr } = session;
         let provider = self.oidc()?;
         let now = now_secs();
         let access = GrantAccessClaims {
@@ -743,7 +761,7 @@ impl Service {
             iat: now,
             auth_time: grant.auth_time,
             nonce,
-            amr: vec!["pwd".to_owned()],
+            amr: amr.names().into_iter().map(str::to_owned).collect(),
             sid: sid.to_owned(),
             azp: Some(client.id.clone()),
             profile: scope_claims(user, &grant.scope),
