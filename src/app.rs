@@ -9,6 +9,7 @@ use crate::auth::passwords::Hasher;
 use crate::auth::secret::{self, SecretInputs, SecretSource};
 use crate::auth::tokens::Signer;
 use crate::config::{Config, SessionBackend, TokenAlgorithm, UserBackend};
+use crate::mail::Mailer;
 use crate::store::database::{self, Db, OpenError};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::metered::{MeteredSessions, MeteredUsers};
@@ -30,6 +31,8 @@ pub enum StartError {
     Config(#[from] crate::config::ConfigError),
     #[error("cannot start the password hashers: {0}")]
     Hasher(#[from] crate::auth::passwords::HashError),
+    #[error("cannot set up mail: {0}")]
+    Mail(String),
 }
 
 /// Everything a request handler needs, shared by all connections.
@@ -141,7 +144,17 @@ impl App {
             threads * crate::auth::service::HASH_QUEUE_PER_THREAD,
         )?;
 
-        let auth = Service::new(&config, users, store, hasher, signer);
+        let mailer = match (&config.smtp, &config.public_url) {
+            (Some(smtp), Some(public_url)) => Some(Arc::new(
+                Mailer::new(smtp, &config.email, public_url, store.clone())
+                    .map_err(StartError::Mail)?,
+            )),
+            _ => None,
+        };
+        let mut auth = Service::new(&config, users, store, hasher, signer);
+        if let Some(mailer) = mailer {
+            auth = auth.with_mailer(mailer);
+        }
         Ok(Arc::new(App {
             config,
             auth,

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check-config`, `doctor` and the `user` admin commands.
+//! The command line: `serve`, `check-config`, `doctor`, the `user` admin commands and
+//! `smtp test`.
 
 mod backup;
 mod user;
@@ -40,6 +41,9 @@ enum Command {
     /// List or lift the login bans of brute-force regulation.
     #[command(subcommand)]
     Ban(BanCommand),
+    /// Check the mail settings.
+    #[command(subcommand)]
+    Smtp(SmtpCommand),
     /// Write a consistent copy of the database to FILE (works while the server runs).
     Backup { file: PathBuf },
     /// Replace the database with a backup (refused while a server holds the data dir).
@@ -64,6 +68,12 @@ pub enum BanCommand {
 }
 
 #[derive(Subcommand)]
+pub enum SmtpCommand {
+    /// Send one test mail to ADDRESS through the configured relay and print its answer.
+    Test { address: String },
+}
+
+#[derive(Subcommand)]
 pub enum UserCommand {
     /// Create an account.
     Add {
@@ -81,6 +91,18 @@ pub enum UserCommand {
     Enable { email: String },
     /// Set a new password; ends every session of the account.
     Passwd { email: String },
+    /// Create an account without a password and print an invitation link (72 h) that sets
+    /// one; the link is mailed too when smtp.host is set.
+    Invite {
+        email: String,
+        #[arg(long, default_value = "user")]
+        role: Role,
+        /// A group the account joins (repeatable).
+        #[arg(long = "group", value_name = "G")]
+        groups: Vec<String>,
+    },
+    /// Print a password-reset link (30 min) for an account, to pass on.
+    ResetLink { email: String },
 }
 
 /// Parses the command line and runs the command.
@@ -111,6 +133,12 @@ pub fn main() -> ExitCode {
                 file,
                 keep_sessions,
             } => backup::restore(&file, keep_sessions, &load(path, "warn")?),
+            Command::Smtp(SmtpCommand::Test { address }) => {
+                let config = load(path, "warn")?;
+                let answer = crate::mail::send_test(&config, &address).await?;
+                println!("the relay took the test mail for {address}: {answer}");
+                Ok(())
+            }
             Command::Ban(BanCommand::List) => {
                 user::run(crate::admin::AdminRequest::ListBans, load(path, "warn")?).await
             }

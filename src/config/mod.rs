@@ -12,7 +12,8 @@
 //! - `tokens`: `[tokens]`; `stores`: `[sessions]`, `[users]`, `[redis]`; `passwords`:
 //!   `[argon2]`, `[passwords]`, `[regulation]`; `server`: `[limits]`, `[metrics]`, `[log]`
 //!   and `trusted_proxies`; `web`: `[cookies]`, `[login]`, `[introspection]` and
-//!   `public_url`; [`access`]: `[access_control]`.
+//!   `public_url`; [`access`]: `[access_control]`; `mail`: `[smtp]`, `[email]` and
+//!   `registration`.
 //!
 //! `config` depends on nothing in `auth`: `auth` reads these values and gives them meaning
 //! (e.g. `auth::access` judges requests by the access rules).
@@ -26,12 +27,14 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub mod access;
+mod mail;
 mod passwords;
 mod server;
 mod stores;
 mod tokens;
 mod web;
 
+pub use mail::{Email, Registration, RegistrationMode, Smtp, SmtpTls};
 pub use passwords::{Argon2, Passwords, Regulation};
 pub use server::{Limits, Log, LogFormat, Metrics};
 pub use stores::{
@@ -79,13 +82,9 @@ pub struct Config {
     pub access_control: access::AccessControl,
     pub introspection: Introspection,
     pub login: Login,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Registration {
-    Open,
-    Closed,
+    /// The SMTP relay; `None` without `smtp.host` (the mail-sending endpoints answer 501).
+    pub smtp: Option<Smtp>,
+    pub email: Email,
 }
 
 /// The configuration as written, key for key: what figment layers (defaults, file,
@@ -97,7 +96,7 @@ struct RawConfig {
     listen: SocketAddr,
     data_dir: PathBuf,
     public_url: Option<Url>,
-    registration: Registration,
+    registration: mail::RawRegistration,
     tokens: Tokens,
     sessions: stores::RawSessions,
     users: stores::RawUsers,
@@ -114,6 +113,8 @@ struct RawConfig {
     access_control: access::RawAccessControl,
     introspection: Introspection,
     login: Login,
+    smtp: mail::RawSmtp,
+    email: Email,
 }
 
 impl Default for RawConfig {
@@ -122,7 +123,7 @@ impl Default for RawConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             public_url: None,
-            registration: Registration::Open,
+            registration: Default::default(),
             tokens: Tokens::default(),
             sessions: Default::default(),
             users: Default::default(),
@@ -138,6 +139,8 @@ impl Default for RawConfig {
             access_control: Default::default(),
             introspection: Introspection::default(),
             login: Login::default(),
+            smtp: Default::default(),
+            email: Email::default(),
         }
     }
 }
@@ -201,11 +204,20 @@ impl RawConfig {
         self.login.validate()?;
         self.introspection.validate()?;
         let access_control = self.access_control.validate()?;
+        let smtp = self.smtp.validate()?;
+        if smtp.is_some() && self.public_url.is_none() {
+            return Err(invalid(
+                "public_url",
+                "is required with smtp.host: the links in mails point at it",
+            ));
+        }
+        self.email.validate()?;
+        let registration = self.registration.validate(smtp.as_ref())?;
         Ok(Config {
             listen: self.listen,
             data_dir: self.data_dir,
             public_url: self.public_url,
-            registration: self.registration,
+            registration,
             tokens: self.tokens,
             sessions,
             users,
@@ -221,6 +233,8 @@ impl RawConfig {
             access_control,
             introspection: self.introspection,
             login: self.login,
+            smtp,
+            email: self.email,
         })
     }
 }
@@ -339,6 +353,36 @@ mod tests {
                 "[[access_control.rules]]\ndomain = \"a.org\"\nroles = [\"root\"]",
                 "access_control.rules",
             ),
+            ("[smtp]\nhost = \"smtp://x\"", "smtp.host"),
+            ("[smtp]\nhost = \"x.org:25\"", "smtp.host"),
+            (
+                "public_url = \"https://a.org\"\n[smtp]\nhost = \"x.org\"\nport = 0\nfrom = \"a@a.org\"",
+                "smtp.port",
+            ),
+            (
+                "public_url = \"https://a.org\"\n[smtp]\nhost = \"x.org\"\ntls = \"none\"\nfrom = \"a@a.org\"",
+                "smtp.tls",
+            ),
+            (
+                "public_url = \"https://a.org\"\n[smtp]\nhost = \"x.org\"",
+                "smtp.from",
+            ),
+            (
+                "public_url = \"https://a.org\"\n[smtp]\nhost = \"x.org\"\nfrom = \"a@b, c@d\"",
+                "smtp.from",
+            ),
+            (
+                "public_url = \"https://a.org\"\n[smtp]\nhost = \"x.org\"\nfrom = \"a@a.org\"\nusername = \"u\"",
+                "smtp.username / smtp.password",
+            ),
+            ("[smtp]\nhost = \"x.org\"\nfrom = \"a@a.org\"", "public_url"),
+            ("[smtp]\ntimeout = 0", "smtp.timeout"),
+            ("[email]\nretry_delay = 0", "email.retry_delay"),
+            ("[email]\nsite_name = \"\"", "email.site_name"),
+            (
+                "[registration]\nverify_email = true",
+                "registration.verify_email",
+            ),
         ] {
             assert_eq!(refused_key(text), key, "{text:?}");
         }
@@ -351,6 +395,24 @@ mod tests {
         ok("[sessions]\nredis_url = \"redis://127.0.0.1/0\"\n[users]\nbackend = \"redis\"");
         ok("[regulation]\nmax_retries = 0\nban_time = 0");
         ok("[cookies]\ndomain = \"localhost\"");
+        // `registration`: a mode, or a table with `verify_email` (which needs SMTP).
+        assert_eq!(
+            ok("registration = \"closed\"").registration.mode,
+            RegistrationMode::Closed
+        );
+        let mail = "public_url = \"https://a.org\"\n[smtp]\nhost = \"localhost\"\ntls = \"none\"\nport = 2525\nfrom = \"Site <a@a.org>\"\n";
+        let config = ok(&format!(
+            "{mail}[registration]\nmode = \"closed\"\nverify_email = true"
+        ));
+        assert_eq!(
+            config.registration,
+            Registration {
+                mode: RegistrationMode::Closed,
+                verify_email: true
+            }
+        );
+        assert_eq!(config.smtp.as_ref().map(|s| s.port), Some(2525));
+        assert!(ok("").smtp.is_none());
         let config = ok("trusted_proxies = [\"10.0.0.0/8\", \" ::1 \"]");
         let networks: Vec<String> = config
             .trusted_networks

@@ -35,6 +35,22 @@ pub(crate) fn readable_by_services(key: &str) -> bool {
     key.starts_with(SESSION_PREFIX) || key.starts_with(USER_SESSIONS_PREFIX)
 }
 
+/// The live link of a user in one slot (JSON [`crate::domain::link::LinkRecord`], which
+/// holds the token's hash, never the token); the user's newest link of that slot.
+pub(crate) fn link(slot: crate::domain::link::Slot, user_id: &str) -> String {
+    format!("link:{}:{user_id}", slot.as_str())
+}
+
+/// A mail waiting to be sent (JSON, see `crate::mail::outbox`), until it is sent or given up.
+pub(crate) fn outbox_message(id: &str) -> String {
+    format!("{OUTBOX_PREFIX}{id}")
+}
+
+const OUTBOX_PREFIX: &str = "outbox:";
+
+/// The set of ids of the mails waiting in the outbox.
+pub(crate) const OUTBOX: &str = "outbox_pending";
+
 /// Failed logins in the current `regulation.find_time` window; `subject` is
 /// `user:<email>` or `ip:<address>`.
 pub(crate) fn failures(subject: &str) -> String {
@@ -59,7 +75,14 @@ mod tests {
     fn only_sessions_are_readable_by_other_services() {
         assert!(readable_by_services(&session("abc")));
         assert!(readable_by_services(&user_sessions("u")));
-        for internal in [failures("ip:1.2.3.4"), ban("user:a@b.c"), bans()] {
+        for internal in [
+            failures("ip:1.2.3.4"),
+            ban("user:a@b.c"),
+            bans(),
+            link(crate::domain::link::Slot::Password, "u"),
+            outbox_message("m"),
+            OUTBOX.to_owned(),
+        ] {
             assert!(!readable_by_services(&internal), "{internal}");
         }
         assert!(!readable_by_services(SESSION_INDEX));

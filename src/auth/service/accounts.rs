@@ -8,17 +8,27 @@ use crate::auth::policy;
 use crate::auth::regulation::{self};
 use crate::auth::tokens::AccessClaims;
 use crate::clock::now_secs;
-use crate::config::Registration;
+use crate::config::RegistrationMode;
+use crate::domain::link::Purpose;
 use crate::domain::{Role, User, check_email, display_email, normalize_email};
+use crate::mail::Notice;
 use crate::store::UserStoreError;
 
 impl Service {
     /// `POST /auth/register`: a new account with the `user` role.
     pub async fn register(&self, email: &str, password: &str) -> Result<User, AuthError> {
-        if self.registration == Registration::Closed {
+        if self.registration.mode == RegistrationMode::Closed {
             return Err(AuthError::RegistrationClosed);
         }
-        self.create_user(email, password, Role::User).await
+        let user = self.create_user(email, password, Role::User).await?;
+        if self.registration.verify_email {
+            // The account exists either way; should queueing the link fail, the person asks
+            // for a new one (`POST /auth/verify/resend`).
+            if let Err(e) = self.issue_link(&user, Purpose::Verify, None, true).await {
+                tracing::warn!(error = %e, user_id = %user.id, "could not queue the verification link of a new account");
+            }
+        }
+        Ok(user)
     }
 
     /// Creates an account regardless of the registration setting (the admin CLI).
@@ -40,6 +50,7 @@ impl Service {
             disabled: false,
             version: 0,
             credential_version: 0,
+            email_verified: false,
         };
         self.users.create(&user).await?;
         tracing::info!(event = "user_created", user_id = %user.id, role = role.as_str());
@@ -64,25 +75,7 @@ impl Service {
         client: &ClientInfo,
     ) -> Result<Issued, AuthError> {
         let user = self.user(claims).await?;
-        let attempt = self
-            .reserve(
-                regulation::subjects(Some(&user.email), client.ip.as_deref()),
-                "current_password",
-            )
-            .await?;
-        let matches = current.len() <= policy::MAX_PASSWORD_BYTES
-            && match self.hasher.verify(current, Some(&user.password_hash)).await {
-                Ok(check) => check.matches,
-                Err(e) => {
-                    self.regulation.withdraw(attempt).await?;
-                    return Err(e.into());
-                }
-            };
-        if !matches {
-            self.regulation.failed(attempt).await?;
-            return Err(AuthError::WrongPassword);
-        }
-        self.regulation.succeeded(attempt).await?;
+        self.check_current_password(&user, current, client).await?;
         let password_hash = self.hash_new(new, &user.email).await?;
         // Only over the credentials just checked: a concurrent change wins, and this one
         // answers as if the current password were wrong (it no longer is the current one).
@@ -97,6 +90,7 @@ impl Service {
             })
             .await?;
         tracing::info!(event = "password_changed", user_id = %user.id);
+        self.notify(&user, Notice::PasswordChanged).await;
         // The caller's fresh session. Another change that ends sessions (a role change, say)
         // may land between storing the password and starting it; the password is changed
         // all the same, so start the session under the newer version, as long as it is still
@@ -114,6 +108,37 @@ impl Service {
             }
         }
         Err(AuthError::SessionEnded)
+    }
+
+    /// Checks the signed-in user's password before a sensitive change (`POST /auth/password`,
+    /// `POST /auth/email`), regulated like a login: a wrong one counts as a failure against
+    /// the account and the address, and answers [`AuthError::WrongPassword`].
+    pub(super) async fn check_current_password(
+        &self,
+        user: &User,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        let attempt = self
+            .reserve(
+                regulation::subjects(Some(&user.email), client.ip.as_deref()),
+                "current_password",
+            )
+            .await?;
+        let matches = password.len() <= policy::MAX_PASSWORD_BYTES
+            && match self.hasher.verify(password, user.password()).await {
+                Ok(check) => check.matches,
+                Err(e) => {
+                    self.regulation.withdraw(attempt).await?;
+                    return Err(e.into());
+                }
+            };
+        if !matches {
+            self.regulation.failed(attempt).await?;
+            return Err(AuthError::WrongPassword);
+        }
+        self.regulation.succeeded(attempt).await?;
+        Ok(())
     }
 
     /// Checks a new password against the policy and hashes it, on the hashing threads.

@@ -26,7 +26,7 @@ impl Service {
             let user = self.users.by_email(email).await?;
             let check = match self
                 .hasher
-                .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+                .verify(password, user.as_ref().and_then(User::password))
                 .await
             {
                 Ok(check) => check,
@@ -46,6 +46,10 @@ impl Service {
             return Err(AuthError::InvalidCredentials);
         };
         self.regulation.succeeded(attempt).await?;
+        if self.registration.verify_email && !user.email_verified {
+            tracing::info!(event = "login_unverified", user_id = %user.id);
+            return Err(AuthError::EmailNotVerified);
+        }
         if needs_rehash {
             self.upgrade_hash(&user, password).await;
         }

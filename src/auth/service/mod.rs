@@ -1,7 +1,8 @@
 //! The operations of gatehouse, one method each, shared by the HTTP handlers and the CLI,
 //! split by concept: `login` (checking passwords and client secrets under regulation),
 //! `sessions` (token checks, session start and end), `rotation` (refresh), `accounts`
-//! (registration, password change, versioned user writes) and `admin` (the CLI's commands).
+//! (registration, password change, versioned user writes), `admin` (the CLI's commands)
+//! and `mail` (the emailed links: reset, verification, email change, invitations; notices).
 //!
 //! Session rules (ADR-004 and the API contract):
 //! - A login creates a session (`session:<sid>`), its refresh token and an access token that
@@ -20,21 +21,25 @@
 //!   session, and a refresh compares it. A login that checked the old password therefore
 //!   never leaves a live session behind a change that has returned.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use super::passwords::{HashError, Hasher};
 use super::regulation::Regulation;
 use super::tokens::{Signer, TokenError};
 use crate::config::{Config, Passwords, Registration};
 use crate::domain::session::SessionRecord;
+use crate::mail::Mailer;
 use crate::store::{SessionStore, StoreError, UserStore, UserStoreError};
 
 mod accounts;
 mod admin;
 mod login;
+mod mail;
 mod rotation;
 mod sessions;
+
+pub(crate) use mail::MailRequest;
 
 /// Attempts at a compare-and-set write before giving up with 503 (each retry follows a
 /// concurrent write that succeeded, so running out takes a storm of writes to one record).
@@ -73,6 +78,18 @@ pub enum AuthError {
     Busy,
     #[error("too many failed logins; retry in {retry_after} s")]
     Regulated { retry_after: u64 },
+    #[error(
+        "the email address is not confirmed yet: use the link that was mailed to it, or ask for a new one"
+    )]
+    EmailNotVerified,
+    #[error("gatehouse sends no mail: smtp.host is not set")]
+    MailOff,
+    #[error("the link is invalid, expired or already used")]
+    InvalidLink,
+    #[error("public_url is not set: the links must point at gatehouse's external address")]
+    NoPublicUrl,
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -141,6 +158,16 @@ pub struct Service {
     max_sessions_per_user: usize,
     /// Unix second of the last clock-skew warning, so a skewed peer cannot flood the log.
     last_clock_warning: AtomicU64,
+    /// Sends mail; `None` without `smtp.host`.
+    mailer: Option<Arc<Mailer>>,
+    /// Where links point.
+    public_url: Option<url::Url>,
+    /// `email.resend_interval`, seconds.
+    resend_interval: u64,
+    /// Forgot and resend requests, answered by [`Service::run_mail_requests`] off the
+    /// request path (see `mail`).
+    mail_requests: tokio::sync::mpsc::Sender<MailRequest>,
+    mail_inbox: Mutex<Option<tokio::sync::mpsc::Receiver<MailRequest>>>,
 }
 
 impl Service {
@@ -155,6 +182,8 @@ impl Service {
         for result in ["ok", "failed", "regulated"] {
             metrics::counter!("gatehouse_logins_total", "result" => result).absolute(0);
         }
+        crate::mail::register_metrics();
+        let (mail_requests, mail_inbox) = tokio::sync::mpsc::channel(mail::MAIL_REQUEST_QUEUE);
         Service {
             users,
             regulation: Regulation::new(
@@ -176,6 +205,19 @@ impl Service {
             leeway: config.tokens.leeway,
             max_sessions_per_user: config.sessions.max_per_user,
             last_clock_warning: AtomicU64::new(0),
+            mailer: None,
+            public_url: config.public_url.clone(),
+            resend_interval: config.email.resend_interval,
+            mail_requests,
+            mail_inbox: Mutex::new(Some(mail_inbox)),
+        }
+    }
+
+    /// Mail goes out through `mailer` (set up when `smtp.host` is set).
+    pub(crate) fn with_mailer(self, mailer: Arc<Mailer>) -> Self {
+        Service {
+            mailer: Some(mailer),
+            ..self
         }
     }
 
