@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use http::Method;
 
 use super::handlers::forward_auth::{self, Flavor};
-use super::handlers::{auth, health, introspect, login, sessions};
+use super::handlers::links::LinkPage;
+use super::handlers::{auth, email, health, introspect, links, login, sessions};
 use super::metrics;
 use super::request::{HttpRequest, has_body};
 use super::response::HttpResponse;
@@ -100,6 +101,16 @@ pub enum Route {
     Metrics,
     Healthz,
     Readyz,
+    PasswordForgot,
+    PasswordReset,
+    Verify,
+    VerifyResend,
+    EmailChange,
+    EmailConfirm,
+    ResetPage,
+    InvitePage,
+    VerifyPage,
+    EmailConfirmPage,
 }
 
 /// The fixed paths; `/auth/sessions/{id}` is matched by prefix in [`Route::find`].
@@ -121,6 +132,16 @@ const TABLE: &[(&str, Route)] = &[
     ("/metrics", Route::Metrics),
     ("/healthz", Route::Healthz),
     ("/readyz", Route::Readyz),
+    ("/auth/password/forgot", Route::PasswordForgot),
+    ("/auth/password/reset", Route::PasswordReset),
+    ("/auth/verify", Route::Verify),
+    ("/auth/verify/resend", Route::VerifyResend),
+    ("/auth/email", Route::EmailChange),
+    ("/auth/email/confirm", Route::EmailConfirm),
+    ("/reset", Route::ResetPage),
+    ("/invite", Route::InvitePage),
+    ("/verify", Route::VerifyPage),
+    ("/email/confirm", Route::EmailConfirmPage),
 ];
 
 const SESSION_PREFIX: &str = "/auth/sessions/";
@@ -155,9 +176,20 @@ impl Route {
             | Route::Logout
             | Route::LogoutAll
             | Route::Password
-            | Route::Introspect => "POST",
+            | Route::Introspect
+            | Route::PasswordForgot
+            | Route::PasswordReset
+            | Route::Verify
+            | Route::VerifyResend
+            | Route::EmailChange
+            | Route::EmailConfirm => "POST",
             Route::Session => "DELETE",
-            Route::LoginPage | Route::LogoutPage => "GET, HEAD, POST",
+            Route::LoginPage
+            | Route::LogoutPage
+            | Route::ResetPage
+            | Route::InvitePage
+            | Route::VerifyPage
+            | Route::EmailConfirmPage => "GET, HEAD, POST",
             Route::Me
             | Route::Sessions
             | Route::ForwardAuth
@@ -211,6 +243,25 @@ async fn route(app: &App, req: HttpRequest, peer: SocketAddr) -> Result<HttpResp
         Route::Jwks => Ok(introspect::jwks(app)),
         Route::Healthz => Ok(health::healthz()),
         Route::Readyz => Ok(health::readyz(app).await),
+        Route::PasswordForgot => email::forgot(app, req).await,
+        Route::PasswordReset => email::reset(app, req).await,
+        Route::Verify => email::verify(app, req).await,
+        Route::VerifyResend => email::resend(app, req).await,
+        Route::EmailChange => email::change(app, req, peer).await,
+        Route::EmailConfirm => email::confirm(app, req).await,
+        Route::ResetPage | Route::InvitePage | Route::VerifyPage | Route::EmailConfirmPage => {
+            let page = match route {
+                Route::ResetPage => LinkPage::Reset,
+                Route::InvitePage => LinkPage::Invite,
+                Route::VerifyPage => LinkPage::Verify,
+                _ => LinkPage::EmailConfirm,
+            };
+            if reading {
+                links::show(app, req, page).await
+            } else {
+                links::submit(app, req, page).await
+            }
+        }
         Route::Metrics => Err(ApiError::NotFound),
     }
 }

@@ -1,8 +1,10 @@
 //! One module per group of endpoints.
 
 pub(crate) mod auth;
+pub(crate) mod email;
 pub(crate) mod forward_auth;
 pub(crate) mod health;
 pub(crate) mod introspect;
+pub(crate) mod links;
 pub(crate) mod login;
 pub(crate) mod sessions;
