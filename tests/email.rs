@@ -324,8 +324,9 @@ async fn forgot_reset_and_the_notice(backend: Backend) {
         notice["headers"]["Subject"]
             .as_str()
             .unwrap()
-            .contains("password was changed")
+            .contains("was changed")
     );
+    assert_eq!(sink.count_to(&ada), 6);
     let text = server.metrics_text().await;
     assert!(
         metric_sample(&text, "gatehouse_mail_sent_total").unwrap() >= 6.0,
