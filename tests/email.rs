@@ -329,7 +329,10 @@ async fn forgot_reset_and_the_notice(backend: Backend) {
     assert_eq!(sink.count_to(&ada), 6);
     // The relay's answer reaches the sink before gatehouse records it: wait for the count.
     wait_metric(&server, "gatehouse_mail_sent_total", 6.0).await;
-    assert_eq!(mail_metric(&server, "gatehouse_mail_failed_total").await, 0.0);
+    assert_eq!(
+        mail_metric(&server, "gatehouse_mail_failed_total").await,
+        0.0
+    );
 }
 
 /// The same answer, after the same work, for known and unknown addresses; nothing is sent

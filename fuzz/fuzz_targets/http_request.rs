@@ -64,8 +64,10 @@ fn harness() -> &'static Harness {
         // SAFETY: registers a plain function that only removes a directory.
         unsafe { atexit(remove_data_dir) };
 
+        // SMTP to a port nothing listens on: the mail endpoints run their whole path (links,
+        // the outbox); nothing is delivered, since no delivery task runs here.
         let mut config = Config::from_toml_str(
-            "[argon2]\nmemory_kib = 64\niterations = 1\n[cookies]\nsecure = false\n",
+            "public_url = \"http://localhost:8080\"\n[argon2]\nmemory_kib = 64\niterations = 1\n[cookies]\nsecure = false\n[smtp]\nhost = \"127.0.0.1\"\nport = 9\ntls = \"none\"\nfrom = \"fuzz@localhost.test\"\n[email]\nresend_interval = 0\n",
         )
         .expect("the fuzz config is valid");
         config.data_dir = dir;
@@ -77,6 +79,11 @@ fn harness() -> &'static Harness {
             let _guard = runtime.enter();
             App::build(config, &secrets).expect("App::build")
         };
+        // The lookups behind forgot and resend, as `gatehouse serve` runs them.
+        runtime.spawn({
+            let app = app.clone();
+            async move { app.auth.run_mail_requests().await }
+        });
         Harness { runtime, app }
     })
 }

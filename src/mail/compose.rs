@@ -245,8 +245,8 @@ impl Composer {
             action,
             after,
         };
-        let text = crate::http::pages::render(&TextMail { body: &body });
-        let html = crate::http::pages::render(&HtmlMail {
+        let text = render(&TextMail { body: &body });
+        let html = render(&HtmlMail {
             subject,
             body: &body,
         });
@@ -267,6 +267,12 @@ impl Composer {
             raw: message.formatted(),
         })
     }
+}
+
+/// Renders a mail template. Rendering into a `String` fails only if a value's `Display`
+/// fails, which none of ours does.
+fn render(template: &impl Template) -> String {
+    template.render().unwrap_or_default()
 }
 
 /// `Auto-Submitted: auto-generated` (RFC 3834).
@@ -330,7 +336,7 @@ mod tests {
             action: Some(("Go", "https://x.org/?a=1&b=\"2")),
             after: Vec::new(),
         };
-        let html = crate::http::pages::render(&HtmlMail {
+        let html = render(&HtmlMail {
             subject: "<i>",
             body: &body,
         });
@@ -339,7 +345,7 @@ mod tests {
             html.contains("href=\"https://x.org/?a=1&#38;b=&#34;2\""),
             "{html}"
         );
-        let text = crate::http::pages::render(&TextMail { body: &body });
+        let text = render(&TextMail { body: &body });
         assert!(text.contains("Go:\nhttps://x.org/?a=1&b=\"2\n"), "{text}");
         let notice = composer()
             .notice("ada@example.org", &Notice::PasswordChanged)

@@ -84,8 +84,9 @@ impl Service {
         })
     }
 
-    /// Answers forgot and resend requests, one at a time, for as long as the server runs.
-    pub(crate) async fn run_mail_requests(&self) {
+    /// Answers forgot and resend requests, one at a time, for as long as the server runs
+    /// (`gatehouse serve` spawns it once; later calls return at once).
+    pub async fn run_mail_requests(&self) {
         let inbox = self
             .mail_inbox
             .lock()
