@@ -987,3 +987,84 @@ backend_tests!(
     bad_input_never_answers_500,
     smtp_test_prints_the_relays_answer,
 );
+
+/// `check-config` names a bad host, port, TLS mode or From, and says where mail goes.
+#[test]
+fn check_config_names_bad_mail_settings() {
+    let run = |env: &[(&str, &str)]| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.arg("check-config")
+            .env_clear()
+            .env("GATEHOUSE_DATA_DIR", dir.path())
+            .env("GATEHOUSE_PUBLIC_URL", "https://auth.example.org");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let from = ("GATEHOUSE_SMTP__FROM", "Example <no-reply@example.org>");
+    for (env, key) in [
+        (
+            vec![("GATEHOUSE_SMTP__HOST", "smtp://mail.example.org"), from],
+            "`smtp.host`",
+        ),
+        (
+            vec![("GATEHOUSE_SMTP__HOST", "mail.example.org:25"), from],
+            "`smtp.host`",
+        ),
+        (
+            vec![
+                ("GATEHOUSE_SMTP__HOST", "mail.example.org"),
+                ("GATEHOUSE_SMTP__PORT", "0"),
+                from,
+            ],
+            "`smtp.port`",
+        ),
+        (
+            vec![
+                ("GATEHOUSE_SMTP__HOST", "mail.example.org"),
+                ("GATEHOUSE_SMTP__PORT", "70000"),
+                from,
+            ],
+            "smtp.port",
+        ),
+        (
+            vec![
+                ("GATEHOUSE_SMTP__HOST", "mail.example.org"),
+                ("GATEHOUSE_SMTP__TLS", "none"),
+                from,
+            ],
+            "`smtp.tls`",
+        ),
+        (
+            vec![("GATEHOUSE_SMTP__HOST", "mail.example.org")],
+            "`smtp.from`",
+        ),
+        (
+            vec![
+                ("GATEHOUSE_SMTP__HOST", "mail.example.org"),
+                ("GATEHOUSE_SMTP__FROM", "a@b, c@d"),
+            ],
+            "`smtp.from`",
+        ),
+    ] {
+        let (code, out) = run(&env);
+        assert_eq!(code, Some(2), "{env:?}: {out}");
+        assert!(out.contains(key), "{env:?}: {out}");
+    }
+    let (code, out) = run(&[("GATEHOUSE_SMTP__HOST", "mail.example.org"), from]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("mail via mail.example.org:587 (Starttls)"),
+        "{out}"
+    );
+    let (code, out) = run(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("no mail"), "{out}");
+}

@@ -37,6 +37,9 @@ _gatehouse() {
             gatehouse,serve)
                 cmd="gatehouse__subcmd__serve"
                 ;;
+            gatehouse,smtp)
+                cmd="gatehouse__subcmd__smtp"
+                ;;
             gatehouse,user)
                 cmd="gatehouse__subcmd__user"
                 ;;
@@ -79,6 +82,9 @@ _gatehouse() {
             gatehouse__subcmd__help,serve)
                 cmd="gatehouse__subcmd__help__subcmd__serve"
                 ;;
+            gatehouse__subcmd__help,smtp)
+                cmd="gatehouse__subcmd__help__subcmd__smtp"
+                ;;
             gatehouse__subcmd__help,user)
                 cmd="gatehouse__subcmd__help__subcmd__user"
                 ;;
@@ -87,6 +93,9 @@ _gatehouse() {
                 ;;
             gatehouse__subcmd__help__subcmd__ban,list)
                 cmd="gatehouse__subcmd__help__subcmd__ban__subcmd__list"
+                ;;
+            gatehouse__subcmd__help__subcmd__smtp,test)
+                cmd="gatehouse__subcmd__help__subcmd__smtp__subcmd__test"
                 ;;
             gatehouse__subcmd__help__subcmd__user,add)
                 cmd="gatehouse__subcmd__help__subcmd__user__subcmd__add"
@@ -97,14 +106,32 @@ _gatehouse() {
             gatehouse__subcmd__help__subcmd__user,enable)
                 cmd="gatehouse__subcmd__help__subcmd__user__subcmd__enable"
                 ;;
+            gatehouse__subcmd__help__subcmd__user,invite)
+                cmd="gatehouse__subcmd__help__subcmd__user__subcmd__invite"
+                ;;
             gatehouse__subcmd__help__subcmd__user,list)
                 cmd="gatehouse__subcmd__help__subcmd__user__subcmd__list"
                 ;;
             gatehouse__subcmd__help__subcmd__user,passwd)
                 cmd="gatehouse__subcmd__help__subcmd__user__subcmd__passwd"
                 ;;
+            gatehouse__subcmd__help__subcmd__user,reset-link)
+                cmd="gatehouse__subcmd__help__subcmd__user__subcmd__reset__subcmd__link"
+                ;;
             gatehouse__subcmd__help__subcmd__user,set-role)
                 cmd="gatehouse__subcmd__help__subcmd__user__subcmd__set__subcmd__role"
+                ;;
+            gatehouse__subcmd__smtp,help)
+                cmd="gatehouse__subcmd__smtp__subcmd__help"
+                ;;
+            gatehouse__subcmd__smtp,test)
+                cmd="gatehouse__subcmd__smtp__subcmd__test"
+                ;;
+            gatehouse__subcmd__smtp__subcmd__help,help)
+                cmd="gatehouse__subcmd__smtp__subcmd__help__subcmd__help"
+                ;;
+            gatehouse__subcmd__smtp__subcmd__help,test)
+                cmd="gatehouse__subcmd__smtp__subcmd__help__subcmd__test"
                 ;;
             gatehouse__subcmd__user,add)
                 cmd="gatehouse__subcmd__user__subcmd__add"
@@ -118,11 +145,17 @@ _gatehouse() {
             gatehouse__subcmd__user,help)
                 cmd="gatehouse__subcmd__user__subcmd__help"
                 ;;
+            gatehouse__subcmd__user,invite)
+                cmd="gatehouse__subcmd__user__subcmd__invite"
+                ;;
             gatehouse__subcmd__user,list)
                 cmd="gatehouse__subcmd__user__subcmd__list"
                 ;;
             gatehouse__subcmd__user,passwd)
                 cmd="gatehouse__subcmd__user__subcmd__passwd"
+                ;;
+            gatehouse__subcmd__user,reset-link)
+                cmd="gatehouse__subcmd__user__subcmd__reset__subcmd__link"
                 ;;
             gatehouse__subcmd__user,set-role)
                 cmd="gatehouse__subcmd__user__subcmd__set__subcmd__role"
@@ -139,11 +172,17 @@ _gatehouse() {
             gatehouse__subcmd__user__subcmd__help,help)
                 cmd="gatehouse__subcmd__user__subcmd__help__subcmd__help"
                 ;;
+            gatehouse__subcmd__user__subcmd__help,invite)
+                cmd="gatehouse__subcmd__user__subcmd__help__subcmd__invite"
+                ;;
             gatehouse__subcmd__user__subcmd__help,list)
                 cmd="gatehouse__subcmd__user__subcmd__help__subcmd__list"
                 ;;
             gatehouse__subcmd__user__subcmd__help,passwd)
                 cmd="gatehouse__subcmd__user__subcmd__help__subcmd__passwd"
+                ;;
+            gatehouse__subcmd__user__subcmd__help,reset-link)
+                cmd="gatehouse__subcmd__user__subcmd__help__subcmd__reset__subcmd__link"
                 ;;
             gatehouse__subcmd__user__subcmd__help,set-role)
                 cmd="gatehouse__subcmd__user__subcmd__help__subcmd__set__subcmd__role"
@@ -155,7 +194,7 @@ _gatehouse() {
 
     case "${cmd}" in
         gatehouse)
-            opts="-h -V --config --help --version serve check-config doctor user ban backup restore help"
+            opts="-h -V --config --help --version serve check-config doctor user ban smtp backup restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -337,7 +376,7 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__help)
-            opts="serve check-config doctor user ban backup restore help"
+            opts="serve check-config doctor user ban smtp backup restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -476,8 +515,36 @@ _gatehouse() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        gatehouse__subcmd__help__subcmd__smtp)
+            opts="test"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__help__subcmd__smtp__subcmd__test)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         gatehouse__subcmd__help__subcmd__user)
-            opts="add list set-role disable enable passwd"
+            opts="add list set-role disable enable passwd invite reset-link"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -532,6 +599,20 @@ _gatehouse() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        gatehouse__subcmd__help__subcmd__user__subcmd__invite)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         gatehouse__subcmd__help__subcmd__user__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -547,6 +628,20 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__help__subcmd__user__subcmd__passwd)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__help__subcmd__user__subcmd__reset__subcmd__link)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -610,8 +705,86 @@ _gatehouse() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        gatehouse__subcmd__smtp)
+            opts="-h --config --help test help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__smtp__subcmd__help)
+            opts="test help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__smtp__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__smtp__subcmd__help__subcmd__test)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__smtp__subcmd__test)
+            opts="-h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         gatehouse__subcmd__user)
-            opts="-h --config --help add list set-role disable enable passwd help"
+            opts="-h --config --help add list set-role disable enable passwd invite reset-link help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -687,7 +860,7 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__user__subcmd__help)
-            opts="add list set-role disable enable passwd help"
+            opts="add list set-role disable enable passwd invite reset-link help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -756,6 +929,20 @@ _gatehouse() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        gatehouse__subcmd__user__subcmd__help__subcmd__invite)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         gatehouse__subcmd__user__subcmd__help__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -784,6 +971,20 @@ _gatehouse() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        gatehouse__subcmd__user__subcmd__help__subcmd__reset__subcmd__link)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         gatehouse__subcmd__user__subcmd__help__subcmd__set__subcmd__role)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -791,6 +992,32 @@ _gatehouse() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__user__subcmd__invite)
+            opts="-h --role --group --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --role)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --group)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -817,6 +1044,24 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__user__subcmd__passwd)
+            opts="-h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__user__subcmd__reset__subcmd__link)
             opts="-h --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -185,8 +185,12 @@ fn init_logging(format: LogFormat, level: &str) {
 
 fn check_config(path: Option<&Path>) -> Result<(), String> {
     let config = validate(path)?;
+    let mail = match crate::mail::check(&config)? {
+        Some(relay) => format!("mail via {relay}"),
+        None => "no mail (smtp.host unset)".to_owned(),
+    };
     println!(
-        "configuration OK: listen {}, data dir {}, sessions {:?}, users {:?}",
+        "configuration OK: listen {}, data dir {}, sessions {:?}, users {:?}, {mail}",
         config.listen,
         config.data_dir.display(),
         config.sessions.backend.kind(),

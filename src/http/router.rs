@@ -249,19 +249,14 @@ async fn route(app: &App, req: HttpRequest, peer: SocketAddr) -> Result<HttpResp
         Route::VerifyResend => email::resend(app, req).await,
         Route::EmailChange => email::change(app, req, peer).await,
         Route::EmailConfirm => email::confirm(app, req).await,
-        Route::ResetPage | Route::InvitePage | Route::VerifyPage | Route::EmailConfirmPage => {
-            let page = match route {
-                Route::ResetPage => LinkPage::Reset,
-                Route::InvitePage => LinkPage::Invite,
-                Route::VerifyPage => LinkPage::Verify,
-                _ => LinkPage::EmailConfirm,
-            };
-            if reading {
-                links::show(app, req, page).await
-            } else {
-                links::submit(app, req, page).await
-            }
-        }
+        Route::ResetPage if reading => links::show(app, req, LinkPage::Reset).await,
+        Route::ResetPage => links::submit(app, req, LinkPage::Reset).await,
+        Route::InvitePage if reading => links::show(app, req, LinkPage::Invite).await,
+        Route::InvitePage => links::submit(app, req, LinkPage::Invite).await,
+        Route::VerifyPage if reading => links::show(app, req, LinkPage::Verify).await,
+        Route::VerifyPage => links::submit(app, req, LinkPage::Verify).await,
+        Route::EmailConfirmPage if reading => links::show(app, req, LinkPage::EmailConfirm).await,
+        Route::EmailConfirmPage => links::submit(app, req, LinkPage::EmailConfirm).await,
         Route::Metrics => Err(ApiError::NotFound),
     }
 }

@@ -103,6 +103,21 @@ impl Mailer {
     }
 }
 
+/// What `gatehouse check-config` adds for mail: the From parses as a mailbox and the relay's
+/// TLS set-up can be built (no connection is made). `Ok(None)` without SMTP.
+pub(crate) fn check(config: &crate::config::Config) -> Result<Option<String>, String> {
+    let (Some(smtp), Some(public_url)) = (&config.smtp, &config.public_url) else {
+        return Ok(None);
+    };
+    let host = public_url.host_str().unwrap_or("localhost");
+    Composer::new(&smtp.from, host.to_owned(), public_url.clone())?;
+    Relay::new(smtp, host)?;
+    Ok(Some(format!(
+        "{}:{} ({:?})",
+        smtp.host, smtp.port, smtp.tls
+    )))
+}
+
 /// `gatehouse smtp test ADDRESS`: sends one mail straight to the relay, past the outbox, and
 /// returns the relay's answer.
 pub(crate) async fn send_test(config: &crate::config::Config, to: &str) -> Result<String, String> {
