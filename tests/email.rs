@@ -1032,7 +1032,7 @@ fn check_config_names_bad_mail_settings() {
                 ("GATEHOUSE_SMTP__PORT", "70000"),
                 from,
             ],
-            "smtp.port",
+            "expected u16",
         ),
         (
             vec![
