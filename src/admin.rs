@@ -106,7 +106,12 @@ pub(crate) async fn execute(app: &App, request: AdminRequest) -> Result<String, 
                     "\n{:<36}  {:<5}  {:<8}  {:<20}  {}",
                     u.id,
                     u.role.as_str(),
-                    if u.disabled { "disabled" } else { "active" },
+                    match (u.disabled, u.password()) {
+                        (true, _) => "disabled",
+                        // Invited, the invitation not accepted yet.
+                        (false, None) => "invited",
+                        (false, Some(_)) => "active",
+                    },
                     crate::clock::rfc3339(u.created_at),
                     u.email
                 ));

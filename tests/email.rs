@@ -527,6 +527,13 @@ async fn printed_links_without_smtp(backend: Backend) {
         "{printed}"
     );
     assert!(printed.contains("no mail was sent"), "{printed}");
+    let listed = String::from_utf8(server.cli(&["user", "list"], "").stdout).unwrap();
+    let row = listed
+        .lines()
+        .find(|l| l.contains(&ada))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(row.contains("invited"), "{listed}");
     for password in ["", "x", PASSWORD] {
         assert_ne!(server.login(&ada, password).await.status(), 200);
     }
