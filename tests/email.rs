@@ -745,6 +745,40 @@ async fn pending_mail_survives_a_restart(backend: Backend) {
     );
 }
 
+/// A node killed while the relay is taking a mail (after the claim, before the mark): once
+/// the lease runs out, the restarted node sends it again, with the same Message-ID, and
+/// says that it may be a repeat.
+async fn a_delivery_cut_off_is_sent_again_with_the_same_message_id(backend: Backend) {
+    let Some(sink) = Sink::start() else { return };
+    let server = builder(backend, Some(sink.port))
+        .env("GATEHOUSE_SMTP__TIMEOUT", "2")
+        .start();
+    let ada = email("cutoff");
+    server.signup(&ada).await;
+    sink.script(&["SLEEP 1.5"]);
+    forgot(&server, &ada).await;
+    let holding = sink.dir.path().join("holding");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !holding.exists() {
+        assert!(Instant::now() < deadline, "the relay never got the mail");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut server = server;
+    server.kill9();
+    // The relay took it after all; the node died before it could mark it sent.
+    let first = sink.wait_for(&ada, 0).await;
+    let server = server.restart_after_kill();
+    let again = sink.wait_for(&ada, 1).await;
+    assert_eq!(
+        first["headers"]["Message-ID"],
+        again["headers"]["Message-ID"]
+    );
+    assert_eq!(link_in(&first), link_in(&again));
+    assert!(server.logs().contains("mail_resent"), "{}", server.logs());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sink.count_to(&ada), 2, "sent again once, not more");
+}
+
 /// Two nodes on one Redis: a link made on one works on the other, and each queued mail is
 /// sent once although both deliver the shared outbox.
 async fn links_work_across_nodes(backend: Backend) {
@@ -990,6 +1024,7 @@ backend_tests!(
     a_stalled_relay_holds_nothing_up,
     a_refusing_relay_is_retried_or_given_up,
     pending_mail_survives_a_restart,
+    a_delivery_cut_off_is_sent_again_with_the_same_message_id,
     links_work_across_nodes,
     bad_input_never_answers_500,
     smtp_test_prints_the_relays_answer,

@@ -5,8 +5,9 @@
 Prints "READY <port>" once it listens. Every message it accepts is written to
 DIR/<n>.json: the envelope, the headers and the decoded text and HTML parts. Each DATA first
 reads DIR/script: if it has lines, the first is taken off and sent as the answer (e.g.
-"451 4.3.0 Try again later" or "550 5.1.1 No such user"); without one, the message is
-accepted with "250 2.0.0 Queued".
+"451 4.3.0 Try again later" or "550 5.1.1 No such user"), or "SLEEP <seconds>" takes the
+message and then holds the answer that long (creating DIR/holding); without a line, the
+message is accepted with "250 2.0.0 Queued".
 """
 
 import asyncio
@@ -40,7 +41,7 @@ class Sink:
 
     async def handle_DATA(self, server, session, envelope):
         answer = self.scripted()
-        if answer:
+        if answer and not answer.startswith("SLEEP "):
             return answer
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         parts = {}
@@ -60,6 +61,11 @@ class Sink:
         with open(tmp, "w") as f:
             json.dump(record, f)
         os.rename(tmp, os.path.join(self.directory, f"{self.count}.json"))
+        if answer:
+            # A relay that has the message but is slow to say so: DIR/holding tells the
+            # test; a client that gives up (or dies) now leaves it delivered all the same.
+            open(os.path.join(self.directory, "holding"), "w").close()
+            await asyncio.sleep(float(answer.split()[1]))
         return "250 2.0.0 Queued"
 
 

@@ -85,13 +85,24 @@ impl Mailer {
     /// The delivery task of a running server: sends what is due, then waits to be woken or
     /// for the next poll. Never returns.
     pub(crate) async fn run(&self) {
+        // Said once per outage of the store, not once a second.
+        let mut failing = false;
         loop {
             match self.outbox.deliver_due(&self.relay).await {
-                Ok(pass) if pass.sent + pass.failed + pass.deferred > 0 => {
-                    tracing::debug!(?pass, "outbox pass");
+                Ok(pass) => {
+                    if failing {
+                        tracing::info!("the outbox can be read again");
+                        failing = false;
+                    }
+                    if pass.sent + pass.failed + pass.deferred > 0 {
+                        tracing::debug!(?pass, "outbox pass");
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot read the outbox; retrying"),
+                Err(e) if !failing => {
+                    tracing::warn!(error = %e, "cannot read the outbox; retrying every second");
+                    failing = true;
+                }
+                Err(_) => {}
             }
             let _ = tokio::time::timeout(POLL, self.wake.notified()).await;
         }

@@ -203,7 +203,8 @@ impl Outbox {
         let claimed = Queued {
             attempts: record.attempts + 1,
             state: State::Sending,
-            lease_until: now + millis(relay.limit() + Duration::from_secs(30)),
+            // Past the longest a delivery may take, with room for a slow store write after.
+            lease_until: now + millis(relay.limit() * 3 / 2),
             ..record.clone()
         };
         let claimed_bytes = encode(&claimed);
