@@ -58,6 +58,18 @@ pub(crate) enum AdminRequest {
     ResetMfa {
         email: String,
     },
+    /// `user invite`: an account without a password and an invitation link.
+    Invite {
+        email: String,
+        role: Role,
+        /// `--group`: the groups the account joins.
+        #[serde(default)]
+        groups: Vec<String>,
+    },
+    /// `user reset-link`: a password-reset link to pass on.
+    ResetLink {
+        email: String,
+    },
     ListBans,
     LiftBan {
         target: String,
@@ -113,7 +125,12 @@ pub(crate) async fn execute(app: &App, request: AdminRequest) -> Result<String, 
                     "\n{:<36}  {:<5}  {:<8}  {:<20}  {:<32}  {}",
                     u.id,
                     u.role.as_str(),
-                    if u.disabled { "disabled" } else { "active" },
+                    match (u.disabled, u.password()) {
+                        (true, _) => "disabled",
+                        // Invited, the invitation not accepted yet.
+                        (false, None) => "invited",
+                        (false, Some(_)) => "active",
+                    },
                     crate::clock::rfc3339(u.created_at),
                     u.email,
                     u.groups.join(",")
@@ -183,6 +200,47 @@ pub(crate) async fn execute(app: &App, request: AdminRequest) -> Result<String, 
                 .map_err(|e| e.to_string())?;
             format!(
                 "second factors of {} removed (TOTP, passkeys, recovery codes); their sessions were ended",
+                u.email
+            )
+        }
+        AdminRequest::Invite {
+            email,
+            role,
+            groups,
+        } => {
+            // Every group must exist before anything is made.
+            let known = auth.list_groups().await.map_err(|e| e.to_string())?;
+            if let Some(missing) = groups.iter().find(|g| !known.iter().any(|k| &k.name == *g)) {
+                return Err(format!(
+                    "no group named {missing}; create it first with `gatehouse group add`"
+                ));
+            }
+            let invitation = auth.invite(&email, role).await.map_err(|e| e.to_string())?;
+            for group in &groups {
+                auth.add_member(group, &invitation.user.email)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let u = &invitation.user;
+            let delivery = if invitation.mailed {
+                format!("it was also mailed to {}", u.email)
+            } else {
+                "no mail was sent (smtp.host is not set): pass it on yourself".to_owned()
+            };
+            format!(
+                "{}
+invited {} ({}) with role {}: the link above sets the password; it works once, for 72 hours; {delivery}",
+                invitation.link,
+                u.email,
+                u.id,
+                u.role.as_str()
+            )
+        }
+        AdminRequest::ResetLink { email } => {
+            let (u, link) = auth.reset_link(&email).await.map_err(|e| e.to_string())?;
+            format!(
+                "{link}
+password-reset link for {}: it works once, for 30 minutes; a newer link (or a forgotten-password mail) replaces it",
                 u.email
             )
         }

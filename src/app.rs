@@ -10,6 +10,7 @@ use crate::auth::passwords::Hasher;
 use crate::auth::secret::{self, SecretInputs, SecretSource};
 use crate::auth::tokens::Signer;
 use crate::config::{Config, SessionBackend, TokenAlgorithm, UserBackend};
+use crate::mail::Mailer;
 use crate::store::database::{self, Db, OpenError};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::metered::{MeteredSessions, MeteredUsers};
@@ -33,6 +34,8 @@ pub enum StartError {
     Hasher(#[from] crate::auth::passwords::HashError),
     #[error(transparent)]
     Factors(#[from] crate::auth::factors::FactorKeyError),
+    #[error("cannot set up mail: {0}")]
+    Mail(String),
 }
 
 /// Everything a request handler needs, shared by all connections.
@@ -146,7 +149,17 @@ impl App {
 
         let provider = crate::auth::oidc::Provider::load(&config)?;
         let factors = factor_rules(&config, secrets)?;
-        let auth = Service::new(&config, users, store, hasher, signer, provider, factors);
+        let mailer = match (&config.smtp, &config.public_url) {
+            (Some(smtp), Some(public_url)) => Some(Arc::new(
+                Mailer::new(smtp, &config.email, public_url, store.clone())
+                    .map_err(StartError::Mail)?,
+            )),
+            _ => None,
+        };
+        let mut auth = Service::new(&config, users, store, hasher, signer, provider, factors);
+        if let Some(mailer) = mailer {
+            auth = auth.with_mailer(mailer);
+        }
         Ok(Arc::new(App {
             config,
             auth,

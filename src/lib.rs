@@ -25,10 +25,13 @@
 //!   concept.
 //! - [`store`]: the [`store::SessionStore`] and [`store::UserStore`] traits and their backends
 //!   (embedded moka + redb, Redis), plus backup. The handlers never know which backend runs.
+//! - [`mail`]: the mail gatehouse sends (reset, verification, email change, invitation
+//!   links and notices): composed from templates, queued in a durable outbox in the session
+//!   store, and delivered through the SMTP relay by a task of the running server.
 //! - [`files`]: files that hold secrets (backups, generated keys, the data dir), created
 //!   private rather than narrowed afterwards.
 //! - [`domain`]: the model `auth` and `store` share: users, roles, email addresses, a
-//!   session's record and refresh-token format.
+//!   session's record and refresh-token format, the single-use links that are mailed.
 //! - [`clock`]: Unix time helpers.
 //!
 //! What may depend on what: docs/adr/GD-0007-module-boundaries.md.
@@ -48,6 +51,7 @@ pub(crate) mod doctor;
 pub mod domain;
 pub(crate) mod files;
 pub mod http;
+pub(crate) mod mail;
 pub(crate) mod serve;
 pub mod store;
 pub(crate) mod systemd;

@@ -47,6 +47,20 @@ pub(crate) async fn serve(config: Config) -> Result<(), String> {
     };
     let admin = crate::admin::bind(&app.config.data_dir)
         .map(|socket| tokio::spawn(crate::admin::serve(app.clone(), socket)));
+    // Mail: the lookups behind forgot and resend, and the delivery of the outbox (also what
+    // other nodes or the CLI queued). Neither ever holds up an HTTP answer.
+    let mail_requests = {
+        let app = app.clone();
+        tokio::spawn(async move { app.auth.run_mail_requests().await })
+    };
+    let delivery = app.auth.mail().is_some().then(|| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Some(mailer) = app.auth.mail() {
+                mailer.run().await;
+            }
+        })
+    });
     // Signal handlers are in place before anyone can learn we listen: a SIGTERM right after
     // "listening" still gets the graceful stop and the store flush.
     let stop = tokio::spawn(shutdown_signal());
@@ -73,7 +87,12 @@ pub(crate) async fn serve(config: Config) -> Result<(), String> {
         shutdown,
     )
     .await;
-    for task in [admin, metrics].into_iter().flatten() {
+    // A mail being sent is cut off here; its lease runs out and the next start sends it
+    // again, with the same Message-ID (GD-0012).
+    for task in [admin, metrics, Some(mail_requests), delivery]
+        .into_iter()
+        .flatten()
+    {
         task.abort();
     }
     let _ = std::fs::remove_file(crate::admin::socket_path(&app.config.data_dir));

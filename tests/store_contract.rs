@@ -90,6 +90,7 @@ contract!(
     live_sessions_are_counted_without_scanning,
     user_emails_are_unique,
     user_writes_are_compare_and_set,
+    email_changes_move_the_index_atomically,
 );
 
 fn set(key: &str, value: &str, ms: u64) -> Op {
@@ -246,6 +247,7 @@ fn user(email: &str) -> User {
         groups: Vec::new(),
         consents: Vec::new(),
         factors: Default::default(),
+        email_verified: false,
     }
 }
 
@@ -307,4 +309,69 @@ async fn user_writes_are_compare_and_set(s: Stores) {
         users.update(&user("ghost@example.org")).await,
         Err(UserStoreError::Conflict)
     ));
+}
+
+async fn email_changes_move_the_index_atomically(s: Stores) {
+    let users = s.users;
+    let ada = user("ada.old@example.org");
+    let bob = user("bob@example.org");
+    users.create(&ada).await.unwrap();
+    users.create(&bob).await.unwrap();
+    // Another account's email (in any case) is refused, and nothing changes.
+    assert!(matches!(
+        users.change_email(&ada, "BOB@example.org").await,
+        Err(UserStoreError::EmailTaken)
+    ));
+    assert_eq!(users.by_id(ada.id).await.unwrap().unwrap().version, 0);
+    // The move: the new email finds the account, the old one is free again.
+    let verified = User {
+        email_verified: true,
+        ..ada.clone()
+    };
+    users
+        .change_email(&verified, "Ada.New@example.org")
+        .await
+        .unwrap();
+    let now = users
+        .by_email("ada.new@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((now.id, now.version), (ada.id, 1));
+    assert_eq!(now.email, "Ada.New@example.org");
+    assert!(now.email_verified);
+    assert!(
+        users
+            .by_email("ada.old@example.org")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    users.create(&user("ada.old@example.org")).await.unwrap();
+    // Based on a stale read: refused, like `update`.
+    assert!(matches!(
+        users.change_email(&ada, "ada.third@example.org").await,
+        Err(UserStoreError::Conflict)
+    ));
+    assert!(
+        users
+            .by_email("ada.third@example.org")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A change of case only keeps the same index entry.
+    users
+        .change_email(&now, "ADA.NEW@example.org")
+        .await
+        .unwrap();
+    assert_eq!(
+        users
+            .by_email("ada.new@example.org")
+            .await
+            .unwrap()
+            .unwrap()
+            .email,
+        "ADA.NEW@example.org"
+    );
 }

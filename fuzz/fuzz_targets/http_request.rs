@@ -64,9 +64,11 @@ fn harness() -> &'static Harness {
         // SAFETY: registers a plain function that only removes a directory.
         unsafe { atexit(remove_data_dir) };
 
-        // An OpenID Connect client too, so the provider's endpoints parse fuzzed input.
+        // An OpenID Connect client, so the provider's endpoints parse fuzzed input; SMTP to a
+        // port nothing listens on, so the mail endpoints run their whole path (links, the
+        // outbox) and nothing is delivered, since no delivery task runs here.
         let mut config = Config::from_toml_str(
-            "public_url = \"http://127.0.0.1:8080\"\n[argon2]\nmemory_kib = 64\niterations = 1\n[cookies]\nsecure = false\n[[oidc.clients]]\nid = \"app\"\nsecret = \"fuzz-client-secret-0123\"\nredirect_uris = [\"http://127.0.0.1:9/cb\"]\n[[oidc.clients]]\nid = \"spa\"\nconsent = \"implicit\"\nredirect_uris = [\"http://127.0.0.1:9/cb\"]\n",
+            "public_url = \"http://localhost:8080\"\n[argon2]\nmemory_kib = 64\niterations = 1\n[cookies]\nsecure = false\n[smtp]\nhost = \"127.0.0.1\"\nport = 9\ntls = \"none\"\nfrom = \"fuzz@localhost.test\"\n[email]\nresend_interval = 0\n[[oidc.clients]]\nid = \"app\"\nsecret = \"fuzz-client-secret-0123\"\nredirect_uris = [\"http://127.0.0.1:9/cb\"]\n[[oidc.clients]]\nid = \"spa\"\nconsent = \"implicit\"\nredirect_uris = [\"http://127.0.0.1:9/cb\"]\n",
         )
         .expect("the fuzz config is valid");
         config.data_dir = dir;
@@ -78,6 +80,11 @@ fn harness() -> &'static Harness {
             let _guard = runtime.enter();
             App::build(config, &secrets).expect("App::build")
         };
+        // The lookups behind forgot and resend, as `gatehouse serve` runs them.
+        runtime.spawn({
+            let app = app.clone();
+            async move { app.auth.run_mail_requests().await }
+        });
         Harness { runtime, app }
     })
 }

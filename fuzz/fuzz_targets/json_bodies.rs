@@ -1,5 +1,6 @@
 //! The JSON request bodies of every endpoint (`gatehouse::http::bodies`), then the
-//! email and password policy (length bounds and the zxcvbn estimate) on whatever parsed.
+//! email and password policy (length bounds and the zxcvbn estimate) and the mailed links'
+//! token format (`gatehouse::domain::link::token_user`) on whatever parsed.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -7,7 +8,11 @@ use std::sync::OnceLock;
 use gatehouse::auth::policy::check_password;
 use gatehouse::domain::check_email;
 use gatehouse::config::Passwords;
-use gatehouse::http::bodies::{Credentials, PasswordChange, RefreshBody};
+use gatehouse::domain::link::token_user;
+use gatehouse::http::bodies::{
+    Credentials, EmailAddress, EmailChange, LinkToken, PasswordChange, PasswordReset,
+    RefreshBody,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn rules() -> &'static Passwords {
@@ -25,5 +30,22 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(body) = serde_json::from_slice::<PasswordChange>(data) {
         let _ = check_password(&body.new_password, &body.current_password, rules());
+    }
+    if let Ok(body) = serde_json::from_slice::<EmailAddress>(data) {
+        let _ = check_email(&body.email);
+    }
+    if let Ok(body) = serde_json::from_slice::<PasswordReset>(data) {
+        let _ = token_user(&body.token);
+        let _ = check_password(&body.new_password, "", rules());
+    }
+    if let Ok(body) = serde_json::from_slice::<LinkToken>(data) {
+        let _ = token_user(&body.token);
+    }
+    if let Ok(body) = serde_json::from_slice::<EmailChange>(data) {
+        let _ = check_email(&body.new_email);
+    }
+    // The token as it arrives in a page's query or form, raw.
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = token_user(text);
     }
 });

@@ -43,6 +43,9 @@ _gatehouse() {
             gatehouse,serve)
                 cmd="gatehouse__subcmd__serve"
                 ;;
+            gatehouse,smtp)
+                cmd="gatehouse__subcmd__smtp"
+                ;;
             gatehouse,user)
                 cmd="gatehouse__subcmd__user"
                 ;;
@@ -145,6 +148,9 @@ _gatehouse() {
             gatehouse__subcmd__help,serve)
                 cmd="gatehouse__subcmd__help__subcmd__serve"
                 ;;
+            gatehouse__subcmd__help,smtp)
+                cmd="gatehouse__subcmd__help__subcmd__smtp"
+                ;;
             gatehouse__subcmd__help,user)
                 cmd="gatehouse__subcmd__help__subcmd__user"
                 ;;
@@ -175,6 +181,9 @@ _gatehouse() {
             gatehouse__subcmd__help__subcmd__group,remove-member)
                 cmd="gatehouse__subcmd__help__subcmd__group__subcmd__remove__subcmd__member"
                 ;;
+            gatehouse__subcmd__help__subcmd__smtp,test)
+                cmd="gatehouse__subcmd__help__subcmd__smtp__subcmd__test"
+                ;;
             gatehouse__subcmd__help__subcmd__user,add)
                 cmd="gatehouse__subcmd__help__subcmd__user__subcmd__add"
                 ;;
@@ -184,17 +193,35 @@ _gatehouse() {
             gatehouse__subcmd__help__subcmd__user,enable)
                 cmd="gatehouse__subcmd__help__subcmd__user__subcmd__enable"
                 ;;
+            gatehouse__subcmd__help__subcmd__user,invite)
+                cmd="gatehouse__subcmd__help__subcmd__user__subcmd__invite"
+                ;;
             gatehouse__subcmd__help__subcmd__user,list)
                 cmd="gatehouse__subcmd__help__subcmd__user__subcmd__list"
                 ;;
             gatehouse__subcmd__help__subcmd__user,passwd)
                 cmd="gatehouse__subcmd__help__subcmd__user__subcmd__passwd"
                 ;;
+            gatehouse__subcmd__help__subcmd__user,reset-link)
+                cmd="gatehouse__subcmd__help__subcmd__user__subcmd__reset__subcmd__link"
+                ;;
             gatehouse__subcmd__help__subcmd__user,reset-mfa)
                 cmd="gatehouse__subcmd__help__subcmd__user__subcmd__reset__subcmd__mfa"
                 ;;
             gatehouse__subcmd__help__subcmd__user,set-role)
                 cmd="gatehouse__subcmd__help__subcmd__user__subcmd__set__subcmd__role"
+                ;;
+            gatehouse__subcmd__smtp,help)
+                cmd="gatehouse__subcmd__smtp__subcmd__help"
+                ;;
+            gatehouse__subcmd__smtp,test)
+                cmd="gatehouse__subcmd__smtp__subcmd__test"
+                ;;
+            gatehouse__subcmd__smtp__subcmd__help,help)
+                cmd="gatehouse__subcmd__smtp__subcmd__help__subcmd__help"
+                ;;
+            gatehouse__subcmd__smtp__subcmd__help,test)
+                cmd="gatehouse__subcmd__smtp__subcmd__help__subcmd__test"
                 ;;
             gatehouse__subcmd__user,add)
                 cmd="gatehouse__subcmd__user__subcmd__add"
@@ -208,11 +235,17 @@ _gatehouse() {
             gatehouse__subcmd__user,help)
                 cmd="gatehouse__subcmd__user__subcmd__help"
                 ;;
+            gatehouse__subcmd__user,invite)
+                cmd="gatehouse__subcmd__user__subcmd__invite"
+                ;;
             gatehouse__subcmd__user,list)
                 cmd="gatehouse__subcmd__user__subcmd__list"
                 ;;
             gatehouse__subcmd__user,passwd)
                 cmd="gatehouse__subcmd__user__subcmd__passwd"
+                ;;
+            gatehouse__subcmd__user,reset-link)
+                cmd="gatehouse__subcmd__user__subcmd__reset__subcmd__link"
                 ;;
             gatehouse__subcmd__user,reset-mfa)
                 cmd="gatehouse__subcmd__user__subcmd__reset__subcmd__mfa"
@@ -232,11 +265,17 @@ _gatehouse() {
             gatehouse__subcmd__user__subcmd__help,help)
                 cmd="gatehouse__subcmd__user__subcmd__help__subcmd__help"
                 ;;
+            gatehouse__subcmd__user__subcmd__help,invite)
+                cmd="gatehouse__subcmd__user__subcmd__help__subcmd__invite"
+                ;;
             gatehouse__subcmd__user__subcmd__help,list)
                 cmd="gatehouse__subcmd__user__subcmd__help__subcmd__list"
                 ;;
             gatehouse__subcmd__user__subcmd__help,passwd)
                 cmd="gatehouse__subcmd__user__subcmd__help__subcmd__passwd"
+                ;;
+            gatehouse__subcmd__user__subcmd__help,reset-link)
+                cmd="gatehouse__subcmd__user__subcmd__help__subcmd__reset__subcmd__link"
                 ;;
             gatehouse__subcmd__user__subcmd__help,reset-mfa)
                 cmd="gatehouse__subcmd__user__subcmd__help__subcmd__reset__subcmd__mfa"
@@ -251,7 +290,7 @@ _gatehouse() {
 
     case "${cmd}" in
         gatehouse)
-            opts="-h -V --config --help --version serve check-config doctor user group client ban backup restore help"
+            opts="-h -V --config --help --version serve check-config doctor user group client ban smtp backup restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -749,7 +788,7 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__help)
-            opts="serve check-config doctor user group client ban backup restore help"
+            opts="serve check-config doctor user group client ban smtp backup restore help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1014,8 +1053,36 @@ _gatehouse() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        gatehouse__subcmd__help__subcmd__smtp)
+            opts="test"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__help__subcmd__smtp__subcmd__test)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         gatehouse__subcmd__help__subcmd__user)
-            opts="add list set-role disable enable passwd reset-mfa"
+            opts="add list set-role disable enable passwd reset-mfa invite reset-link"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1070,6 +1137,20 @@ _gatehouse() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        gatehouse__subcmd__help__subcmd__user__subcmd__invite)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         gatehouse__subcmd__help__subcmd__user__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1085,6 +1166,20 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__help__subcmd__user__subcmd__passwd)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__help__subcmd__user__subcmd__reset__subcmd__link)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1162,8 +1257,86 @@ _gatehouse() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        gatehouse__subcmd__smtp)
+            opts="-h --config --help test help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__smtp__subcmd__help)
+            opts="test help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__smtp__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__smtp__subcmd__help__subcmd__test)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__smtp__subcmd__test)
+            opts="-h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         gatehouse__subcmd__user)
-            opts="-h --config --help add list set-role disable enable passwd reset-mfa help"
+            opts="-h --config --help add list set-role disable enable passwd reset-mfa invite reset-link help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1239,7 +1412,7 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__user__subcmd__help)
-            opts="add list set-role disable enable passwd reset-mfa help"
+            opts="add list set-role disable enable passwd reset-mfa invite reset-link help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1308,6 +1481,20 @@ _gatehouse() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        gatehouse__subcmd__user__subcmd__help__subcmd__invite)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         gatehouse__subcmd__user__subcmd__help__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1323,6 +1510,20 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__user__subcmd__help__subcmd__passwd)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__user__subcmd__help__subcmd__reset__subcmd__link)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1364,6 +1565,32 @@ _gatehouse() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        gatehouse__subcmd__user__subcmd__invite)
+            opts="-h --role --group --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --role)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --group)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         gatehouse__subcmd__user__subcmd__list)
             opts="-h --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1383,6 +1610,24 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__user__subcmd__passwd)
+            opts="-h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__user__subcmd__reset__subcmd__link)
             opts="-h --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

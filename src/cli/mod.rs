@@ -1,5 +1,5 @@
 //! The command line: `serve`, `check-config`, `doctor`, the `user`, `group` and `ban`
-//! admin commands, and `client` for the OpenID Connect provider.
+//! admin commands, `client` for the OpenID Connect provider and `smtp test`.
 
 mod backup;
 mod client;
@@ -48,6 +48,9 @@ enum Command {
     /// List or lift the login bans of brute-force regulation.
     #[command(subcommand)]
     Ban(BanCommand),
+    /// Check the mail settings.
+    #[command(subcommand)]
+    Smtp(SmtpCommand),
     /// Write a consistent copy of the database to FILE (works while the server runs).
     Backup { file: PathBuf },
     /// Replace the database with a backup (refused while a server holds the data dir).
@@ -95,6 +98,12 @@ pub enum GroupCommand {
 }
 
 #[derive(Subcommand)]
+pub enum SmtpCommand {
+    /// Send one test mail to ADDRESS through the configured relay and print its answer.
+    Test { address: String },
+}
+
+#[derive(Subcommand)]
 pub enum UserCommand {
     /// Create an account.
     Add {
@@ -115,6 +124,18 @@ pub enum UserCommand {
     /// Remove every second factor (TOTP, passkeys, recovery codes) of a locked-out account;
     /// ends its sessions and its logins in flight.
     ResetMfa { email: String },
+    /// Create an account without a password and print an invitation link (72 h) that sets
+    /// one; the link is mailed too when smtp.host is set.
+    Invite {
+        email: String,
+        #[arg(long, default_value = "user")]
+        role: Role,
+        /// A group the account joins (repeatable).
+        #[arg(long = "group", value_name = "G")]
+        groups: Vec<String>,
+    },
+    /// Print a password-reset link (30 min) for an account, to pass on.
+    ResetLink { email: String },
 }
 
 /// Parses the command line and runs the command.
@@ -149,6 +170,12 @@ pub fn main() -> ExitCode {
             Command::Client(ClientCommand::List) => client::list(&load(path, "warn")?),
             Command::Client(ClientCommand::Secret) => client::secret(&load(path, "warn")?),
             Command::Group(cmd) => user::run(user::group_request(cmd), load(path, "warn")?).await,
+            Command::Smtp(SmtpCommand::Test { address }) => {
+                let config = load(path, "warn")?;
+                let answer = crate::mail::send_test(&config, &address).await?;
+                println!("the relay took the test mail for {address}: {answer}");
+                Ok(())
+            }
             Command::Ban(BanCommand::List) => {
                 user::run(crate::admin::AdminRequest::ListBans, load(path, "warn")?).await
             }
@@ -195,8 +222,12 @@ fn init_logging(format: LogFormat, level: &str) {
 
 fn check_config(path: Option<&Path>) -> Result<(), String> {
     let config = validate(path)?;
+    let mail = match crate::mail::check(&config)? {
+        Some(relay) => format!("mail via {relay}"),
+        None => "no mail (smtp.host unset)".to_owned(),
+    };
     println!(
-        "configuration OK: listen {}, data dir {}, sessions {:?}, users {:?}",
+        "configuration OK: listen {}, data dir {}, sessions {:?}, users {:?}, {mail}",
         config.listen,
         config.data_dir.display(),
         config.sessions.backend.kind(),

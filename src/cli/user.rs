@@ -32,6 +32,16 @@ pub(super) fn request(cmd: UserCommand) -> Result<AdminRequest, String> {
             password: read_password()?,
         },
         UserCommand::ResetMfa { email } => AdminRequest::ResetMfa { email },
+        UserCommand::Invite {
+            email,
+            role,
+            groups,
+        } => AdminRequest::Invite {
+            email,
+            role,
+            groups,
+        },
+        UserCommand::ResetLink { email } => AdminRequest::ResetLink { email },
     })
 }
 
@@ -53,9 +63,17 @@ pub(super) async fn run(request: AdminRequest, config: Config) -> Result<(), Str
     let text = match App::build(config, &crate::auth::secret::SecretInputs::from_env()) {
         Ok(app) => {
             let result = admin::execute(&app, request).await;
+            let mail = match &result {
+                Ok(_) => deliver(&app).await,
+                Err(_) => None,
+            };
             let closed = app.auth.store().close().await;
-            let text = result?;
+            let mut text = result?;
             closed.map_err(|e| e.to_string())?;
+            if let Some(mail) = mail {
+                text.push('\n');
+                text.push_str(&mail);
+            }
             text
         }
         Err(StartError::Open(OpenError::InUse(_))) => admin::send(&data_dir, &request).await?,
@@ -63,6 +81,30 @@ pub(super) async fn run(request: AdminRequest, config: Config) -> Result<(), Str
     };
     println!("{text}");
     Ok(())
+}
+
+/// No server runs to deliver what the command queued (an invitation, a notice): one pass
+/// over the outbox now. What the relay defers stays queued for the next `gatehouse serve`.
+async fn deliver(app: &App) -> Option<String> {
+    let mailer = app.auth.mail()?;
+    let limit =
+        std::time::Duration::from_secs(app.config.smtp.as_ref().map_or(30, |s| s.timeout) * 6 + 5);
+    let pass = match tokio::time::timeout(limit, mailer.deliver_now()).await {
+        Ok(Ok(pass)) => pass,
+        Ok(Err(e)) => return Some(format!("mail: cannot read the outbox: {e}")),
+        Err(_) => {
+            return Some(
+                "mail: the relay did not answer in time; the mail stays queued for the server"
+                    .into(),
+            );
+        }
+    };
+    (pass.sent + pass.deferred + pass.failed > 0).then(|| {
+        format!(
+            "mail: {} sent, {} deferred (queued for the server to retry), {} refused",
+            pass.sent, pass.deferred, pass.failed
+        )
+    })
 }
 
 /// From a prompt, asked twice, on a terminal; otherwise the first line of standard input.

@@ -13,7 +13,7 @@
 //!   `[argon2]`, `[passwords]`, `[regulation]`; `server`: `[limits]`, `[metrics]`, `[log]`
 //!   and `trusted_proxies`; `web`: `[cookies]`, `[login]`, `[introspection]` and
 //!   `public_url`; [`access`]: `[access_control]`; [`oidc`]: `[oidc]` and its clients;
-//!   `mfa`: `[mfa]` and `[webauthn]`.
+//!   `mfa`: `[mfa]` and `[webauthn]`; `mail`: `[smtp]`, `[email]` and `registration`.
 //!
 //! `config` depends on nothing in `auth`: `auth` reads these values and gives them meaning
 //! (e.g. `auth::access` judges requests by the access rules).
@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub mod access;
+mod mail;
 mod mfa;
 pub mod oidc;
 mod passwords;
@@ -35,6 +36,7 @@ mod stores;
 mod tokens;
 mod web;
 
+pub use mail::{Email, Registration, RegistrationMode, Smtp, SmtpTls};
 pub use mfa::{Mfa, Webauthn};
 pub use passwords::{Argon2, Passwords, Regulation};
 pub use server::{Limits, Log, LogFormat, Metrics};
@@ -87,13 +89,9 @@ pub struct Config {
     pub oidc: oidc::Oidc,
     pub mfa: Mfa,
     pub webauthn: Webauthn,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Registration {
-    Open,
-    Closed,
+    /// The SMTP relay; `None` without `smtp.host` (the mail-sending endpoints answer 501).
+    pub smtp: Option<Smtp>,
+    pub email: Email,
 }
 
 /// The configuration as written, key for key: what figment layers (defaults, file,
@@ -105,7 +103,7 @@ struct RawConfig {
     listen: SocketAddr,
     data_dir: PathBuf,
     public_url: Option<Url>,
-    registration: Registration,
+    registration: mail::RawRegistration,
     tokens: Tokens,
     sessions: stores::RawSessions,
     users: stores::RawUsers,
@@ -125,6 +123,8 @@ struct RawConfig {
     oidc: oidc::RawOidc,
     mfa: Mfa,
     webauthn: Webauthn,
+    smtp: mail::RawSmtp,
+    email: Email,
 }
 
 impl Default for RawConfig {
@@ -133,7 +133,7 @@ impl Default for RawConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             public_url: None,
-            registration: Registration::Open,
+            registration: Default::default(),
             tokens: Tokens::default(),
             sessions: Default::default(),
             users: Default::default(),
@@ -152,6 +152,8 @@ impl Default for RawConfig {
             oidc: Default::default(),
             mfa: Mfa::default(),
             webauthn: Webauthn::default(),
+            smtp: Default::default(),
+            email: Email::default(),
         }
     }
 }
@@ -217,11 +219,20 @@ impl RawConfig {
         let access_control = self.access_control.validate()?;
         let oidc = self.oidc.validate(self.public_url.as_ref())?;
         self.webauthn.validate(self.public_url.as_ref())?;
+        let smtp = self.smtp.validate()?;
+        if smtp.is_some() && self.public_url.is_none() {
+            return Err(invalid(
+                "public_url",
+                "is required with smtp.host: the links in mails point at it",
+            ));
+        }
+        self.email.validate()?;
+        let registration = self.registration.validate(smtp.as_ref())?;
         Ok(Config {
             listen: self.listen,
             data_dir: self.data_dir,
             public_url: self.public_url,
-            registration: self.registration,
+            registration,
             tokens: self.tokens,
             sessions,
             users,
@@ -240,6 +251,8 @@ impl RawConfig {
             oidc,
             mfa: self.mfa,
             webauthn: self.webauthn,
+            smtp,
+            email: self.email,
         })
     }
 }
@@ -360,6 +373,36 @@ mod tests {
             ),
             ("[webauthn]\nrp_name = \"\"", "webauthn.rp_name"),
             ("[webauthn]\nrp_id = \"example.org\"", "webauthn.rp_id"),
+            ("[smtp]\nhost = \"smtp://x\"", "smtp.host"),
+            ("[smtp]\nhost = \"x.org:25\"", "smtp.host"),
+            (
+                "public_url = \"https://a.org\"\n[smtp]\nhost = \"x.org\"\nport = 0\nfrom = \"a@a.org\"",
+                "smtp.port",
+            ),
+            (
+                "public_url = \"https://a.org\"\n[smtp]\nhost = \"x.org\"\ntls = \"none\"\nfrom = \"a@a.org\"",
+                "smtp.tls",
+            ),
+            (
+                "public_url = \"https://a.org\"\n[smtp]\nhost = \"x.org\"",
+                "smtp.from",
+            ),
+            (
+                "public_url = \"https://a.org\"\n[smtp]\nhost = \"x.org\"\nfrom = \"a@b, c@d\"",
+                "smtp.from",
+            ),
+            (
+                "public_url = \"https://a.org\"\n[smtp]\nhost = \"x.org\"\nfrom = \"a@a.org\"\nusername = \"u\"",
+                "smtp.username / smtp.password",
+            ),
+            ("[smtp]\nhost = \"x.org\"\nfrom = \"a@a.org\"", "public_url"),
+            ("[smtp]\ntimeout = 0", "smtp.timeout"),
+            ("[email]\nretry_delay = 0", "email.retry_delay"),
+            ("[email]\nsite_name = \"\"", "email.site_name"),
+            (
+                "[registration]\nverify_email = true",
+                "registration.verify_email",
+            ),
         ] {
             assert_eq!(refused_key(text), key, "{text:?}");
         }
@@ -372,6 +415,24 @@ mod tests {
         ok("[sessions]\nredis_url = \"redis://127.0.0.1/0\"\n[users]\nbackend = \"redis\"");
         ok("[regulation]\nmax_retries = 0\nban_time = 0");
         ok("[cookies]\ndomain = \"localhost\"");
+        // `registration`: a mode, or a table with `verify_email` (which needs SMTP).
+        assert_eq!(
+            ok("registration = \"closed\"").registration.mode,
+            RegistrationMode::Closed
+        );
+        let mail = "public_url = \"https://a.org\"\n[smtp]\nhost = \"localhost\"\ntls = \"none\"\nport = 2525\nfrom = \"Site <a@a.org>\"\n";
+        let config = ok(&format!(
+            "{mail}[registration]\nmode = \"closed\"\nverify_email = true"
+        ));
+        assert_eq!(
+            config.registration,
+            Registration {
+                mode: RegistrationMode::Closed,
+                verify_email: true
+            }
+        );
+        assert_eq!(config.smtp.as_ref().map(|s| s.port), Some(2525));
+        assert!(ok("").smtp.is_none());
         let config = ok("trusted_proxies = [\"10.0.0.0/8\", \" ::1 \"]");
         let networks: Vec<String> = config
             .trusted_networks

@@ -1,12 +1,13 @@
 //! The domain model that the rules (`auth`) and the state (`store`) share: accounts and
 //! their roles ([`user`]), email addresses as login names ([`email`]), and a session's
-//! stored record and refresh-token format ([`session`]), group names ([`group`]), and second
-//! factors and how a session was signed in ([`factors`]). Nothing in it knows HTTP or a
-//! backend.
+//! stored record and refresh-token format ([`session`]), group names ([`group`]), second
+//! factors and how a session was signed in ([`factors`]), and the single-use links that are
+//! mailed or printed ([`link`]). Nothing in it knows HTTP or a backend.
 
 pub mod email;
 pub mod factors;
 pub mod group;
+pub mod link;
 pub mod session;
 pub mod user;
 

@@ -37,7 +37,7 @@ pub struct User {
     pub id: Uuid,
     /// As the user typed it; uniqueness is on [`super::normalize_email`] of it (stored composed, NFC).
     pub email: String,
-    /// argon2id PHC string.
+    /// argon2id PHC string; empty for an account without a password (see [`User::password`]).
     pub password_hash: String,
     pub role: Role,
     /// Unix seconds.
@@ -65,6 +65,13 @@ pub struct User {
     /// for no more than these skips the consent page.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consents: Vec<Consent>,
+    /// The owner showed they receive mail at `email` (a verification, invitation or reset
+    /// link mailed there was used). Records written before gatehouse sent mail read as
+    /// `false`: nothing ever checked those addresses, and OpenID Connect relying parties
+    /// trust `email_verified` to link accounts. Changing the email sets it again (the
+    /// change is confirmed from the new address).
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 /// One remembered consent.
@@ -81,5 +88,11 @@ impl User {
         self.consents
             .iter()
             .any(|c| c.client == client && scopes.iter().all(|s| c.scopes.contains(s)))
+    }
+
+    /// The stored password hash; `None` for an account that has none yet (invited, not
+    /// accepted), which no password ever opens.
+    pub fn password(&self) -> Option<&str> {
+        Some(self.password_hash.as_str()).filter(|h| !h.is_empty())
     }
 }

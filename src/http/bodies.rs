@@ -75,3 +75,28 @@ pub struct PasskeyAssertion {
     #[serde(default)]
     pub mfa_token: Option<String>,
 }
+/// `POST /auth/password/forgot`, `POST /auth/verify/resend`
+#[derive(Debug, Deserialize)]
+pub struct EmailAddress {
+    pub email: String,
+}
+
+/// `POST /auth/password/reset`
+#[derive(Debug, Deserialize)]
+pub struct PasswordReset {
+    pub token: String,
+    pub new_password: String,
+}
+
+/// `POST /auth/verify`, `POST /auth/email/confirm`
+#[derive(Debug, Deserialize)]
+pub struct LinkToken {
+    pub token: String,
+}
+
+/// `POST /auth/email`
+#[derive(Debug, Deserialize)]
+pub struct EmailChange {
+    pub new_email: String,
+    pub password: String,
+}

@@ -75,6 +75,12 @@ pub enum ApiError {
     Conflict(&'static str),
     #[error("{0}")]
     NotImplemented(&'static str),
+    #[error("{0}")]
+    EmailNotVerified(&'static str),
+    #[error("{0}")]
+    InvalidLink(&'static str),
+    #[error("this server sends no mail (smtp.host is not set); ask an administrator for a link")]
+    MailOff,
     #[error("internal error")]
     Internal,
 }
@@ -196,6 +202,17 @@ impl ApiError {
                 "not-implemented",
                 "Not implemented",
             ),
+            EmailNotVerified(_) => (
+                StatusCode::FORBIDDEN,
+                "email-not-verified",
+                "Email not verified",
+            ),
+            InvalidLink(_) => (StatusCode::BAD_REQUEST, "invalid-link", "Invalid link"),
+            MailOff => (
+                StatusCode::NOT_IMPLEMENTED,
+                "mail-not-configured",
+                "Mail not configured",
+            ),
         }
     }
 
@@ -279,6 +296,18 @@ impl From<AuthError> for ApiError {
             | AuthError::GroupNotFound(_) => ApiError::NotFound,
             AuthError::InvalidGroup(why) => ApiError::Unprocessable(why),
             AuthError::Regulated { retry_after } => ApiError::TooManyRequests { retry_after },
+            AuthError::EmailNotVerified => ApiError::EmailNotVerified(
+                "the email address is not confirmed yet: use the link that was mailed to it, or ask for a new one at POST /auth/verify/resend",
+            ),
+            AuthError::InvalidLink => {
+                ApiError::InvalidLink("the link is invalid, expired or already used")
+            }
+            AuthError::MailOff => ApiError::MailOff,
+            AuthError::Refused(why) => ApiError::Unprocessable(why),
+            AuthError::NoPublicUrl => {
+                tracing::error!("a link was needed but public_url is not set");
+                ApiError::Internal
+            }
             AuthError::Busy => ApiError::Busy {
                 retry_after: Duration::from_secs(1),
             },

@@ -9,6 +9,8 @@
 //! | `gatehouse_argon2_queue_depth` | gauge | — |
 //! | `gatehouse_argon2_wait_seconds` | histogram | — |
 //! | `gatehouse_store_errors_total` | counter | `store`, `backend`, `op` |
+//! | `gatehouse_mail_sent_total`, `_retried_total`, `_failed_total` | counter | — |
+//! | `gatehouse_mail_queue_depth` | gauge | — |
 //!
 //! Every series but the per-route HTTP ones exists, at zero, from the first scrape.
 
@@ -72,6 +74,19 @@ fn describe() {
     describe_counter!(
         "gatehouse_store_errors_total",
         "failed store operations, by store (sessions, users), backend and operation"
+    );
+    describe_counter!("gatehouse_mail_sent_total", "mails the SMTP relay took");
+    describe_counter!(
+        "gatehouse_mail_retried_total",
+        "mail delivery attempts deferred (4xx, no connection, timeout) and retried later"
+    );
+    describe_counter!(
+        "gatehouse_mail_failed_total",
+        "mails refused for good (5xx) or given up after email.give_up_after"
+    );
+    describe_gauge!(
+        "gatehouse_mail_queue_depth",
+        "mails waiting in the outbox, as the delivery task last saw it"
     );
 }
 

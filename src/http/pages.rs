@@ -161,6 +161,35 @@ pub(crate) struct OidcLogoutPage<'a> {
     pub fields: Vec<(String, String)>,
 }
 
+/// A link's page (`/reset`, `/invite`, `/verify`, `/email/confirm`): what the link does, and
+/// a form that posts its token (and a new password, for reset and invitation links).
+#[derive(Debug, Template)]
+#[template(path = "link_form.html")]
+pub(crate) struct LinkFormPage<'a> {
+    pub title: &'a str,
+    pub heading: &'a str,
+    pub intro: String,
+    /// The form's target, relative to the page.
+    pub action: &'a str,
+    pub token: &'a str,
+    /// Ask for a new password.
+    pub password: bool,
+    pub button: &'a str,
+    pub error: Option<&'a str>,
+}
+
+/// After a link was used, or when it cannot be.
+#[derive(Debug, Template)]
+#[template(path = "link_done.html")]
+pub(crate) struct LinkDonePage<'a> {
+    pub title: &'a str,
+    pub heading: &'a str,
+    pub message: &'a str,
+    pub failed: bool,
+    /// The sign-in page, relative to this one.
+    pub login: &'a str,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +249,32 @@ mod tests {
         assert!(!page.contains("<?xml"));
         assert!(page.contains("Remove passkey &#60;script"));
         assert!(page.contains("<script src=\"/static/webauthn.js\"></script>"));
+    }
+
+    #[test]
+    fn link_pages_escape_and_label() {
+        let evil = "\"><script>x</script>";
+        let page = render(&LinkFormPage {
+            title: "t",
+            heading: "Choose a new password",
+            intro: evil.into(),
+            action: "reset",
+            token: evil,
+            password: true,
+            button: "Set",
+            error: Some(evil),
+        });
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains("<label for=\"new_password\">"));
+        assert!(page.contains("type=\"password\" autocomplete=\"new-password\""));
+        let done = render(&LinkDonePage {
+            title: "t",
+            heading: "h",
+            message: evil,
+            failed: true,
+            login: "login",
+        });
+        assert!(!done.contains("<script>") && done.contains("role=\"alert\""));
     }
 
     #[test]

@@ -38,6 +38,22 @@ pub async fn read_json<T: DeserializeOwned>(req: HttpRequest, limit: usize) -> R
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
+/// Reads a form body (the HTML pages): 415 unless `application/x-www-form-urlencoded`, 413
+/// past `limit`, 400 when it is not a form of the expected fields.
+pub(crate) async fn read_form<T: DeserializeOwned>(
+    req: HttpRequest,
+    limit: usize,
+) -> Result<T, ApiError> {
+    if !has_content_type(req.headers(), "application/x-www-form-urlencoded") {
+        return Err(ApiError::UnsupportedMediaType {
+            expected: "application/x-www-form-urlencoded",
+        });
+    }
+    let body = read_body(req, limit).await?;
+    serde_urlencoded::from_bytes(&body)
+        .map_err(|_| ApiError::BadRequest("the form could not be read".into()))
+}
+
 /// Whether the request declares a JSON body.
 pub fn is_json(headers: &HeaderMap) -> bool {
     has_content_type(headers, "application/json")

@@ -87,6 +87,20 @@ fn page(status: StatusCode, body: String, policy: &'static str) -> HttpResponse 
     response
 }
 
+/// An HTML page whose address carries a secret (a mailed link's token): as [`html`], but
+/// with `Referrer-Policy: strict-origin`, so no request from the page (a link followed, the
+/// form posted) ever carries its path or query in `Referer`. Not `no-referrer`: under it,
+/// browsers send `Origin: null` with the page's own form post, which the Origin check
+/// (CSRF) must refuse.
+pub fn html_with_secret_url(status: StatusCode, body: String) -> HttpResponse {
+    let mut response = html(status, body);
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin"),
+    );
+    response
+}
+
 /// A redirect (`302`/`303`) to `location`; `None` if it is not a valid header value.
 pub fn redirect(status: StatusCode, location: &str) -> Option<HttpResponse> {
     let value = HeaderValue::from_str(location).ok()?;

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use http::Method;
 
 use super::handlers::forward_auth::{self, Flavor};
-use super::handlers::{account, auth, health, introspect, login, mfa, oidc, sessions};
+use super::handlers::links::LinkPage;
+use super::handlers::{
+    account, auth, email, health, introspect, links, login, mfa, oidc, sessions,
+};
 use super::metrics;
 use super::request::{HttpRequest, has_body};
 use super::response::{HttpResponse, script};
@@ -120,6 +123,16 @@ pub enum Route {
     SecondFactorPage,
     WebauthnScript,
     Account,
+    PasswordForgot,
+    PasswordReset,
+    Verify,
+    VerifyResend,
+    EmailChange,
+    EmailConfirm,
+    ResetPage,
+    InvitePage,
+    VerifyPage,
+    EmailConfirmPage,
 }
 
 /// The fixed paths; `/auth/sessions/{id}` is matched by prefix in [`Route::find`].
@@ -160,6 +173,16 @@ const TABLE: &[(&str, Route)] = &[
     ("/login/second-factor", Route::SecondFactorPage),
     ("/static/webauthn.js", Route::WebauthnScript),
     ("/account", Route::Account),
+    ("/auth/password/forgot", Route::PasswordForgot),
+    ("/auth/password/reset", Route::PasswordReset),
+    ("/auth/verify", Route::Verify),
+    ("/auth/verify/resend", Route::VerifyResend),
+    ("/auth/email", Route::EmailChange),
+    ("/auth/email/confirm", Route::EmailConfirm),
+    ("/reset", Route::ResetPage),
+    ("/invite", Route::InvitePage),
+    ("/verify", Route::VerifyPage),
+    ("/email/confirm", Route::EmailConfirmPage),
 ];
 
 /// The passkey ceremonies of the login and account pages, compiled in.
@@ -216,7 +239,13 @@ impl Route {
             | Route::MfaPasskeys
             | Route::LoginSecondFactor
             | Route::PasskeyOptions
-            | Route::PasskeyLogin => "POST",
+            | Route::PasskeyLogin
+            | Route::PasswordForgot
+            | Route::PasswordReset
+            | Route::Verify
+            | Route::VerifyResend
+            | Route::EmailChange
+            | Route::EmailConfirm => "POST",
             Route::MfaTotp => "POST, DELETE",
             Route::Session | Route::MfaPasskey => "DELETE",
             Route::LoginPage
@@ -225,7 +254,11 @@ impl Route {
             | Route::Account
             | Route::OidcAuthorize
             | Route::OidcUserinfo
-            | Route::OidcLogout => "GET, HEAD, POST",
+            | Route::OidcLogout
+            | Route::ResetPage
+            | Route::InvitePage
+            | Route::VerifyPage
+            | Route::EmailConfirmPage => "GET, HEAD, POST",
             Route::Me
             | Route::Sessions
             | Route::ForwardAuth
@@ -289,6 +322,20 @@ async fn route(app: &App, req: HttpRequest, peer: SocketAddr) -> Result<HttpResp
         Route::OidcLogout => oidc::end_session(app, req).await,
         Route::Healthz => Ok(health::healthz()),
         Route::Readyz => Ok(health::readyz(app).await),
+        Route::PasswordForgot => email::forgot(app, req).await,
+        Route::PasswordReset => email::reset(app, req).await,
+        Route::Verify => email::verify(app, req).await,
+        Route::VerifyResend => email::resend(app, req).await,
+        Route::EmailChange => email::change(app, req, peer).await,
+        Route::EmailConfirm => email::confirm(app, req).await,
+        Route::ResetPage if reading => links::show(app, req, LinkPage::Reset).await,
+        Route::ResetPage => links::submit(app, req, LinkPage::Reset).await,
+        Route::InvitePage if reading => links::show(app, req, LinkPage::Invite).await,
+        Route::InvitePage => links::submit(app, req, LinkPage::Invite).await,
+        Route::VerifyPage if reading => links::show(app, req, LinkPage::Verify).await,
+        Route::VerifyPage => links::submit(app, req, LinkPage::Verify).await,
+        Route::EmailConfirmPage if reading => links::show(app, req, LinkPage::EmailConfirm).await,
+        Route::EmailConfirmPage => links::submit(app, req, LinkPage::EmailConfirm).await,
         Route::Metrics => Err(ApiError::NotFound),
         Route::Mfa => mfa::status(app, req).await,
         Route::MfaTotp => mfa::totp(app, req, peer).await,

@@ -61,6 +61,21 @@ pub(crate) fn webauthn_ceremony(id: &str) -> String {
 pub(crate) fn totp_pending(user_id: &str) -> String {
     format!("totp_pending:{user_id}")
 }
+/// The live link of a user in one slot (JSON [`crate::domain::link::LinkRecord`], which
+/// holds the token's hash, never the token); the user's newest link of that slot.
+pub(crate) fn link(slot: crate::domain::link::Slot, user_id: &str) -> String {
+    format!("link:{}:{user_id}", slot.as_str())
+}
+
+/// A mail waiting to be sent (JSON, see `crate::mail::outbox`), until it is sent or given up.
+pub(crate) fn outbox_message(id: &str) -> String {
+    format!("{OUTBOX_PREFIX}{id}")
+}
+
+const OUTBOX_PREFIX: &str = "outbox:";
+
+/// The set of ids of the mails waiting in the outbox.
+pub(crate) const OUTBOX: &str = "outbox_pending";
 
 /// Failed logins in the current `regulation.find_time` window; `subject` is
 /// `user:<email>` or `ip:<address>`.
@@ -94,6 +109,9 @@ mod tests {
             mfa_login("h"),
             webauthn_ceremony("c"),
             totp_pending("u"),
+            link(crate::domain::link::Slot::Password, "u"),
+            outbox_message("m"),
+            OUTBOX.to_owned(),
         ] {
             assert!(!readable_by_services(&internal), "{internal}");
         }

@@ -29,7 +29,14 @@ pub(crate) const SESSION_OPS: &[&str] = &[
 ];
 
 /// The user store's operations, as the `op` label names them.
-pub(crate) const USER_OPS: &[&str] = &["create", "by_email", "by_id", "update", "list"];
+pub(crate) const USER_OPS: &[&str] = &[
+    "create",
+    "by_email",
+    "by_id",
+    "update",
+    "change_email",
+    "list",
+];
 
 fn register(store: &'static str, backend: &'static str, ops: &[&'static str]) {
     for op in ops {
@@ -139,6 +146,10 @@ impl UserStore for MeteredUsers {
     }
     async fn update(&self, user: &User) -> Result<(), UserStoreError> {
         self.count("update", self.inner.update(user).await, user_store_failed)
+    }
+    async fn change_email(&self, user: &User, new_email: &str) -> Result<(), UserStoreError> {
+        let result = self.inner.change_email(user, new_email).await;
+        self.count("change_email", result, user_store_failed)
     }
     async fn list(&self) -> Result<Vec<User>, StoreError> {
         self.count("list", self.inner.list().await, |_| true)

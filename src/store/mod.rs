@@ -133,6 +133,11 @@ pub trait UserStore: Send + Sync + 'static {
     /// stored record's `version` is still `user.version`; stores it with `version + 1`.
     /// Fails with [`UserStoreError::Conflict`] otherwise (or when the user is gone).
     async fn update(&self, user: &User) -> Result<(), UserStoreError>;
+    /// [`UserStore::update`] that also moves the account from `user.email` (its email as
+    /// read) to `new_email`, in the same atomic write: fails with
+    /// [`UserStoreError::EmailTaken`] when another account holds `new_email`, and leaves
+    /// the old email free for others.
+    async fn change_email(&self, user: &User, new_email: &str) -> Result<(), UserStoreError>;
     async fn list(&self) -> Result<Vec<User>, StoreError>;
     /// The names of the groups that exist, sorted. Membership is a field of each user
     /// ([`User::groups`]); this is the list that `group add` and `group del` edit.

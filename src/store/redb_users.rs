@@ -230,6 +230,49 @@ impl UserStore for RedbUserStore {
         .await
     }
 
+    async fn change_email(&self, user: &User, new_email: &str) -> Result<(), UserStoreError> {
+        let next = User {
+            version: user.version + 1,
+            email: new_email.to_owned(),
+            ..user.clone()
+        };
+        let expected = user.version;
+        self.write(move |txn| {
+            let stored = {
+                let users = txn.open_table(USERS).map_err(storage_error)?;
+                let stored = users.get(next.id.as_u128()).map_err(storage_error)?;
+                stored.map(|g| decode(g.value())).transpose()?
+            };
+            let Some(stored) = stored.filter(|s| s.version == expected) else {
+                return Err(UserStoreError::Conflict);
+            };
+            let id = next.id.as_u128();
+            let (old, new) = (normalize_email(&stored.email), normalize_email(&next.email));
+            let mut emails = txn.open_table(EMAILS).map_err(storage_error)?;
+            let holder = emails
+                .get(new.as_str())
+                .map_err(storage_error)?
+                .map(|g| g.value());
+            match holder {
+                Some(holder) if holder != id => return Err(UserStoreError::EmailTaken),
+                Some(_) => {}
+                None => {
+                    emails.insert(new.as_str(), id).map_err(storage_error)?;
+                }
+            }
+            let old_holder = emails
+                .get(old.as_str())
+                .map_err(storage_error)?
+                .map(|g| g.value());
+            if old != new && old_holder == Some(id) {
+                emails.remove(old.as_str()).map_err(storage_error)?;
+            }
+            drop(emails);
+            put(txn, &next)
+        })
+        .await
+    }
+
     async fn list(&self) -> Result<Vec<User>, StoreError> {
         let db = self.db.get()?;
         let txn = db.begin_read().map_err(storage_error)?;

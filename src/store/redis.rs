@@ -321,6 +321,7 @@ pub struct RedisUserStore {
     email_keys: tokio::sync::OnceCell<()>,
     create: Script,
     update: Script,
+    change_email: Script,
 }
 
 impl RedisUserStore {
@@ -340,6 +341,20 @@ return 1",
 if not cur then return 0 end
 local version = cjson.decode(cur)['version'] or 0
 if tostring(version) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1",
+            ),
+            // The update's compare-and-set, plus the move of the email index entry:
+            // KEYS user, old email, new email; ARGV version, JSON, id. -1: the email is taken.
+            change_email: Script::new(
+                r"local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local version = cjson.decode(cur)['version'] or 0
+if tostring(version) ~= ARGV[1] then return 0 end
+local holder = redis.call('GET', KEYS[3])
+if holder and holder ~= ARGV[3] then return -1 end
+redis.call('SET', KEYS[3], ARGV[3])
+if KEYS[2] ~= KEYS[3] and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 redis.call('SET', KEYS[1], ARGV[2])
 return 1",
             ),
@@ -498,6 +513,37 @@ impl UserStore for RedisUserStore {
             Ok(())
         } else {
             Err(UserStoreError::Conflict)
+        }
+    }
+
+    async fn change_email(&self, user: &User, new_email: &str) -> Result<(), UserStoreError> {
+        self.email_keys().await?;
+        let next = User {
+            version: user.version + 1,
+            email: new_email.to_owned(),
+            ..user.clone()
+        };
+        let json = serde_json::to_vec(&next).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let email_key = |email: &str| {
+            self.conn
+                .key(&format!("user_email:{}", normalize_email(email)))
+        };
+        let mut invocation = self.change_email.prepare_invoke();
+        invocation
+            .key(self.user_key(user.id))
+            .key(email_key(&user.email))
+            .key(email_key(new_email))
+            .arg(user.version.to_string())
+            .arg(json)
+            .arg(user.id.to_string());
+        let changed: i64 = self
+            .conn
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        match changed {
+            1 => Ok(()),
+            -1 => Err(UserStoreError::EmailTaken),
+            _ => Err(UserStoreError::Conflict),
         }
     }
 

@@ -8,17 +8,27 @@ use crate::auth::policy;
 use crate::auth::regulation::{self};
 use crate::auth::tokens::AccessClaims;
 use crate::clock::now_secs;
-use crate::config::Registration;
+use crate::config::RegistrationMode;
+use crate::domain::link::Purpose;
 use crate::domain::{Role, User, check_email, display_email, normalize_email};
+use crate::mail::Notice;
 use crate::store::UserStoreError;
 
 impl Service {
     /// `POST /auth/register`: a new account with the `user` role.
     pub async fn register(&self, email: &str, password: &str) -> Result<User, AuthError> {
-        if self.registration == Registration::Closed {
+        if self.registration.mode == RegistrationMode::Closed {
             return Err(AuthError::RegistrationClosed);
         }
-        self.create_user(email, password, Role::User).await
+        let user = self.create_user(email, password, Role::User).await?;
+        if self.registration.verify_email {
+            // The account exists either way; should queueing the link fail, the person asks
+            // for a new one (`POST /auth/verify/resend`).
+            if let Err(e) = self.issue_link(&user, Purpose::Verify, None, true).await {
+                tracing::warn!(error = %e, user_id = %user.id, "could not queue the verification link of a new account");
+            }
+        }
+        Ok(user)
     }
 
     /// Creates an account regardless of the registration setting (the admin CLI).
@@ -43,6 +53,7 @@ impl Service {
             groups: Vec::new(),
             consents: Vec::new(),
             factors: Default::default(),
+            email_verified: false,
         };
         self.users.create(&user).await?;
         tracing::info!(event = "user_created", user_id = %user.id, role = role.as_str());
@@ -82,6 +93,7 @@ impl Service {
             })
             .await?;
         tracing::info!(event = "password_changed", user_id = %user.id);
+        self.notify(&user, Notice::PasswordChanged).await;
         // The caller's fresh session. Another change that ends sessions (a role change, say)
         // may land between storing the password and starting it; the password is changed
         // all the same, so start the session under the newer version, as long as it is still
@@ -101,9 +113,9 @@ impl Service {
         Err(AuthError::SessionEnded)
     }
 
-    /// Checks the signed-in user's current password (a password change, second-factor
-    /// changes) under regulation: a wrong one counts like a failed login and answers
-    /// [`AuthError::WrongPassword`].
+    /// Checks the signed-in user's password before a sensitive change (`POST /auth/password`,
+    /// `POST /auth/email`), regulated like a login: a wrong one counts as a failure against
+    /// the account and the address, and answers [`AuthError::WrongPassword`].
     pub(super) async fn check_current_password(
         &self,
         user: &User,
@@ -117,11 +129,7 @@ impl Service {
             )
             .await?;
         let matches = password.len() <= policy::MAX_PASSWORD_BYTES
-            && match self
-                .hasher
-                .verify(password, Some(&user.password_hash))
-                .await
-            {
+            && match self.hasher.verify(password, user.password()).await {
                 Ok(check) => check.matches,
                 Err(e) => {
                     self.regulation.withdraw(attempt).await?;

@@ -3,6 +3,7 @@
 use super::{AuthError, Service};
 use crate::auth::regulation::Ban;
 use crate::domain::{Role, User};
+use crate::mail::Notice;
 
 impl Service {
     pub async fn list_users(&self) -> Result<Vec<User>, AuthError> {
@@ -53,6 +54,7 @@ impl Service {
             })
             .await?;
         tracing::info!(event = "password_changed", user_id = %user.id, by = "admin");
+        self.notify(&user, Notice::PasswordChanged).await;
         Ok(user)
     }
 

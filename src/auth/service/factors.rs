@@ -29,6 +29,7 @@ use crate::clock::now_secs;
 use crate::domain::User;
 use crate::domain::factors::{Amr, Factors, PasskeyFactor, TotpFactor};
 use crate::domain::session::{self, SessionRecord, encode};
+use crate::mail::Notice;
 use crate::store::{Op, StoreError, Swap, keys};
 
 /// Seconds an `mfa_token` (a login waiting for its second factor) lives.
@@ -282,6 +283,9 @@ impl Service {
         .await?;
         self.store.apply(vec![Op::Delete { key: pending }]).await?;
         audit::record(Event::new(Kind::TotpEnabled, user.id, Actor::User));
+        let method = "TOTP".to_owned();
+        self.notify(&user, Notice::SecondFactorAdded { method })
+            .await;
         if !codes.is_empty() {
             audit::record(Event::new(
                 Kind::RecoveryCodesGenerated,
@@ -311,6 +315,9 @@ impl Service {
         })
         .await?;
         audit::record(Event::new(Kind::TotpRemoved, user.id, Actor::User));
+        let method = "TOTP".to_owned();
+        self.notify(&user, Notice::SecondFactorRemoved { method })
+            .await;
         Ok(())
     }
 
@@ -426,27 +433,31 @@ impl Service {
             created_at: now_secs(),
             passkey,
         };
-        self.modify_user(uid, |u| {
-            codes.clear();
-            if u.factors.passkeys.iter().any(|p| p.id == id) {
-                return Err(AuthError::PasskeyRefused(
-                    "this passkey is registered already".into(),
-                ));
-            }
-            if u.factors.passkeys.len() >= MAX_PASSKEYS {
-                return Err(AuthError::InvalidInput(format!(
-                    "an account holds at most {MAX_PASSKEYS} passkeys; remove one first"
-                )));
-            }
-            if u.factors.recovery.is_empty() && !u.factors.any() {
-                u.factors.recovery = hashes.clone();
-                codes = fresh.clone();
-            }
-            u.factors.passkeys.push(added.clone());
-            Ok(())
-        })
-        .await?;
+        let stored = self
+            .modify_user(uid, |u| {
+                codes.clear();
+                if u.factors.passkeys.iter().any(|p| p.id == id) {
+                    return Err(AuthError::PasskeyRefused(
+                        "this passkey is registered already".into(),
+                    ));
+                }
+                if u.factors.passkeys.len() >= MAX_PASSKEYS {
+                    return Err(AuthError::InvalidInput(format!(
+                        "an account holds at most {MAX_PASSKEYS} passkeys; remove one first"
+                    )));
+                }
+                if u.factors.recovery.is_empty() && !u.factors.any() {
+                    u.factors.recovery = hashes.clone();
+                    codes = fresh.clone();
+                }
+                u.factors.passkeys.push(added.clone());
+                Ok(())
+            })
+            .await?;
         audit::record(Event::new(Kind::PasskeyAdded, uid, Actor::User).detail(&name));
+        let method = "passkey".to_owned();
+        self.notify(&stored, Notice::SecondFactorAdded { method })
+            .await;
         if !codes.is_empty() {
             audit::record(Event::new(Kind::RecoveryCodesGenerated, uid, Actor::User));
         }
@@ -479,6 +490,9 @@ impl Service {
         })
         .await?;
         audit::record(Event::new(Kind::PasskeyRemoved, user.id, Actor::User).detail(name));
+        let method = "passkey".to_owned();
+        self.notify(&user, Notice::SecondFactorRemoved { method })
+            .await;
         Ok(())
     }
 
@@ -878,6 +892,9 @@ impl Service {
             }])
             .await?;
         audit::record(Event::new(Kind::FactorsReset, user.id, Actor::Admin));
+        let method = "every second factor (reset by an administrator)".to_owned();
+        self.notify(&user, Notice::SecondFactorRemoved { method })
+            .await;
         Ok(user)
     }
 

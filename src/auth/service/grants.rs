@@ -957,7 +957,7 @@ fn scope_claims(user: &User, scope: &str) -> Map<String, Value> {
         match s {
             "email" => {
                 claims.insert("email".into(), Value::String(user.email.clone()));
-                claims.insert("email_verified".into(), Value::Bool(false));
+                claims.insert("email_verified".into(), Value::Bool(user.email_verified));
             }
             "profile" => {
                 let name = user.email.split('@').next().unwrap_or(&user.email);

@@ -4,6 +4,7 @@ use super::factors::LoginOutcome;
 use super::{AuthError, ClientInfo, Service};
 use crate::auth::policy;
 use crate::auth::regulation::{self, Refusal, Reservation};
+use crate::domain::User;
 use crate::domain::factors::Amr;
 
 impl Service {
@@ -28,7 +29,7 @@ impl Service {
             let user = self.users.by_email(email).await?;
             let check = match self
                 .hasher
-                .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+                .verify(password, user.as_ref().and_then(User::password))
                 .await
             {
                 Ok(check) => check,
@@ -47,6 +48,12 @@ impl Service {
             self.regulation.failed(attempt).await?;
             return Err(AuthError::InvalidCredentials);
         };
+        // The password was right: it counts as such, whatever comes next.
+        if self.registration.verify_email && !user.email_verified {
+            self.regulation.succeeded(attempt).await?;
+            tracing::info!(event = "login_unverified", user_id = %user.id);
+            return Err(AuthError::EmailNotVerified);
+        }
         if needs_rehash {
             self.upgrade_hash(&user, password).await;
         }

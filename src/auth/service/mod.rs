@@ -3,7 +3,8 @@
 //! `sessions` (token checks, session start and end), `rotation` (refresh), `accounts`
 //! (registration, password change, versioned user writes), `groups` (groups and the
 //! fresh view of a user that decisions read), `grants` (the OpenID Connect flows),
-//! `factors` (second factors: enrolment, the second step of a login, passkeys, step-up) and
+//! `factors` (second factors: enrolment, the second step of a login, passkeys, step-up),
+//! `mail` (the emailed links: reset, verification, email change, invitations; notices) and
 //! `admin` (the CLI's commands).
 //!
 //! Session rules (ADR-004 and the API contract):
@@ -23,8 +24,8 @@
 //!   session, and a refresh compares it. A login that checked the old password therefore
 //!   never leaves a live session behind a change that has returned.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use super::factors::FactorRules;
 use super::passwords::{HashError, Hasher};
@@ -32,6 +33,7 @@ use super::regulation::Regulation;
 use super::tokens::{Signer, TokenError};
 use crate::config::{Config, Passwords, Registration};
 use crate::domain::session::SessionRecord;
+use crate::mail::Mailer;
 use crate::store::{SessionStore, StoreError, UserStore, UserStoreError};
 
 mod accounts;
@@ -40,8 +42,11 @@ pub(crate) mod factors;
 pub(crate) mod grants;
 mod groups;
 mod login;
+mod mail;
 mod rotation;
 mod sessions;
+
+pub(crate) use mail::MailRequest;
 
 /// Attempts at a compare-and-set write before giving up with 503 (each retry follows a
 /// concurrent write that succeeded, so running out takes a storm of writes to one record).
@@ -102,6 +107,18 @@ pub enum AuthError {
     PasskeyRefused(String),
     #[error("{0}")]
     InvalidInput(String),
+    #[error(
+        "the email address is not confirmed yet: use the link that was mailed to it, or ask for a new one"
+    )]
+    EmailNotVerified,
+    #[error("gatehouse sends no mail: smtp.host is not set")]
+    MailOff,
+    #[error("the link is invalid, expired or already used")]
+    InvalidLink,
+    #[error("public_url is not set: the links must point at gatehouse's external address")]
+    NoPublicUrl,
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -176,6 +193,16 @@ pub struct Service {
     last_clock_warning: AtomicU64,
     /// Second factors: the sealing key, the WebAuthn relying party, `mfa.required`.
     factors: FactorRules,
+    /// Sends mail; `None` without `smtp.host`.
+    mailer: Option<Arc<Mailer>>,
+    /// Where links point.
+    public_url: Option<url::Url>,
+    /// `email.resend_interval`, seconds.
+    resend_interval: u64,
+    /// Forgot and resend requests, answered by [`Service::run_mail_requests`] off the
+    /// request path (see `mail`).
+    mail_requests: tokio::sync::mpsc::Sender<MailRequest>,
+    mail_inbox: Mutex<Option<tokio::sync::mpsc::Receiver<MailRequest>>>,
 }
 
 impl Service {
@@ -192,6 +219,8 @@ impl Service {
         for result in ["ok", "failed", "regulated"] {
             metrics::counter!("gatehouse_logins_total", "result" => result).absolute(0);
         }
+        crate::mail::register_metrics();
+        let (mail_requests, mail_inbox) = tokio::sync::mpsc::channel(mail::MAIL_REQUEST_QUEUE);
         Service {
             users,
             regulation: Regulation::new(
@@ -216,6 +245,19 @@ impl Service {
             profiles: groups::profile_cache(),
             last_clock_warning: AtomicU64::new(0),
             factors,
+            mailer: None,
+            public_url: config.public_url.clone(),
+            resend_interval: config.email.resend_interval,
+            mail_requests,
+            mail_inbox: Mutex::new(Some(mail_inbox)),
+        }
+    }
+
+    /// Mail goes out through `mailer` (set up when `smtp.host` is set).
+    pub(crate) fn with_mailer(self, mailer: Arc<Mailer>) -> Self {
+        Service {
+            mailer: Some(mailer),
+            ..self
         }
     }
 

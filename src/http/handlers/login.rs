@@ -19,7 +19,7 @@ use crate::http::pages::{
     LoginPage, LogoutConfirmPage, SecondFactorPage, SignedInPage, SignedOutPage, render,
 };
 use crate::http::redirect;
-use crate::http::request::{HttpRequest, check_same_origin, client_info, read_body};
+use crate::http::request::{HttpRequest, check_same_origin, client_info, read_form};
 use crate::http::response::{HttpResponse, html, html_with_scripts};
 
 /// The login form's fields (`application/x-www-form-urlencoded`).
@@ -60,23 +60,6 @@ fn query_rd(req: &HttpRequest) -> Option<String> {
         .ok()?
         .rd
         .filter(|rd| !rd.is_empty())
-}
-
-/// Reads a form body: 415 unless `application/x-www-form-urlencoded`, 413 past the limit.
-async fn read_form<T: for<'de> Deserialize<'de> + Default>(
-    app: &App,
-    req: HttpRequest,
-) -> Result<T, ApiError> {
-    let is_form =
-        crate::http::request::has_content_type(req.headers(), "application/x-www-form-urlencoded");
-    if !is_form {
-        return Err(ApiError::UnsupportedMediaType {
-            expected: "application/x-www-form-urlencoded",
-        });
-    }
-    let body = read_body(req, app.config.limits.max_body).await?;
-    serde_urlencoded::from_bytes(&body)
-        .map_err(|_| ApiError::BadRequest("the form could not be read".into()))
 }
 
 fn see_other(location: &str) -> HttpResponse {
@@ -172,7 +155,7 @@ pub(crate) async fn submit(
 ) -> Result<HttpResponse, ApiError> {
     check_same_origin(req.method(), req.headers(), &app.config)?;
     let client = client_info(req.headers(), peer, &app.config.trusted_networks);
-    let form: LoginForm = read_form(app, req).await?;
+    let form: LoginForm = read_form(req, app.config.limits.max_body).await?;
     let title = app.config.login.title.as_str();
     let rd = form.rd.as_deref().filter(|rd| !rd.is_empty());
     let root = redirect::root(&app.config);
@@ -220,6 +203,10 @@ pub(crate) async fn submit(
         Err(AuthError::InvalidCredentials) => Ok(again(
             StatusCode::OK,
             "The email or password is wrong. Check both and try again.",
+        )),
+        Err(AuthError::EmailNotVerified) => Ok(again(
+            StatusCode::FORBIDDEN,
+            "Your email address is not confirmed yet. Open the link that was mailed to you when you registered.",
         )),
         Err(AuthError::Regulated { retry_after }) => {
             Ok(regulated(retry_after, |status, text| again(status, text)))
@@ -301,7 +288,7 @@ pub(crate) async fn second_factor_submit(
     check_same_origin(req.method(), req.headers(), &app.config)?;
     let client = client_info(req.headers(), peer, &app.config.trusted_networks);
     let headers = req.headers().clone();
-    let form: SecondFactorForm = read_form(app, req).await?;
+    let form: SecondFactorForm = read_form(req, app.config.limits.max_body).await?;
     let title = app.config.login.title.as_str();
     let rd = form.rd.as_deref().filter(|rd| !rd.is_empty());
     let token = form.mfa_token.as_deref().filter(|t| !t.is_empty());
@@ -426,7 +413,9 @@ pub(crate) async fn logout_submit(app: &App, req: HttpRequest) -> Result<HttpRes
     let rd = match query_rd(&req) {
         Some(rd) => Some(rd),
         None if crate::http::request::has_body(req.headers()) => {
-            read_form::<RdForm>(app, req).await?.rd
+            read_form::<RdForm>(req, app.config.limits.max_body)
+                .await?
+                .rd
         }
         None => None,
     };
