@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use http::Method;
 
 use super::handlers::forward_auth::{self, Flavor};
-use super::handlers::{auth, health, introspect, login, oidc, sessions};
+use super::handlers::{admin, auth, health, introspect, login, oidc, sessions};
 use super::metrics;
 use super::request::{HttpRequest, has_body};
 use super::response::HttpResponse;
@@ -107,9 +107,17 @@ pub enum Route {
     Metrics,
     Healthz,
     Readyz,
+    AdminOverview,
+    AdminUsers,
+    AdminUser,
+    AdminGroups,
+    AdminClients,
+    AdminBans,
+    AdminAudit,
 }
 
-/// The fixed paths; `/auth/sessions/{id}` is matched by prefix in [`Route::find`].
+/// The fixed paths; `/auth/sessions/{id}` and `/admin/users/{id}` are matched by prefix in
+/// [`Route::find`].
 const TABLE: &[(&str, Route)] = &[
     ("/auth/register", Route::Register),
     ("/auth/login", Route::Login),
@@ -135,6 +143,12 @@ const TABLE: &[(&str, Route)] = &[
     ("/metrics", Route::Metrics),
     ("/healthz", Route::Healthz),
     ("/readyz", Route::Readyz),
+    ("/admin", Route::AdminOverview),
+    ("/admin/users", Route::AdminUsers),
+    ("/admin/groups", Route::AdminGroups),
+    ("/admin/clients", Route::AdminClients),
+    ("/admin/bans", Route::AdminBans),
+    ("/admin/audit", Route::AdminAudit),
 ];
 
 const SESSION_PREFIX: &str = "/auth/sessions/";
@@ -144,15 +158,24 @@ impl Route {
         if let Some((_, route)) = TABLE.iter().find(|(p, _)| *p == path) {
             return Some(*route);
         }
-        path.strip_prefix(SESSION_PREFIX)
-            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
-            .then_some(Route::Session)
+        let id_after = |prefix: &str| {
+            path.strip_prefix(prefix)
+                .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+        };
+        if id_after(SESSION_PREFIX) {
+            Some(Route::Session)
+        } else if id_after(admin::USER_PREFIX) {
+            Some(Route::AdminUser)
+        } else {
+            None
+        }
     }
 
     /// The path as a pattern, so that ids do not explode the metrics' series count.
     pub fn pattern(self) -> &'static str {
         match self {
             Route::Session => "/auth/sessions/{id}",
+            Route::AdminUser => "/admin/users/{id}",
             route => TABLE
                 .iter()
                 .find(|(_, r)| *r == route)
@@ -178,7 +201,11 @@ impl Route {
             | Route::LogoutPage
             | Route::OidcAuthorize
             | Route::OidcUserinfo
-            | Route::OidcLogout => "GET, HEAD, POST",
+            | Route::OidcLogout
+            | Route::AdminUsers
+            | Route::AdminUser
+            | Route::AdminGroups
+            | Route::AdminBans => "GET, HEAD, POST",
             Route::Me
             | Route::Sessions
             | Route::ForwardAuth
@@ -187,7 +214,10 @@ impl Route {
             | Route::Discovery
             | Route::Metrics
             | Route::Healthz
-            | Route::Readyz => "GET, HEAD",
+            | Route::Readyz
+            | Route::AdminOverview
+            | Route::AdminClients
+            | Route::AdminAudit => "GET, HEAD",
         }
     }
 
@@ -241,5 +271,12 @@ async fn route(app: &App, req: HttpRequest, peer: SocketAddr) -> Result<HttpResp
         Route::Healthz => Ok(health::healthz()),
         Route::Readyz => Ok(health::readyz(app).await),
         Route::Metrics => Err(ApiError::NotFound),
+        Route::AdminOverview
+        | Route::AdminUsers
+        | Route::AdminUser
+        | Route::AdminGroups
+        | Route::AdminClients
+        | Route::AdminBans
+        | Route::AdminAudit => admin::handle(app, req, route).await,
     }
 }

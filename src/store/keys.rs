@@ -42,6 +42,14 @@ pub(crate) fn oidc_code(code_hash: &str) -> String {
     format!("oidc_code:{code_hash}")
 }
 
+/// Logins in one hour, for the admin overview's chart: `stats:logins:<ok|failed>:<Unix hour>`
+/// (the Unix second divided by 3600) → a decimal count, living 25 h from its first
+/// increment, so the last 24 hours are always there and nothing older piles up. Counted in
+/// the session store, so every node's logins add up on Redis. Internal.
+pub(crate) fn login_stats(result: &str, hour: u64) -> String {
+    format!("stats:logins:{result}:{hour}")
+}
+
 /// Failed logins in the current `regulation.find_time` window; `subject` is
 /// `user:<email>` or `ip:<address>`.
 pub(crate) fn failures(subject: &str) -> String {
@@ -71,6 +79,7 @@ mod tests {
             ban("user:a@b.c"),
             bans(),
             oidc_code("x"),
+            login_stats("ok", 1),
         ] {
             assert!(!readable_by_services(&internal), "{internal}");
         }

@@ -1,5 +1,6 @@
 //! Checking secrets under regulation: the password login, client secrets.
 
+use super::stats::LoginResult;
 use super::{AuthError, ClientInfo, Issued, Service};
 use crate::auth::policy;
 use crate::auth::regulation::{self, Refusal, Reservation};
@@ -41,7 +42,7 @@ impl Service {
         };
         let Some((user, needs_rehash)) = found else {
             tracing::info!(event = "login_failed", ip = ip.unwrap_or("-"));
-            metrics::counter!("gatehouse_logins_total", "result" => "failed").increment(1);
+            self.count_login(LoginResult::Failed);
             self.regulation.failed(attempt).await?;
             return Err(AuthError::InvalidCredentials);
         };
@@ -56,7 +57,7 @@ impl Service {
             other => other?,
         };
         tracing::info!(event = "login_ok", user_id = %user.id, ip = client.ip.as_deref().unwrap_or("-"));
-        metrics::counter!("gatehouse_logins_total", "result" => "ok").increment(1);
+        self.count_login(LoginResult::Ok);
         Ok((user, issued))
     }
 

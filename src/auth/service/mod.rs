@@ -2,7 +2,8 @@
 //! split by concept: `login` (checking passwords and client secrets under regulation),
 //! `sessions` (token checks, session start and end), `rotation` (refresh), `accounts`
 //! (registration, password change, versioned user writes), `groups` (groups and the
-//! fresh view of a user that decisions read) and `admin` (the CLI's commands).
+//! fresh view of a user that decisions read), `admin` (the CLI's commands and the admin
+//! pages') and `stats` (logins per hour for the admin overview).
 //!
 //! Session rules (ADR-004 and the API contract):
 //! - A login creates a session (`session:<sid>`), its refresh token and an access token that
@@ -38,6 +39,7 @@ mod groups;
 mod login;
 mod rotation;
 mod sessions;
+pub(crate) mod stats;
 
 /// Attempts at a compare-and-set write before giving up with 503 (each retry follows a
 /// concurrent write that succeeded, so running out takes a storm of writes to one record).

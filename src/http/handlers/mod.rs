@@ -1,5 +1,6 @@
 //! One module per group of endpoints.
 
+pub(crate) mod admin;
 pub(crate) mod auth;
 pub(crate) mod forward_auth;
 pub(crate) mod health;
