@@ -7,11 +7,13 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::browser::{WebDriver, chromedriver, chromium_args, free_port};
 use common::{Backend, PASSWORD, Server, assert_problem, browser_cookies, email, set_cookies};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, COOKIE, LOCATION, ORIGIN};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const PUBLIC: &str = "http://auth.gatehouse.test";
 const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
@@ -742,6 +744,305 @@ async fn the_overview_counts_logins(backend: Backend) {
         assert!(Instant::now() < deadline, "{}", page.body);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+// --- in a browser ---
+
+/// axe-core's browser build, installed by `.ci/run` (`npm ci --prefix tests/pages`); `None`
+/// (said, or a failure under `CI=true`) when it is missing.
+fn axe_source() -> Option<String> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pages/node_modules/axe-core/axe.min.js");
+    match std::fs::read_to_string(&path) {
+        Ok(source) => Some(source),
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "{} is missing; CI must run `npm ci --prefix tests/pages`",
+                path.display()
+            )
+        }
+        Err(_) => {
+            eprintln!(
+                "SKIPPED: axe-core is not installed (npm ci --prefix tests/pages); the admin pages' browser test did not run"
+            );
+            None
+        }
+    }
+}
+
+/// Where screenshots go: `docs/screenshots/` with `GATEHOUSE_SCREENSHOTS=1` (to commit
+/// them), else `target/test-artifacts/`.
+fn screenshot_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if std::env::var("GATEHOUSE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        root.join("docs/screenshots")
+    } else {
+        root.join("target/test-artifacts")
+    }
+}
+
+/// A server with something on every page: users, groups, OpenID Connect clients, bans and
+/// logins. Returns it, the admin's email and the id of a user to show.
+async fn furnished_server(dir: &Path, public: &str, port: u16) -> (Server, String, String) {
+    let config = dir.join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        r#"
+trusted_proxies = ["127.0.0.1"]
+[[oidc.clients]]
+id = "grafana"
+name = "Grafana"
+secret = "a-long-client-secret-0123456789"
+redirect_uris = ["https://grafana.gatehouse.test/login/generic_oauth"]
+groups = ["ops"]
+[[oidc.clients]]
+id = "photos-spa"
+name = "Photos"
+consent = "implicit"
+redirect_uris = ["https://photos.gatehouse.test/callback", "http://127.0.0.1:8123/callback"]
+"#,
+    )
+    .expect("config");
+    let server = Server::builder(Backend::Embedded)
+        .env("GATEHOUSE_CONFIG", &config.display().to_string())
+        .env("GATEHOUSE_LISTEN", &format!("127.0.0.1:{port}"))
+        .env("GATEHOUSE_PUBLIC_URL", public)
+        .start();
+    let admin = "admin@gatehouse.test".to_owned();
+    let out = server.cli(
+        &["user", "add", &admin, "--role", "admin"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(out.status.success(), "{out:?}");
+    for group in ["family", "media", "ops"] {
+        assert!(server.cli(&["group", "add", group], "").status.success());
+    }
+    let people = [
+        "ada.lovelace@example.org",
+        "grace.hopper@example.org",
+        "alan.turing@example.org",
+        "katherine.johnson@example.org",
+        "edsger.dijkstra@example.org",
+        "barbara.liskov@example.org",
+        "donald.knuth@example.org",
+        "margaret.hamilton@example.org",
+    ];
+    for (i, person) in people.iter().enumerate() {
+        server.signup(person).await;
+        let group = ["family", "media", "ops"][i % 3];
+        assert!(
+            server
+                .cli(&["group", "add-member", group, person], "")
+                .status
+                .success()
+        );
+    }
+    assert!(
+        server
+            .cli(&["group", "add-member", "media", people[0]], "")
+            .status
+            .success()
+    );
+    assert!(
+        server
+            .cli(&["user", "disable", people[6]], "")
+            .status
+            .success()
+    );
+    // Failed logins from an address behind the proxy: a ban of that address and account.
+    for _ in 0..5 {
+        let r = server
+            .http
+            .post(server.url("/auth/login"))
+            .header("x-forwarded-for", "203.0.113.77")
+            .json(&json!({"email": people[4], "password": "guess"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(matches!(r.status().as_u16(), 401 | 429));
+    }
+    let listing = server.cli(&["user", "list"], "");
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let ada_id = listing
+        .lines()
+        .find(|l| l.contains(people[0]))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("ada listed")
+        .to_owned();
+    (server, admin, ada_id)
+}
+
+/// What the page says about itself, measured in the browser.
+const MEASURE: &str = r#"
+const nav = performance.getEntriesByType('navigation')[0];
+const urls = [...document.querySelectorAll('[src],[href],[action]')]
+  .map(e => e.getAttribute('src') || e.getAttribute('href') || e.getAttribute('action'));
+return {
+  scrollWidth: document.documentElement.scrollWidth,
+  clientWidth: document.documentElement.clientWidth,
+  innerWidth: window.innerWidth,
+  bytes: nav ? nav.decodedBodySize : -1,
+  resources: performance.getEntriesByType('resource').map(r => r.name),
+  urls: urls.map(u => new URL(u, location.href).origin),
+  origin: location.origin,
+  dark: matchMedia('(prefers-color-scheme: dark)').matches,
+  height: document.documentElement.scrollHeight,
+};
+"#;
+
+const AXE_RUN: &str = r#"
+const done = arguments[arguments.length - 1];
+axe.run(document, {resultTypes: ['violations']})
+  .then(r => done(r.violations.map(v => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 3).map(n => n.target.join(' ')),
+  }))))
+  .catch(e => done({error: String(e)}));
+"#;
+
+/// Checks the page the browser shows: no horizontal scroll, under 50 KB, nothing from
+/// another origin, no serious or critical axe-core violation; then a screenshot.
+async fn check_page(browser: &WebDriver, axe: &str, name: &str, view: &str, width: u32) {
+    let m = browser.execute(MEASURE, json!([])).await;
+    let what = format!("{name} at {view}");
+    assert_eq!(m["innerWidth"], width, "{what}: {m}");
+    assert!(
+        m["scrollWidth"].as_u64() <= m["clientWidth"].as_u64(),
+        "{what} scrolls sideways: {m}"
+    );
+    let bytes = m["bytes"].as_u64().expect("navigation timing");
+    assert!(bytes > 0 && bytes < 50_000, "{what} weighs {bytes} bytes");
+    let origin = m["origin"].as_str().expect("origin");
+    assert_eq!(m["resources"], json!([]), "{what} loads other files: {m}");
+    for url_origin in m["urls"].as_array().expect("urls") {
+        assert_eq!(url_origin, origin, "{what} names another origin: {m}");
+    }
+    if view == "dark" {
+        assert_eq!(m["dark"], true, "{what}: the dark scheme is not on");
+    }
+
+    let loaded = browser
+        .execute(&format!("{axe}\n;return typeof axe;"), json!([]))
+        .await;
+    assert_eq!(loaded, "object", "axe-core did not load");
+    let violations = browser.execute_async(AXE_RUN, json!([])).await;
+    let list = violations
+        .as_array()
+        .unwrap_or_else(|| panic!("axe: {violations}"));
+    for v in list {
+        eprintln!(
+            "axe ({what}): {} {} — {} {}",
+            v["impact"], v["id"], v["help"], v["nodes"]
+        );
+    }
+    let grave: Vec<&Value> = list
+        .iter()
+        .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+        .collect();
+    assert!(grave.is_empty(), "{what}: axe-core found {grave:#?}");
+
+    let dir = screenshot_dir();
+    if view == "desktop" {
+        // The whole page, not only the first screen.
+        let height = m["height"].as_u64().unwrap_or(900).clamp(400, 2400) as u32;
+        browser.set_window(width, height).await;
+        // The window's height includes what the browser draws around the page.
+        let inner = browser.execute("return window.innerHeight;", json!([])).await;
+        let inner = inner.as_u64().unwrap_or(u64::from(height)) as u32;
+        if inner < height {
+            browser.set_window(width, 2 * height - inner).await;
+        }
+    }
+    browser
+        .screenshot(&dir.join(format!("admin-{name}-{view}.png")))
+        .await;
+    if view == "desktop" {
+        browser.set_window(width, 900).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_pages_at_desktop_and_phone_widths() {
+    let Some(axe) = axe_source() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((_driver, chromium, driver)) = chromedriver(dir.path()) else {
+        return;
+    };
+    let port = free_port();
+    let public = format!("http://auth.gatehouse.test:{port}");
+    let (server, admin, ada_id) = furnished_server(dir.path(), &public, port).await;
+    let pages = [
+        ("overview", "admin".to_owned()),
+        ("users", "admin/users".to_owned()),
+        ("user", format!("admin/users/{ada_id}")),
+        ("groups", "admin/groups".to_owned()),
+        ("clients", "admin/clients".to_owned()),
+        ("bans", "admin/bans".to_owned()),
+        ("audit", "admin/audit".to_owned()),
+    ];
+    for (view, width) in [("desktop", 1280), ("phone", 390), ("dark", 1280)] {
+        let profile = dir.path().join(format!("profile-{view}"));
+        let mut args = chromium_args(&profile);
+        let mut options = json!({"binary": chromium, "args": []});
+        match view {
+            "phone" => {
+                options["mobileEmulation"] = json!({"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 1.0, "mobile": true, "touch": true}});
+            }
+            "dark" => {
+                args.push("--window-size=1280,900".into());
+                args.push("--blink-settings=preferredColorScheme=0".into());
+            }
+            _ => args.push("--window-size=1280,900".into()),
+        }
+        options["args"] = json!(args);
+        let browser = WebDriver::start_with(&driver, options).await;
+        if view != "phone" {
+            browser.set_window(width, 900).await;
+        }
+
+        // Sign in through the login page, which comes back to /admin.
+        browser.goto(&format!("{public}/admin")).await;
+        browser
+            .wait_url("the login page", |u| {
+                u.starts_with(&format!("{public}/login?rd="))
+            })
+            .await;
+        browser.type_into("#email", &admin).await;
+        browser.type_into("#password", PASSWORD).await;
+        browser.click("button[type=submit]").await;
+        browser
+            .wait_url("the admin overview", |u| u == format!("{public}/admin"))
+            .await;
+
+        for (name, path) in &pages {
+            if view == "dark" && !matches!(*name, "overview" | "user") {
+                continue;
+            }
+            browser.goto(&format!("{public}/{path}")).await;
+            check_page(&browser, &axe, name, view, width).await;
+        }
+
+        if view == "desktop" {
+            // An action in the browser, without JavaScript on the page: create a group.
+            browser.goto(&format!("{public}/admin/groups")).await;
+            browser.type_into("#group", "lab").await;
+            browser.click("#group ~ button").await;
+            browser
+                .wait_url("the group created", |u| {
+                    u.ends_with("/admin/groups?done=group_created")
+                })
+                .await;
+            let page = browser.source().await;
+            assert!(
+                page.contains("The group is created.") && page.contains("<td>lab</td>"),
+                "{page}"
+            );
+        }
+        browser.quit().await;
+    }
+    drop(server);
 }
 
 backend_tests!(

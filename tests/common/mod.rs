@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub mod browser;
+
 /// A backend the suite runs against: `Embedded` (sessions and users in the data dir) or
 /// `Redis` (sessions and users in a real `redis-server` that lives as long as the value).
 #[derive(Debug, Clone)]
