@@ -947,7 +947,9 @@ async fn check_page(browser: &WebDriver, axe: &str, name: &str, view: &str, widt
         let height = m["height"].as_u64().unwrap_or(900).clamp(400, 2400) as u32;
         browser.set_window(width, height).await;
         // The window's height includes what the browser draws around the page.
-        let inner = browser.execute("return window.innerHeight;", json!([])).await;
+        let inner = browser
+            .execute("return window.innerHeight;", json!([]))
+            .await;
         let inner = inner.as_u64().unwrap_or(u64::from(height)) as u32;
         if inner < height {
             browser.set_window(width, 2 * height - inner).await;

@@ -17,6 +17,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use gatehouse::app::App;
+use gatehouse::auth::ClientInfo;
+use gatehouse::domain::Role;
 use gatehouse::auth::secret::SecretInputs;
 use gatehouse::config::Config;
 use hyper::server::conn::http1;
@@ -32,7 +34,27 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(8);
 struct Harness {
     runtime: Runtime,
     app: Arc<App>,
+    /// An access token of an admin's session, put where an input says `@ADMIN_TOKEN@`, so
+    /// that inputs reach what only an admin reaches (the admin pages' forms). An input may
+    /// end that session (`POST /auth/logout` with it): then a new one is made.
+    admin_token: std::sync::Mutex<String>,
 }
+
+const ADMIN_EMAIL: &str = "fuzz-admin@example.org";
+const ADMIN_PASSWORD: &str = "fuzzing admin's staple battery";
+
+/// A fresh session of the fuzzing admin.
+async fn admin_login(app: &App) -> String {
+    let (_, issued) = app
+        .auth
+        .login(ADMIN_EMAIL, ADMIN_PASSWORD, &ClientInfo::default())
+        .await
+        .expect("admin login");
+    issued.access_token
+}
+
+/// Stands for [`Harness::admin_token`] in an input (see the `admin_*` seeds).
+const ADMIN_TOKEN: &[u8] = b"@ADMIN_TOKEN@";
 
 static DATA_DIR: OnceLock<PathBuf> = OnceLock::new();
 
@@ -78,7 +100,18 @@ fn harness() -> &'static Harness {
             let _guard = runtime.enter();
             App::build(config, &secrets).expect("App::build")
         };
-        Harness { runtime, app }
+        let admin_token = runtime.block_on(async {
+            app.auth
+                .create_user(ADMIN_EMAIL, ADMIN_PASSWORD, Role::Admin)
+                .await
+                .expect("create the admin");
+            admin_login(&app).await
+        });
+        Harness {
+            runtime,
+            app,
+            admin_token: std::sync::Mutex::new(admin_token),
+        }
     })
 }
 
@@ -184,8 +217,41 @@ fn debug() -> bool {
     *DEBUG.get_or_init(|| std::env::var_os("GATEHOUSE_FUZZ_DEBUG").is_some())
 }
 
+/// `data` with every `@ADMIN_TOKEN@` replaced by the admin's token.
+fn with_admin_token(data: &[u8], token: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut rest = data;
+    while let Some(at) = rest.windows(ADMIN_TOKEN.len()).position(|w| w == ADMIN_TOKEN) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(token);
+        rest = &rest[at + ADMIN_TOKEN.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// The admin's token, logging in again if an earlier input ended its session.
+fn live_admin_token(harness: &Harness) -> String {
+    let mut token = harness.admin_token.lock().unwrap_or_else(|e| e.into_inner());
+    let app = &harness.app;
+    let live = harness
+        .runtime
+        .block_on(async { app.auth.authenticate(&token).await.is_ok() });
+    if !live {
+        *token = harness.runtime.block_on(admin_login(app));
+    }
+    token.clone()
+}
+
 fuzz_target!(|data: &[u8]| {
     let harness = harness();
+    let substituted;
+    let data = if data.windows(ADMIN_TOKEN.len()).any(|w| w == ADMIN_TOKEN) {
+        substituted = with_admin_token(data, live_admin_token(harness).as_bytes());
+        &substituted[..]
+    } else {
+        data
+    };
     let response = harness
         .runtime
         .block_on(exchange(harness.app.clone(), data, peer(data)));

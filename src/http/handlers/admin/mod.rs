@@ -24,7 +24,7 @@ mod views;
 use std::fmt::Write as _;
 
 use base64::Engine;
-use http::{Method, StatusCode};
+use http::{HeaderValue, Method, StatusCode, header};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -412,7 +412,14 @@ impl Ctx<'_> {
             Route::AdminAudit => self.audit(&mut flash).await?,
             _ => return Err(ApiError::NotFound),
         };
-        Ok(html(status, body))
+        let mut response = html(status, body);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Busy hashing: like every 503 of gatehouse, say when to come back.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        Ok(response)
     }
 
     async fn overview(&self, flash: &mut Flash) -> Result<String, ApiError> {
