@@ -93,7 +93,7 @@ fn error_page(app: &App, e: &ApiError) -> HttpResponse {
         e.status(),
         render(&ErrorPage {
             heading,
-            detail: e.to_string(),
+            detail: capitalise(&e.to_string()),
             hint,
             root: root(app),
         }),
