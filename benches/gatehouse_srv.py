@@ -59,9 +59,10 @@ class Gatehouse:
 
     count = 0
 
-    def __init__(self, ctx, name, backend="embedded", cheap=False, env=None, secret=True, data_dir=None):
+    def __init__(self, ctx, name, backend="embedded", cheap=False, env=None, secret=True, data_dir=None,
+                 port=None):
         Gatehouse.count += 1
-        self.port = free_port()
+        self.port = port or free_port()
         self.data = data_dir or tempfile.mkdtemp(dir=ctx.tmp, prefix=f"{name}-")
         e = {"GATEHOUSE_LISTEN": f"127.0.0.1:{self.port}", "GATEHOUSE_DATA_DIR": self.data,
              "GATEHOUSE_LOG__LEVEL": "warn"}

@@ -266,6 +266,11 @@ class Wrk:
             out, err = p.communicate()
         if p in LOADGEN:
             LOADGEN.remove(p)
+        # A script may print "BENCH_EXTRA {...}" (its own counters) before the summary line.
+        extra = {}
+        for line in out.splitlines():
+            if line.startswith("BENCH_EXTRA "):
+                extra.update(json.loads(line[len("BENCH_EXTRA "):]))
         for line in out.splitlines():
             if line.startswith("BENCH_JSON "):
                 r = json.loads(line[len("BENCH_JSON "):])
@@ -276,6 +281,7 @@ class Wrk:
                 r["rps"] = r["ok"] / secs if secs else 0.0
                 r["all_rps"] = r["requests"] / secs if secs else 0.0
                 r["errors"] = bad
+                r.update(extra)
                 return r
         raise RuntimeError(f"wrk gave no result (exit {p.returncode}):\n{out}\n{err}")
 

@@ -511,6 +511,9 @@ def markdown(res, chart=None, md_path=None):
       "stops short says how far it got, and its target figure is a linear extrapolation, marked as such. "
       "`python3 benches/run.py --budget 60` fills further.")
     w("")
+    if res.get("oidc"):
+        import oidc_bench
+        L.extend(oidc_bench.markdown(res["oidc"]))
     w("## Footprint")
     w("")
     b = fp.get("binary", {})

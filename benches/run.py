@@ -267,6 +267,8 @@ def check_smoke(res):
         for scen, v in r.items():
             if isinstance(v, dict) and "ok" in v and v["ok"] <= 0:
                 problems.append(f"{sysname}/{scen}: no successful response")
+    import oidc_bench
+    problems += oidc_bench.check_smoke(res.get("oidc"))
     mem = res.get("memory", {})
     if mem and mem.get("steps") and mem["steps"][-1]["sessions"] <= 0:
         problems.append("memory: no sessions made")
@@ -366,6 +368,12 @@ def main():
         res["systems"]["gatehouse-embedded"] = phase("gatehouse embedded", bench_gatehouse, ctx, "embedded")
         if ctx.redis:
             res["systems"]["gatehouse-redis"] = phase("gatehouse Redis", bench_gatehouse, ctx, "redis")
+        try:
+            import oidc_bench
+            res["oidc"] = phase("OIDC (gatehouse and node oidc-provider)", oidc_bench.run, ctx)
+        except Exception as e:  # gatehouse's other figures are kept; smoke fails below
+            log(f"OIDC failed: {e}")
+            res.setdefault("peer_errors", []).append(f"OIDC: {e}")
         if peers_on:
             for strategy in ("jwt", "redis"):
                 if strategy == "redis" and not ctx.redis:

@@ -54,6 +54,10 @@ pub(crate) enum AdminRequest {
         name: String,
         email: String,
     },
+    /// Removes every second factor of the user and ends their sessions.
+    ResetMfa {
+        email: String,
+    },
     ListBans,
     LiftBan {
         target: String,
@@ -171,6 +175,16 @@ pub(crate) async fn execute(app: &App, request: AdminRequest) -> Result<String, 
                 .await
                 .map_err(|e| e.to_string())?;
             format!("{} is not in group {name}", u.email)
+        }
+        AdminRequest::ResetMfa { email } => {
+            let u = auth
+                .reset_factors(&email)
+                .await
+                .map_err(|e| e.to_string())?;
+            format!(
+                "second factors of {} removed (TOTP, passkeys, recovery codes); their sessions were ended",
+                u.email
+            )
         }
         AdminRequest::ListBans => {
             let bans = auth.bans().await.map_err(|e| e.to_string())?;

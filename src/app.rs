@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Service;
+use crate::auth::factors::{FactorKeySource, FactorRules, Sealer};
 use crate::auth::keys::{self, KeySource};
 use crate::auth::passwords::Hasher;
 use crate::auth::secret::{self, SecretInputs, SecretSource};
@@ -30,6 +31,8 @@ pub enum StartError {
     Config(#[from] crate::config::ConfigError),
     #[error("cannot start the password hashers: {0}")]
     Hasher(#[from] crate::auth::passwords::HashError),
+    #[error(transparent)]
+    Factors(#[from] crate::auth::factors::FactorKeyError),
 }
 
 /// Everything a request handler needs, shared by all connections.
@@ -142,7 +145,8 @@ impl App {
         )?;
 
         let provider = crate::auth::oidc::Provider::load(&config)?;
-        let auth = Service::new(&config, users, store, hasher, signer, provider);
+        let factors = factor_rules(&config, secrets)?;
+        let auth = Service::new(&config, users, store, hasher, signer, provider, factors);
         Ok(Arc::new(App {
             config,
             auth,
@@ -150,6 +154,39 @@ impl App {
             last_forwarded: Default::default(),
         }))
     }
+}
+
+/// The second-factor key (GD-0010) and the WebAuthn relying party.
+fn factor_rules(config: &Config, secrets: &SecretInputs) -> Result<FactorRules, StartError> {
+    let (sealer, source) = Sealer::load(
+        config.mfa.key_file.as_deref(),
+        secrets.credentials_dir.as_deref(),
+        &config.data_dir,
+    )?;
+    match &source {
+        FactorKeySource::Configured(path) => {
+            tracing::debug!(path = %path.display(), "second-factor key from a file")
+        }
+        FactorKeySource::DataDir(path) => {
+            tracing::debug!(path = %path.display(), "second-factor key from the data dir")
+        }
+        FactorKeySource::Generated(path) => tracing::info!(
+            path = %path.display(),
+            "generated the key that seals TOTP secrets into the data dir; back it up beside the database"
+        ),
+    }
+    if matches!(config.users.backend, UserBackend::Redis { .. })
+        && !matches!(source, FactorKeySource::Configured(_))
+    {
+        tracing::warn!(
+            "accounts are shared through Redis but mfa.key_file is unset: every node must use the same second-factor key, or a TOTP secret set up on one node does not open on the others"
+        );
+    }
+    let rules = FactorRules::new(config, sealer)?;
+    if rules.webauthn.is_none() {
+        tracing::info!("public_url is unset: passkeys are off (TOTP and recovery codes work)");
+    }
+    Ok(rules)
 }
 
 /// The EdDSA/ES256 signer from `tokens.private_keys` or the data dir's generated key.

@@ -9,7 +9,8 @@
 //! - [`serve`]: the running server's start-up and shutdown; [`systemd`]: readiness and
 //!   watchdog notifications.
 //! - [`admin`]: account administration, run by the CLI directly or, while a server holds the
-//!   database, through the server's admin socket.
+//!   database, through the server's admin socket. `audit`: events of changes to how an
+//!   account signs in (second factors), today structured log lines at target `audit`.
 //! - [`config`]: layered configuration (defaults < `config.toml` < `GATEHOUSE_*` env),
 //!   validated once into typed sections; it knows nothing of `auth`.
 //! - [`app`]: builds the shared [`app::App`] (stores, hasher, keys) from a [`config::Config`].
@@ -19,9 +20,10 @@
 //!   (`/admin`), and one module per group of endpoints (the JSON API, forward-auth,
 //!   introspection). Handlers call [`auth::Service`].
 //! - [`auth`]: the rules: passwords (argon2id on a bounded thread pool, strength policy),
-//!   tokens (JWT, key rotation), regulation of failed logins, forward-auth access rules, and
-//!   the session life cycle (login, rotation with reuse detection, revocation), one file of
-//!   [`auth::service`] per concept.
+//!   tokens (JWT, key rotation), regulation of failed logins, forward-auth access rules,
+//!   second factors (TOTP, passkeys, recovery codes: GD-0010), and the session life cycle
+//!   (login, rotation with reuse detection, revocation), one file of [`auth::service`] per
+//!   concept.
 //! - [`store`]: the [`store::SessionStore`] and [`store::UserStore`] traits and their backends
 //!   (embedded moka + redb, Redis), plus backup. The handlers never know which backend runs.
 //! - [`files`]: files that hold secrets (backups, generated keys, the data dir), created
@@ -38,6 +40,7 @@
 
 pub(crate) mod admin;
 pub mod app;
+pub(crate) mod audit;
 pub mod auth;
 pub mod cli;
 pub(crate) mod clock;

@@ -245,6 +245,7 @@ fn user(email: &str) -> User {
         credential_version: 0,
         groups: Vec::new(),
         consents: Vec::new(),
+        factors: Default::default(),
     }
 }
 

@@ -190,6 +190,9 @@ _gatehouse() {
             gatehouse__subcmd__help__subcmd__user,passwd)
                 cmd="gatehouse__subcmd__help__subcmd__user__subcmd__passwd"
                 ;;
+            gatehouse__subcmd__help__subcmd__user,reset-mfa)
+                cmd="gatehouse__subcmd__help__subcmd__user__subcmd__reset__subcmd__mfa"
+                ;;
             gatehouse__subcmd__help__subcmd__user,set-role)
                 cmd="gatehouse__subcmd__help__subcmd__user__subcmd__set__subcmd__role"
                 ;;
@@ -211,6 +214,9 @@ _gatehouse() {
             gatehouse__subcmd__user,passwd)
                 cmd="gatehouse__subcmd__user__subcmd__passwd"
                 ;;
+            gatehouse__subcmd__user,reset-mfa)
+                cmd="gatehouse__subcmd__user__subcmd__reset__subcmd__mfa"
+                ;;
             gatehouse__subcmd__user,set-role)
                 cmd="gatehouse__subcmd__user__subcmd__set__subcmd__role"
                 ;;
@@ -231,6 +237,9 @@ _gatehouse() {
                 ;;
             gatehouse__subcmd__user__subcmd__help,passwd)
                 cmd="gatehouse__subcmd__user__subcmd__help__subcmd__passwd"
+                ;;
+            gatehouse__subcmd__user__subcmd__help,reset-mfa)
+                cmd="gatehouse__subcmd__user__subcmd__help__subcmd__reset__subcmd__mfa"
                 ;;
             gatehouse__subcmd__user__subcmd__help,set-role)
                 cmd="gatehouse__subcmd__user__subcmd__help__subcmd__set__subcmd__role"
@@ -1006,7 +1015,7 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__help__subcmd__user)
-            opts="add list set-role disable enable passwd"
+            opts="add list set-role disable enable passwd reset-mfa"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1089,6 +1098,20 @@ _gatehouse() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        gatehouse__subcmd__help__subcmd__user__subcmd__reset__subcmd__mfa)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         gatehouse__subcmd__help__subcmd__user__subcmd__set__subcmd__role)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1140,7 +1163,7 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__user)
-            opts="-h --config --help add list set-role disable enable passwd help"
+            opts="-h --config --help add list set-role disable enable passwd reset-mfa help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1216,7 +1239,7 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__user__subcmd__help)
-            opts="add list set-role disable enable passwd help"
+            opts="add list set-role disable enable passwd reset-mfa help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1313,6 +1336,20 @@ _gatehouse() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        gatehouse__subcmd__user__subcmd__help__subcmd__reset__subcmd__mfa)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         gatehouse__subcmd__user__subcmd__help__subcmd__set__subcmd__role)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1346,6 +1383,24 @@ _gatehouse() {
             return 0
             ;;
         gatehouse__subcmd__user__subcmd__passwd)
+            opts="-h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gatehouse__subcmd__user__subcmd__reset__subcmd__mfa)
             opts="-h --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -43,15 +43,16 @@ complete -c gatehouse -n "__fish_gatehouse_using_subcommand check-config" -l con
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand check-config" -s h -l help -d 'Print help'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand doctor" -l config -d 'Path of the TOML config file (before or after the subcommand)' -r -F
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand doctor" -s h -l help -d 'Print help'
-complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd help" -l config -d 'Path of the TOML config file (before or after the subcommand)' -r -F
-complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd help" -s h -l help -d 'Print help'
-complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd help" -f -a "add" -d 'Create an account'
-complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd help" -f -a "list" -d 'List accounts'
-complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd help" -f -a "set-role" -d 'Change an account\'s role (`user` or `admin`); ends its sessions'
-complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd help" -f -a "disable" -d 'Disable an account and end its sessions'
-complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd help" -f -a "enable" -d 'Enable a disabled account'
-complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd help" -f -a "passwd" -d 'Set a new password; ends every session of the account'
-complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd reset-mfa help" -l config -d 'Path of the TOML config file (before or after the subcommand)' -r -F
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd reset-mfa help" -s h -l help -d 'Print help'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd reset-mfa help" -f -a "add" -d 'Create an account'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd reset-mfa help" -f -a "list" -d 'List accounts'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd reset-mfa help" -f -a "set-role" -d 'Change an account\'s role (`user` or `admin`); ends its sessions'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd reset-mfa help" -f -a "disable" -d 'Disable an account and end its sessions'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd reset-mfa help" -f -a "enable" -d 'Enable a disabled account'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd reset-mfa help" -f -a "passwd" -d 'Set a new password; ends every session of the account'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd reset-mfa help" -f -a "reset-mfa" -d 'Remove every second factor (TOTP, passkeys, recovery codes) of a locked-out account; ends its sessions and its logins in flight'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and not __fish_seen_subcommand_from add list set-role disable enable passwd reset-mfa help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and __fish_seen_subcommand_from add" -l role -r
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and __fish_seen_subcommand_from add" -l config -d 'Path of the TOML config file (before or after the subcommand)' -r -F
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
@@ -65,12 +66,15 @@ complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and __fish_see
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and __fish_seen_subcommand_from enable" -s h -l help -d 'Print help'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and __fish_seen_subcommand_from passwd" -l config -d 'Path of the TOML config file (before or after the subcommand)' -r -F
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and __fish_seen_subcommand_from passwd" -s h -l help -d 'Print help'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and __fish_seen_subcommand_from reset-mfa" -l config -d 'Path of the TOML config file (before or after the subcommand)' -r -F
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and __fish_seen_subcommand_from reset-mfa" -s h -l help -d 'Print help'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "add" -d 'Create an account'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "list" -d 'List accounts'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "set-role" -d 'Change an account\'s role (`user` or `admin`); ends its sessions'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "disable" -d 'Disable an account and end its sessions'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "enable" -d 'Enable a disabled account'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "passwd" -d 'Set a new password; ends every session of the account'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "reset-mfa" -d 'Remove every second factor (TOTP, passkeys, recovery codes) of a locked-out account; ends its sessions and its logins in flight'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand group; and not __fish_seen_subcommand_from add del list add-member remove-member help" -l config -d 'Path of the TOML config file (before or after the subcommand)' -r -F
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand group; and not __fish_seen_subcommand_from add del list add-member remove-member help" -s h -l help -d 'Print help'
@@ -141,6 +145,7 @@ complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and __fish_see
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "disable" -d 'Disable an account and end its sessions'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "enable" -d 'Enable a disabled account'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "passwd" -d 'Set a new password; ends every session of the account'
+complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "reset-mfa" -d 'Remove every second factor (TOTP, passkeys, recovery codes) of a locked-out account; ends its sessions and its logins in flight'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and __fish_seen_subcommand_from group" -f -a "add" -d 'Create a group (a name of a-z, 0-9, \'_\', \'.\', \'-\')'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and __fish_seen_subcommand_from group" -f -a "del" -d 'Delete a group; its members leave it'
 complete -c gatehouse -n "__fish_gatehouse_using_subcommand help; and __fish_seen_subcommand_from group" -f -a "list" -d 'List the groups with their member counts'

@@ -11,6 +11,7 @@
 //!   handlers and the CLI call.
 
 pub mod access;
+pub(crate) mod factors;
 pub(crate) mod keys;
 pub mod oidc;
 pub(crate) mod passwords;
@@ -20,4 +21,5 @@ pub mod secret;
 pub(crate) mod service;
 pub mod tokens;
 
+pub use service::factors::{Code, LoginOutcome};
 pub use service::{AuthError, ClientInfo, Issued, Service};

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::keys::KeyPair;
 use crate::config::TokenAlgorithm;
 use crate::domain::Role;
+use crate::domain::factors::Amr;
 
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,6 +32,16 @@ pub struct AccessClaims {
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+    /// How the session was signed in (RFC 8176: `pwd`, `otp`, `hwk`, `user`). Tokens issued
+    /// before second factors existed have none and read as `["pwd"]`. The session record
+    /// holds the authoritative value: a token check takes it from there, so a step-up counts
+    /// for every token of the session at once.
+    #[serde(default)]
+    pub amr: Amr,
+    /// With `mfa.required`: the user has no second factor yet, and this session may only
+    /// enrol one (recomputed whenever a token is issued).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enrolment_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -84,6 +95,10 @@ pub struct Signer {
     /// `(kid, key)`, the signing key first.
     decoding: Vec<(String, DecodingKey)>,
     validation: Validation,
+    /// RS256 signs with ring rather than through `jsonwebtoken`'s RustCrypto backend: an
+    /// RSA-2048 signature there takes 2.5–2.9 ms, ring's about a quarter of that, and
+    /// every OpenID Connect token exchange signs an id_token.
+    rsa: Option<std::sync::Arc<ring::signature::RsaKeyPair>>,
 }
 
 impl Signer {
@@ -121,6 +136,7 @@ impl Signer {
                 .map(|s| (key_id(s), DecodingKey::from_secret(s)))
                 .collect(),
             validation,
+            rsa: None,
         }
     }
 
@@ -162,6 +178,11 @@ impl Signer {
         signer.encoding = encoding(&signing.private_der);
         signer.decoding = decoding;
         signer.jwks = keys.iter().map(|k| k.jwk.clone()).collect();
+        if algorithm == TokenAlgorithm::RS256 {
+            let pair = ring::signature::RsaKeyPair::from_der(&signing.private_der)
+                .map_err(|_| TokenError::Malformed)?;
+            signer.rsa = Some(std::sync::Arc::new(pair));
+        }
         Ok(signer)
     }
 
@@ -172,7 +193,11 @@ impl Signer {
     }
 
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
-        jsonwebtoken::encode(&self.header, claims, &self.encoding).map_err(|_| TokenError::Signing)
+        match &self.rsa {
+            Some(pair) => sign_rs256(pair, &self.header, claims),
+            None => jsonwebtoken::encode(&self.header, claims, &self.encoding)
+                .map_err(|_| TokenError::Signing),
+        }
     }
 
     /// The `kid` that signs.
@@ -242,6 +267,31 @@ impl Signer {
     }
 }
 
+/// `base64url(header).base64url(claims).base64url(RSASSA-PKCS1-v1_5 SHA-256 signature)`
+/// (RFC 7515 compact serialization, RFC 7518 §3.3).
+fn sign_rs256<T: Serialize>(
+    pair: &ring::signature::RsaKeyPair,
+    header: &Header,
+    claims: &T,
+) -> Result<String, TokenError> {
+    let header = serde_json::to_vec(header).map_err(|_| TokenError::Signing)?;
+    let claims = serde_json::to_vec(claims).map_err(|_| TokenError::Signing)?;
+    let mut token = URL_SAFE_NO_PAD.encode(header);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(claims, &mut token);
+    let mut signature = vec![0u8; pair.public().modulus_len()];
+    pair.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        token.as_bytes(),
+        &mut signature,
+    )
+    .map_err(|_| TokenError::Signing)?;
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+    Ok(token)
+}
+
 /// A short public identifier of a secret: the first 8 bytes of its SHA-256.
 fn key_id(secret: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(&Sha256::digest(secret)[..8])
@@ -274,6 +324,8 @@ mod tests {
             sid: "s".into(),
             iss: None,
             aud: None,
+            amr: Amr::default(),
+            enrolment_only: false,
         }
     }
 

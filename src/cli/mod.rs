@@ -112,6 +112,9 @@ pub enum UserCommand {
     Enable { email: String },
     /// Set a new password; ends every session of the account.
     Passwd { email: String },
+    /// Remove every second factor (TOTP, passkeys, recovery codes) of a locked-out account;
+    /// ends its sessions and its logins in flight.
+    ResetMfa { email: String },
 }
 
 /// Parses the command line and runs the command.
@@ -134,7 +137,8 @@ pub fn main() -> ExitCode {
             Command::CheckConfig => check_config(path),
             Command::Doctor => doctor(path).await,
             Command::User(cmd) => {
-                let config = load(path, "warn")?;
+                // Audit events (a second-factor reset) are recorded wherever the command runs.
+                let config = load(path, "warn,audit=info")?;
                 user::run(user::request(cmd)?, config).await
             }
             Command::Backup { file } => backup::backup(&file, load(path, "warn")?).await,

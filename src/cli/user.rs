@@ -31,6 +31,7 @@ pub(super) fn request(cmd: UserCommand) -> Result<AdminRequest, String> {
             email,
             password: read_password()?,
         },
+        UserCommand::ResetMfa { email } => AdminRequest::ResetMfa { email },
     })
 }
 

@@ -14,6 +14,10 @@ pub enum Policy {
     Bypass,
     /// Anyone with a live session (and one of the rule's `roles`, when it names any).
     Authenticated,
+    /// Like `authenticated`, and the session was signed in with two factors (a password and
+    /// a code, or a passkey with user verification).
+    #[serde(rename = "two_factor")]
+    TwoFactor,
     /// No one.
     Deny,
 }
@@ -49,7 +53,7 @@ pub struct RawRule {
     pub path: Option<String>,
     #[serde(default = "default_rule_policy")]
     pub policy: Policy,
-    /// With `authenticated`: the user must hold one of these roles.
+    /// With `authenticated` or `two_factor`: the user must hold one of these roles.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
     /// With `authenticated`: the user must belong to one of these groups (and, when `roles`
@@ -129,11 +133,11 @@ impl RawRule {
                 ));
             }
         }
-        if !(self.roles.is_empty() && self.groups.is_empty())
-            && self.policy != Policy::Authenticated
-        {
+        let needs_session = matches!(self.policy, Policy::Authenticated | Policy::TwoFactor);
+        let narrows = !self.roles.is_empty() || !self.groups.is_empty();
+        if narrows && !needs_session {
             return Err(format!(
-                "rule {n}: roles and groups only make sense with policy = \"authenticated\""
+                "rule {n}: roles and groups only make sense with policy = \"authenticated\" or \"two_factor\""
             ));
         }
         let groups = self

@@ -12,7 +12,8 @@
 //! - `tokens`: `[tokens]`; `stores`: `[sessions]`, `[users]`, `[redis]`; `passwords`:
 //!   `[argon2]`, `[passwords]`, `[regulation]`; `server`: `[limits]`, `[metrics]`, `[log]`
 //!   and `trusted_proxies`; `web`: `[cookies]`, `[login]`, `[introspection]` and
-//!   `public_url`; [`access`]: `[access_control]`; [`oidc`]: `[oidc]` and its clients.
+//!   `public_url`; [`access`]: `[access_control]`; [`oidc`]: `[oidc]` and its clients;
+//!   `mfa`: `[mfa]` and `[webauthn]`.
 //!
 //! `config` depends on nothing in `auth`: `auth` reads these values and gives them meaning
 //! (e.g. `auth::access` judges requests by the access rules).
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub mod access;
+mod mfa;
 pub mod oidc;
 mod passwords;
 mod server;
@@ -33,6 +35,7 @@ mod stores;
 mod tokens;
 mod web;
 
+pub use mfa::{Mfa, Webauthn};
 pub use passwords::{Argon2, Passwords, Regulation};
 pub use server::{Limits, Log, LogFormat, Metrics};
 pub use stores::{
@@ -82,6 +85,8 @@ pub struct Config {
     pub login: Login,
     /// The OpenID Connect provider (on when a client is configured).
     pub oidc: oidc::Oidc,
+    pub mfa: Mfa,
+    pub webauthn: Webauthn,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +123,8 @@ struct RawConfig {
     introspection: Introspection,
     login: Login,
     oidc: oidc::RawOidc,
+    mfa: Mfa,
+    webauthn: Webauthn,
 }
 
 impl Default for RawConfig {
@@ -143,6 +150,8 @@ impl Default for RawConfig {
             introspection: Introspection::default(),
             login: Login::default(),
             oidc: Default::default(),
+            mfa: Mfa::default(),
+            webauthn: Webauthn::default(),
         }
     }
 }
@@ -207,6 +216,7 @@ impl RawConfig {
         self.introspection.validate()?;
         let access_control = self.access_control.validate()?;
         let oidc = self.oidc.validate(self.public_url.as_ref())?;
+        self.webauthn.validate(self.public_url.as_ref())?;
         Ok(Config {
             listen: self.listen,
             data_dir: self.data_dir,
@@ -228,6 +238,8 @@ impl RawConfig {
             introspection: self.introspection,
             login: self.login,
             oidc,
+            mfa: self.mfa,
+            webauthn: self.webauthn,
         })
     }
 }
@@ -346,6 +358,8 @@ mod tests {
                 "[[access_control.rules]]\ndomain = \"a.org\"\nroles = [\"root\"]",
                 "access_control.rules",
             ),
+            ("[webauthn]\nrp_name = \"\"", "webauthn.rp_name"),
+            ("[webauthn]\nrp_id = \"example.org\"", "webauthn.rp_id"),
         ] {
             assert_eq!(refused_key(text), key, "{text:?}");
         }

@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use super::factors::Amr;
+
 /// `session:<sid>`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionRecord {
@@ -34,6 +36,10 @@ pub struct SessionRecord {
     /// The last rotation, for the reuse grace window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated: Option<Rotation>,
+    /// How the session was signed in (RFC 8176), raised by a step-up; left out for a password
+    /// alone, so records written before second factors existed read as `["pwd"]`.
+    #[serde(default, skip_serializing_if = "Amr::is_password_only")]
+    pub amr: Amr,
     /// Set when the session is an OpenID Connect grant to a relying party rather than a
     /// sign-in to gatehouse itself: its tokens then work only at the provider's endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,6 +206,7 @@ mod tests {
             cv: 0,
             rotated,
             grant: None,
+            amr: Amr::default(),
         }
     }
 
@@ -235,5 +242,14 @@ mod tests {
         .unwrap();
         assert_eq!(legacy.classify(&t0, 5, 10), Presented::Current);
         assert_eq!(legacy.classify(&t1, 5, 10), Presented::Reuse);
+        assert_eq!(legacy.amr, Amr::PWD);
+        // A password alone adds nothing to the record; a second factor is one short field.
+        let mut r = record(&t0, None);
+        assert!(!String::from_utf8(encode(&r)).unwrap().contains("amr"));
+        r.amr = Amr::PWD.with(Amr::OTP);
+        let json = String::from_utf8(encode(&r)).unwrap();
+        assert!(json.contains(r#""amr":["pwd","otp"]"#), "{json}");
+        let back: SessionRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.amr, r.amr);
     }
 }

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::factors::Factors;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -51,6 +53,9 @@ pub struct User {
     /// when they differ: a login that checked the old password cannot outlive the change.
     #[serde(default)]
     pub credential_version: u64,
+    /// Second factors (TOTP, passkeys, recovery codes); left out of the record when none.
+    #[serde(default, skip_serializing_if = "Factors::is_unset")]
+    pub factors: Factors,
     /// Names of the groups the user belongs to, sorted and without repeats. Membership
     /// changes do not end sessions: forward-auth and the OIDC provider read it fresh (within
     /// seconds) instead of trusting a token.

@@ -1,6 +1,7 @@
 //! Who is calling, if anyone: the one place that finds a request's access token and checks
-//! it. The JSON API [`requires`] a caller; forward-auth and the pages ask whether one is
-//! [`signed_in`] and treat anything else as anonymous.
+//! it. The JSON API [`requires`] a caller (the enrolment endpoints accept one whose session is
+//! limited to enrolling a second factor: [`requires_enrolling`]); forward-auth and the pages
+//! ask whether one is [`signed_in`] and treat anything else as anonymous.
 
 use http::{HeaderMap, header};
 
@@ -60,8 +61,19 @@ pub async fn signed_in(app: &App, headers: &HeaderMap) -> Result<Option<Caller>,
 }
 
 /// The caller of an endpoint that needs one: 401 without a valid token of a live session;
-/// a browser's state-changing request must also pass the CSRF check (403).
+/// a browser's state-changing request must also pass the CSRF check (403); a session limited
+/// to enrolling a second factor (`mfa.required`) gets 403 `second-factor-enrolment-required`.
 pub async fn requires(app: &App, req: &HttpRequest) -> Result<Caller, ApiError> {
+    let caller = requires_enrolling(app, req).await?;
+    if caller.claims.enrolment_only {
+        return Err(ApiError::EnrolmentRequired);
+    }
+    Ok(caller)
+}
+
+/// Like [`requires`], for the endpoints a session limited to enrolling a second factor may
+/// use (`/auth/mfa/*`, logout).
+pub async fn requires_enrolling(app: &App, req: &HttpRequest) -> Result<Caller, ApiError> {
     let (token, via) = access_token(req.headers()).ok_or(ApiError::MissingToken)?;
     if via == Via::Cookie {
         check_same_origin(req.method(), req.headers(), &app.config)?;

@@ -55,6 +55,12 @@ pub fn set_tokens(headers: &mut HeaderMap, config: &Config, issued: &Issued) {
     expire_legacy_refresh(headers, config);
 }
 
+/// Replaces the access cookie alone (a step-up or an enrolment changed what the session's
+/// tokens say; its refresh token stays). It lives `max_age` seconds, the session's lifetime.
+pub fn set_access(headers: &mut HeaderMap, config: &Config, access_token: &str, max_age: u64) {
+    append(headers, config, ACCESS, access_token, true, "/", max_age);
+}
+
 /// Expires both token cookies.
 pub fn clear(headers: &mut HeaderMap, config: &Config) {
     append(headers, config, ACCESS, "", true, "/", 0);

@@ -52,6 +52,29 @@ pub enum ApiError {
     StoreUnavailable,
     #[error("the store has no space left; writes are refused until space is freed")]
     StoreFull,
+    #[error(
+        "the password was right; this account also needs its second factor: POST /auth/login/second-factor with the mfa_token"
+    )]
+    SecondFactorRequired {
+        mfa_token: String,
+        methods: Vec<&'static str>,
+    },
+    #[error("the mfa_token is invalid, expired or already used; sign in again")]
+    InvalidMfaToken,
+    #[error("{0}")]
+    InvalidSecondFactor(&'static str),
+    #[error(
+        "this resource needs a session signed in with two factors; sign in with your second factor"
+    )]
+    StepUpRequired,
+    #[error(
+        "this account must set up a second factor first (mfa.required): only the enrolment endpoints (/auth/mfa/*) and the account page are open"
+    )]
+    EnrolmentRequired,
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error("{0}")]
+    NotImplemented(&'static str),
     #[error("internal error")]
     Internal,
 }
@@ -62,6 +85,12 @@ struct Problem<'a> {
     title: &'a str,
     status: u16,
     detail: String,
+    /// `second-factor-required`: the token of the login's second step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mfa_token: Option<&'a str>,
+    /// `second-factor-required`: the methods that may complete it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    methods: Option<&'a [&'static str]>,
 }
 
 impl ApiError {
@@ -136,6 +165,37 @@ impl ApiError {
                 "internal",
                 "Internal error",
             ),
+            SecondFactorRequired { .. } => (
+                StatusCode::UNAUTHORIZED,
+                "second-factor-required",
+                "Second factor required",
+            ),
+            InvalidMfaToken => (
+                StatusCode::UNAUTHORIZED,
+                "invalid-mfa-token",
+                "Invalid mfa_token",
+            ),
+            InvalidSecondFactor(_) => (
+                StatusCode::UNAUTHORIZED,
+                "invalid-second-factor",
+                "Invalid second factor",
+            ),
+            StepUpRequired => (
+                StatusCode::UNAUTHORIZED,
+                "step-up-required",
+                "Second factor required in this session",
+            ),
+            EnrolmentRequired => (
+                StatusCode::FORBIDDEN,
+                "second-factor-enrolment-required",
+                "Second factor enrolment required",
+            ),
+            Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            NotImplemented(_) => (
+                StatusCode::NOT_IMPLEMENTED,
+                "not-implemented",
+                "Not implemented",
+            ),
         }
     }
 
@@ -146,11 +206,19 @@ impl ApiError {
     /// Renders the problem document with the headers its status calls for.
     pub fn into_response(self) -> HttpResponse {
         let (status, slug, title) = self.parts();
+        let (mfa_token, methods) = match &self {
+            ApiError::SecondFactorRequired { mfa_token, methods } => {
+                (Some(mfa_token.as_str()), Some(methods.as_slice()))
+            }
+            _ => (None, None),
+        };
         let problem = Problem {
             r#type: format!("urn:gatehouse:problem:{slug}"),
             title,
             status: status.as_u16(),
             detail: self.to_string(),
+            mfa_token,
+            methods,
         };
         let mut response = super::response::problem(status, &problem);
         let headers = response.headers_mut();
@@ -222,6 +290,21 @@ impl From<AuthError> for ApiError {
                 tracing::error!(error = %e, "internal error");
                 ApiError::Internal
             }
+            AuthError::InvalidMfaToken => ApiError::InvalidMfaToken,
+            AuthError::InvalidSecondFactor(why) => ApiError::InvalidSecondFactor(why),
+            e @ AuthError::WrongCode => ApiError::Unprocessable(e.to_string()),
+            AuthError::NoPendingEnrolment => {
+                ApiError::Conflict("no TOTP set-up is pending; POST /auth/mfa/totp first")
+            }
+            AuthError::NoSecondFactor => {
+                ApiError::Conflict("the account has no second factor; set one up first")
+            }
+            AuthError::FactorNotFound => ApiError::NotFound,
+            AuthError::PasskeysUnavailable => ApiError::NotImplemented(
+                "passkeys are off: they need public_url to be set (it is the WebAuthn origin)",
+            ),
+            AuthError::PasskeyRefused(why) => ApiError::BadRequest(why),
+            AuthError::InvalidInput(why) => ApiError::Unprocessable(why),
         }
     }
 }

@@ -23,6 +23,88 @@ pub(crate) struct LoginPage<'a> {
     pub email: &'a str,
     /// What went wrong, in words.
     pub error: Option<&'a str>,
+    /// Whether to offer "Sign in with a passkey" (passkeys are on).
+    pub passkeys: bool,
+    /// Where pages live (`redirect::root`), for the script and API paths.
+    pub root: &'a str,
+    /// Where a passkey sign-in goes on to (the allowed `rd`, else `public_url`).
+    pub next: &'a str,
+}
+
+/// The second step of a login (after a right password; `mfa_token` set) or of a step-up (a
+/// session signed in with one factor; no `mfa_token`): a code, or a passkey.
+#[derive(Debug, Default, Template)]
+#[template(path = "second_factor.html")]
+pub(crate) struct SecondFactorPage<'a> {
+    pub title: &'a str,
+    pub rd: Option<&'a str>,
+    pub mfa_token: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// Whether to offer a passkey (the account has one and passkeys are on).
+    pub passkey: bool,
+    pub root: &'a str,
+    pub next: &'a str,
+}
+
+/// `/account`: the signed-in user's second factors, sessions and password. Sections stand
+/// alone, so that later ones (email, consented apps) slot in.
+#[derive(Debug, Default, Template)]
+#[template(path = "account.html")]
+pub(crate) struct AccountPage<'a> {
+    pub title: &'a str,
+    pub email: &'a str,
+    pub root: &'a str,
+    pub error: Option<&'a str>,
+    pub notice: Option<&'a str>,
+    /// Recovery codes just made: shown once.
+    pub recovery_codes: Vec<String>,
+    /// `mfa.required` and no factor yet: only the second-factor section.
+    pub enrolment_only: bool,
+    pub totp: bool,
+    /// A TOTP secret handed out and awaiting its confirming code.
+    pub totp_setup: Option<TotpSetup>,
+    pub passkeys: Vec<PasskeyRow>,
+    pub passkeys_enabled: bool,
+    pub recovery_codes_left: usize,
+    pub sessions: Vec<SessionRow>,
+}
+
+/// A pending TOTP set-up: the key as text and as a QR code (SVG rendered here).
+#[derive(Debug)]
+pub(crate) struct TotpSetup {
+    pub secret: String,
+    /// Trusted markup: made by the `qrcode` crate from the `otpauth://` URI.
+    pub qr_svg: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct PasskeyRow {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct SessionRow {
+    /// The id `GET /auth/sessions` names it by, which the end form carries.
+    pub id: String,
+    pub created_at: String,
+    pub last_seen_at: String,
+    pub user_agent: String,
+    pub ip: String,
+    pub current: bool,
+}
+
+/// The QR code of `text` as an SVG element (no XML declaration: it goes inside HTML).
+pub(crate) fn qr_svg(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build();
+    let start = svg.find("<svg")?;
+    Some(svg[start..].to_owned())
 }
 
 /// Already signed in (a visit to the login page without a usable `rd`).
@@ -91,6 +173,7 @@ mod tests {
             rd: Some(evil),
             email: evil,
             error: Some("<i>bad</i>"),
+            ..LoginPage::default()
         });
         assert!(!page.contains("<script>"), "{page}");
         assert!(!page.contains("<b>Home"), "{page}");
@@ -111,6 +194,32 @@ mod tests {
             rd: Some(evil),
         });
         assert!(!confirm.contains("<script>"));
+    }
+
+    #[test]
+    fn account_page_escapes_and_draws_the_qr_code() {
+        let evil = "<script>x</script>";
+        let page = render(&AccountPage {
+            title: "t",
+            email: evil,
+            root: "/",
+            totp_setup: Some(TotpSetup {
+                secret: "ABC".into(),
+                qr_svg: qr_svg("otpauth://totp/x?secret=ABC").unwrap(),
+            }),
+            passkeys: vec![PasskeyRow {
+                id: "id".into(),
+                name: evil.into(),
+                created_at: "now".into(),
+            }],
+            passkeys_enabled: true,
+            ..AccountPage::default()
+        });
+        assert!(!page.contains("<script>x"), "{page}");
+        assert!(page.contains("<svg xmlns="));
+        assert!(!page.contains("<?xml"));
+        assert!(page.contains("Remove passkey &#60;script"));
+        assert!(page.contains("<script src=\"/static/webauthn.js\"></script>"));
     }
 
     #[test]

@@ -76,12 +76,32 @@ pub fn target(rd: Option<&str>, config: &Config) -> String {
 /// `<public_url>/login?rd=<original, percent-encoded>` (relative `/login?…` without
 /// `public_url`).
 pub fn login_url(config: &Config, original: &str) -> String {
+    page_url(config, "login", Some(original))
+}
+
+/// `<public_url>/<page>`, with `?rd=<rd, percent-encoded>` when given (relative `/<page>`
+/// without `public_url`): the login page, its second step (`login/second-factor`), the
+/// account page.
+pub fn page_url(config: &Config, page: &str, rd: Option<&str>) -> String {
     let base = config
         .public_url
         .as_ref()
         .map_or("", |u| u.as_str().trim_end_matches('/'));
-    let rd: String = form_urlencoded::byte_serialize(original.as_bytes()).collect();
-    format!("{base}/login?rd={rd}")
+    match rd {
+        Some(rd) => {
+            let rd: String = form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+            format!("{base}/{page}?rd={rd}")
+        }
+        None => format!("{base}/{page}"),
+    }
+}
+
+/// The path under which gatehouse's pages live, ending in `/`: the path of `public_url`
+/// (gatehouse behind a proxy under a prefix), else `/`. Pages name their scripts and form
+/// targets from it, so the same links work on every page, however deep.
+pub fn root(config: &Config) -> String {
+    let path = config.public_url.as_ref().map_or("/", |u| u.path());
+    format!("{}/", path.trim_end_matches('/'))
 }
 
 #[cfg(test)]
@@ -164,5 +184,11 @@ mod tests {
             "https://auth.example.org/gate/login?rd=https%3A%2F%2Fapp.example.org%2Fa%3Fb%3D1%26c%3D2"
         );
         assert_eq!(login_url(&Config::default(), "x"), "/login?rd=x");
+        assert_eq!(
+            page_url(&c, "account", None),
+            "https://auth.example.org/gate/account"
+        );
+        assert_eq!(root(&c), "/gate/");
+        assert_eq!(root(&Config::default()), "/");
     }
 }

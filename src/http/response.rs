@@ -37,13 +37,43 @@ pub fn problem<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
 
 /// An HTML page that cannot be framed, sniffed or run scripts.
 pub fn html(status: StatusCode, body: String) -> HttpResponse {
+    page(
+        status,
+        body,
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+    )
+}
+
+/// An HTML page that runs gatehouse's own script files (passkeys need WebAuthn, a JavaScript
+/// API) and may call gatehouse's API: `script-src 'self'`, never inline scripts.
+pub fn html_with_scripts(status: StatusCode, body: String) -> HttpResponse {
+    page(
+        status,
+        body,
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    )
+}
+
+/// A static script file (`/static/…`).
+pub fn script(body: &'static str) -> HttpResponse {
+    let mut response = respond(
+        StatusCode::OK,
+        Some("text/javascript; charset=utf-8"),
+        Bytes::from_static(body.as_bytes()),
+    );
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn page(status: StatusCode, body: String, policy: &'static str) -> HttpResponse {
     let mut response = respond(status, Some("text/html; charset=utf-8"), Bytes::from(body));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'",
-        ),
+        HeaderValue::from_static(policy),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use http::Method;
 
 use super::handlers::forward_auth::{self, Flavor};
-use super::handlers::{admin, auth, health, introspect, login, oidc, sessions};
+use super::handlers::{account, admin, auth, health, introspect, login, mfa, oidc, sessions};
 use super::metrics;
 use super::request::{HttpRequest, has_body};
-use super::response::HttpResponse;
+use super::response::{HttpResponse, script};
 use crate::app::App;
 use crate::http::error::ApiError;
 
@@ -107,6 +107,19 @@ pub enum Route {
     Metrics,
     Healthz,
     Readyz,
+    Mfa,
+    MfaTotp,
+    MfaTotpConfirm,
+    MfaRecoveryCodes,
+    MfaPasskeyOptions,
+    MfaPasskeys,
+    MfaPasskey,
+    LoginSecondFactor,
+    PasskeyOptions,
+    PasskeyLogin,
+    SecondFactorPage,
+    WebauthnScript,
+    Account,
     AdminOverview,
     AdminUsers,
     AdminUser,
@@ -143,6 +156,18 @@ const TABLE: &[(&str, Route)] = &[
     ("/metrics", Route::Metrics),
     ("/healthz", Route::Healthz),
     ("/readyz", Route::Readyz),
+    ("/auth/mfa", Route::Mfa),
+    ("/auth/mfa/totp", Route::MfaTotp),
+    ("/auth/mfa/totp/confirm", Route::MfaTotpConfirm),
+    ("/auth/mfa/recovery-codes", Route::MfaRecoveryCodes),
+    ("/auth/mfa/passkeys/options", Route::MfaPasskeyOptions),
+    ("/auth/mfa/passkeys", Route::MfaPasskeys),
+    ("/auth/login/second-factor", Route::LoginSecondFactor),
+    ("/auth/passkey/options", Route::PasskeyOptions),
+    ("/auth/passkey/login", Route::PasskeyLogin),
+    ("/login/second-factor", Route::SecondFactorPage),
+    ("/static/webauthn.js", Route::WebauthnScript),
+    ("/account", Route::Account),
     ("/admin", Route::AdminOverview),
     ("/admin/users", Route::AdminUsers),
     ("/admin/groups", Route::AdminGroups),
@@ -151,30 +176,37 @@ const TABLE: &[(&str, Route)] = &[
     ("/admin/audit", Route::AdminAudit),
 ];
 
+/// The passkey ceremonies of the login and account pages, compiled in.
+const WEBAUTHN_JS: &str = include_str!("../../static/webauthn.js");
+
 const SESSION_PREFIX: &str = "/auth/sessions/";
+const PASSKEY_PREFIX: &str = "/auth/mfa/passkeys/";
+
+/// The id in `<prefix><id>`: one non-empty segment.
+fn id_after<'p>(path: &'p str, prefix: &str) -> Option<&'p str> {
+    path.strip_prefix(prefix)
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+}
 
 impl Route {
     pub fn find(path: &str) -> Option<Route> {
         if let Some((_, route)) = TABLE.iter().find(|(p, _)| *p == path) {
             return Some(*route);
         }
-        let id_after = |prefix: &str| {
-            path.strip_prefix(prefix)
-                .is_some_and(|id| !id.is_empty() && !id.contains('/'))
-        };
-        if id_after(SESSION_PREFIX) {
-            Some(Route::Session)
-        } else if id_after(admin::USER_PREFIX) {
-            Some(Route::AdminUser)
-        } else {
-            None
+        if id_after(path, SESSION_PREFIX).is_some() {
+            return Some(Route::Session);
         }
+        if id_after(path, admin::USER_PREFIX).is_some() {
+            return Some(Route::AdminUser);
+        }
+        id_after(path, PASSKEY_PREFIX).map(|_| Route::MfaPasskey)
     }
 
     /// The path as a pattern, so that ids do not explode the metrics' series count.
     pub fn pattern(self) -> &'static str {
         match self {
             Route::Session => "/auth/sessions/{id}",
+            Route::MfaPasskey => "/auth/mfa/passkeys/{id}",
             Route::AdminUser => "/admin/users/{id}",
             route => TABLE
                 .iter()
@@ -195,10 +227,20 @@ impl Route {
             | Route::Introspect
             | Route::OidcToken
             | Route::OidcRevoke
-            | Route::OidcIntrospect => "POST",
-            Route::Session => "DELETE",
+            | Route::OidcIntrospect
+            | Route::MfaTotpConfirm
+            | Route::MfaRecoveryCodes
+            | Route::MfaPasskeyOptions
+            | Route::MfaPasskeys
+            | Route::LoginSecondFactor
+            | Route::PasskeyOptions
+            | Route::PasskeyLogin => "POST",
+            Route::MfaTotp => "POST, DELETE",
+            Route::Session | Route::MfaPasskey => "DELETE",
             Route::LoginPage
             | Route::LogoutPage
+            | Route::SecondFactorPage
+            | Route::Account
             | Route::OidcAuthorize
             | Route::OidcUserinfo
             | Route::OidcLogout
@@ -215,6 +257,8 @@ impl Route {
             | Route::Metrics
             | Route::Healthz
             | Route::Readyz
+            | Route::Mfa
+            | Route::WebauthnScript
             | Route::AdminOverview
             | Route::AdminClients
             | Route::AdminAudit => "GET, HEAD",
@@ -271,6 +315,24 @@ async fn route(app: &App, req: HttpRequest, peer: SocketAddr) -> Result<HttpResp
         Route::Healthz => Ok(health::healthz()),
         Route::Readyz => Ok(health::readyz(app).await),
         Route::Metrics => Err(ApiError::NotFound),
+        Route::Mfa => mfa::status(app, req).await,
+        Route::MfaTotp => mfa::totp(app, req, peer).await,
+        Route::MfaTotpConfirm => mfa::totp_confirm(app, req).await,
+        Route::MfaRecoveryCodes => mfa::recovery_codes(app, req, peer).await,
+        Route::MfaPasskeyOptions => mfa::passkey_register_options(app, req, peer).await,
+        Route::MfaPasskeys => mfa::passkey_register(app, req).await,
+        Route::MfaPasskey => {
+            let id = req.uri().path()[PASSKEY_PREFIX.len()..].to_owned();
+            mfa::passkey_remove(app, req, peer, &id).await
+        }
+        Route::LoginSecondFactor => mfa::second_factor(app, req, peer).await,
+        Route::PasskeyOptions => mfa::passkey_login_options(app, req).await,
+        Route::PasskeyLogin => mfa::passkey_login(app, req, peer).await,
+        Route::SecondFactorPage if reading => login::second_factor_page_get(app, req).await,
+        Route::SecondFactorPage => login::second_factor_submit(app, req, peer).await,
+        Route::WebauthnScript => Ok(script(WEBAUTHN_JS)),
+        Route::Account if reading => account::page(app, req).await,
+        Route::Account => account::submit(app, req, peer).await,
         Route::AdminOverview
         | Route::AdminUsers
         | Route::AdminUser

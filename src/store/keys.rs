@@ -42,6 +42,26 @@ pub(crate) fn oidc_code(code_hash: &str) -> String {
     format!("oidc_code:{code_hash}")
 }
 
+/// A login whose password was right, waiting for its second factor (GD-0010):
+/// `mfa_login:<SHA-256 of the mfa_token>`, living 300 s, taken once. The store holds only the
+/// hash, so a copy of it (a Redis dump) cannot finish anyone's login.
+pub(crate) fn mfa_login(token_hash: &str) -> String {
+    format!("mfa_login:{token_hash}")
+}
+
+/// A WebAuthn ceremony between its options and its answer: `webauthn:<random id>` → the
+/// ceremony's state (its challenge), living 300 s, taken once: an assertion is never
+/// accepted twice, on any node.
+pub(crate) fn webauthn_ceremony(id: &str) -> String {
+    format!("webauthn:{id}")
+}
+
+/// A TOTP secret handed out and not yet confirmed by a code: `totp_pending:<user id>` → the
+/// sealed secret, living 600 s.
+pub(crate) fn totp_pending(user_id: &str) -> String {
+    format!("totp_pending:{user_id}")
+}
+
 /// Logins in one hour, for the admin overview's chart: `stats:logins:<ok|failed>:<Unix hour>`
 /// (the Unix second divided by 3600) → a decimal count, living 25 h from its first
 /// increment, so the last 24 hours are always there and nothing older piles up. Counted in
@@ -79,6 +99,9 @@ mod tests {
             ban("user:a@b.c"),
             bans(),
             oidc_code("x"),
+            mfa_login("h"),
+            webauthn_ceremony("c"),
+            totp_pending("u"),
             login_stats("ok", 1),
         ] {
             assert!(!readable_by_services(&internal), "{internal}");

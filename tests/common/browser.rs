@@ -1,11 +1,12 @@
-//! What the browser tests share: finding the programs they need, child processes killed on
-//! drop, and a minimal W3C WebDriver client for headless Chromium (chromedriver).
+//! Real programs for end-to-end tests: child processes killed on drop, free ports, a check
+//! that a tool is installed (a failure under `CI=true`), and a minimal W3C WebDriver client
+//! for headless Chromium (chromedriver), with Chrome DevTools commands for WebAuthn's virtual
+//! authenticator.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use serde_json::{Value, json};
 
 /// The path of `program`, or `None` after saying so (a failure under `CI=true`).
@@ -21,7 +22,7 @@ pub fn require(program: &str, package: &str) -> Option<PathBuf> {
             panic!("{program} is not installed; CI must install it (apt-get install {package})");
         }
         eprintln!(
-            "SKIPPED: {program} is not installed (apt-get install {package}); this browser test did not run"
+            "SKIPPED: {program} is not installed (apt-get install {package}); this end-to-end test did not run"
         );
     }
     found
@@ -81,25 +82,68 @@ impl Drop for Proc {
     }
 }
 
-/// A minimal W3C WebDriver client over reqwest: the few commands the browser tests need.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A minimal W3C WebDriver client over reqwest.
 pub struct WebDriver {
     http: reqwest::Client,
     session: String,
+    _driver: Proc,
 }
 
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
 impl WebDriver {
-    pub async fn start(base: &str, binary: &Path, args: &[String]) -> WebDriver {
-        Self::start_with(base, json!({"binary": binary, "args": args})).await
+    /// Starts chromedriver and a headless Chromium with a profile in `dir`.
+    pub async fn start(
+        chromium: &Path,
+        chromedriver: &Path,
+        dir: &Path,
+        extra: &[&str],
+    ) -> WebDriver {
+        Self::start_with(chromium, chromedriver, dir, extra, json!({})).await
     }
 
-    /// A session with these `goog:chromeOptions` (e.g. `mobileEmulation`).
-    pub async fn start_with(base: &str, chrome_options: Value) -> WebDriver {
+    /// Like [`WebDriver::start`], with more `goog:chromeOptions` (e.g. `mobileEmulation`).
+    pub async fn start_with(
+        chromium: &Path,
+        chromedriver: &Path,
+        dir: &Path,
+        extra: &[&str],
+        options: Value,
+    ) -> WebDriver {
+        let port = free_port();
+        let mut driver = Proc::spawn(
+            "chromedriver",
+            Command::new(chromedriver).arg(format!("--port={port}")),
+            dir.join("chromedriver.log"),
+        );
+        driver.wait_for_port(port);
+        let args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable",
+            "--window-size=900,900",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .chain([format!("--user-data-dir={}", dir.join("profile").display())])
+        .collect();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
             .expect("client");
+        let base = format!("http://127.0.0.1:{port}");
+        let mut chrome_options = json!({"binary": chromium, "args": args});
+        if let (Some(all), Some(more)) = (chrome_options.as_object_mut(), options.as_object()) {
+            all.extend(more.clone());
+        }
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": chrome_options,
@@ -120,6 +164,7 @@ impl WebDriver {
         WebDriver {
             http,
             session: format!("{base}/session/{session}"),
+            _driver: driver,
         }
     }
 
@@ -139,6 +184,40 @@ impl WebDriver {
             panic!("webdriver {path}: {v}");
         }
         v["value"].clone()
+    }
+
+    /// A Chrome DevTools Protocol command (chromedriver's `goog/cdp/execute`).
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({"cmd": cmd, "params": params})),
+        )
+        .await
+    }
+
+    /// A virtual authenticator with resident keys and user verification (a platform passkey
+    /// provider that always verifies its user); returns its id.
+    pub async fn virtual_authenticator(&self) -> String {
+        self.cdp("WebAuthn.enable", json!({})).await;
+        let v = self
+            .cdp(
+                "WebAuthn.addVirtualAuthenticator",
+                json!({"options": {
+                    "protocol": "ctap2",
+                    "ctap2Version": "ctap2_1",
+                    "transport": "internal",
+                    "hasResidentKey": true,
+                    "hasUserVerification": true,
+                    "isUserVerified": true,
+                    "automaticPresenceSimulation": true,
+                }}),
+            )
+            .await;
+        v["authenticatorId"]
+            .as_str()
+            .expect("authenticator id")
+            .to_owned()
     }
 
     pub async fn goto(&self, url: &str) {
@@ -173,21 +252,6 @@ impl WebDriver {
         v[ELEMENT].as_str().expect("element id").to_owned()
     }
 
-    pub async fn active_element_id(&self) -> String {
-        let v = self
-            .call(reqwest::Method::GET, "/element/active", None)
-            .await;
-        let element = v[ELEMENT].as_str().expect("element id").to_owned();
-        let id = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/element/{element}/attribute/id"),
-                None,
-            )
-            .await;
-        id.as_str().unwrap_or_default().to_owned()
-    }
-
     pub async fn type_into(&self, css: &str, text: &str) {
         let element = self.find(css).await;
         self.call(
@@ -208,13 +272,18 @@ impl WebDriver {
         .await;
     }
 
-    pub async fn screenshot(&self, path: &Path) {
-        let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(png.as_str().expect("png"))
-            .expect("base64");
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("artifact dir");
-        std::fs::write(path, bytes).expect("write screenshot");
+    /// The accessible name of the element (what a screen reader announces).
+    pub async fn accessible_name(&self, css: &str) -> String {
+        let element = self.find(css).await;
+        self.call(
+            reqwest::Method::GET,
+            &format!("/element/{element}/computedlabel"),
+            None,
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
     }
 
     /// Waits until the URL satisfies `pred`; returns it.
@@ -230,6 +299,21 @@ impl WebDriver {
                     "waited for {what}; the browser is at {url}:\n{}",
                     self.source().await
                 );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the page's source contains `text`.
+    pub async fn wait_text(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let source = self.source().await;
+            if source.contains(text) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("waited for {text:?} at {}:\n{source}", self.url().await);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -256,7 +340,7 @@ impl WebDriver {
         .await
     }
 
-    /// Sets the window's size (the viewport follows in headless mode).
+    /// Sets the window's size.
     pub async fn set_window(&self, width: u32, height: u32) {
         self.call(
             reqwest::Method::POST,
@@ -266,52 +350,18 @@ impl WebDriver {
         .await;
     }
 
+    /// A PNG of the viewport, written to `path`.
+    pub async fn screenshot(&self, path: &Path) {
+        use base64::Engine;
+        let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().expect("png"))
+            .expect("base64");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("screenshot dir");
+        std::fs::write(path, bytes).expect("write screenshot");
+    }
+
     pub async fn quit(self) {
         let _ = self.http.delete(&self.session).send().await;
     }
-}
-
-/// The flags every headless Chromium of the tests runs with: no sandbox (root in CI), no
-/// network of its own beyond the page, HTTP kept as HTTP, and `*.gatehouse.test` mapped to
-/// 127.0.0.1.
-pub fn chromium_args(profile: &Path) -> Vec<String> {
-    [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable",
-        "--hide-scrollbars",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        format!("--user-data-dir={}", profile.display()),
-        "--host-resolver-rules=MAP *.gatehouse.test 127.0.0.1".to_owned(),
-    ])
-    .collect()
-}
-
-/// chromedriver on a free port with its log in `dir`; with the Chromium binary to drive and
-/// the driver's base URL. `None` (said, or a failure under `CI=true`) when either is missing.
-pub fn chromedriver(dir: &Path) -> Option<(Proc, PathBuf, String)> {
-    let (Some(chromium), Some(driver_bin)) = (
-        require("chromium", "chromium"),
-        require("chromedriver", "chromium-driver"),
-    ) else {
-        return None;
-    };
-    let port = free_port();
-    let mut driver = Proc::spawn(
-        "chromedriver",
-        Command::new(driver_bin).arg(format!("--port={port}")),
-        dir.join("chromedriver.log"),
-    );
-    driver.wait_for_port(port);
-    Some((driver, chromium, format!("http://127.0.0.1:{port}")))
 }

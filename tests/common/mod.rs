@@ -5,6 +5,8 @@
 // A helper module of each test crate: `pub` is how the test files reach it.
 #![allow(unreachable_pub)]
 
+pub mod browser;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,8 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-pub mod browser;
 
 /// A backend the suite runs against: `Embedded` (sessions and users in the data dir) or
 /// `Redis` (sessions and users in a real `redis-server` that lives as long as the value).

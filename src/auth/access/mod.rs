@@ -1,6 +1,7 @@
 //! Access rules for forward-auth (`access_control` in the config): which requests, by host
 //! and path, pass without a session (`bypass`), need one (`authenticated`, optionally with a
-//! role or a group) or are refused (`deny`). The first matching rule wins; a request no rule matches
+//! role or a group; `two_factor`: signed in with two factors) or are refused (`deny`). The
+//! first matching rule wins; a request no rule matches
 //! gets `default_policy`.
 //!
 //! The decision is made on what the proxy routes on (GD-0005, README "How rules match"):
@@ -38,11 +39,13 @@ pub enum Decision<'a> {
 }
 
 /// What a signed-in user needs: one role out of every role set and membership of one group
-/// out of every group set (a rule naming both asks for both). No sets: any user.
+/// out of every group set (a rule naming both asks for both; no sets: any user); and
+/// whether the session must have been signed in with two factors.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Requirements<'a> {
     sets: Vec<&'a [Role]>,
     group_sets: Vec<&'a [String]>,
+    two_factor: bool,
 }
 
 impl<'a> Requirements<'a> {
@@ -65,17 +68,30 @@ impl<'a> Requirements<'a> {
         requirements
     }
 
+    /// What a rule with `policy`, `roles` and `groups` asks for (`policy` being one that
+    /// needs a session).
+    fn of(policy: Policy, roles: &'a [Role], groups: &'a [String]) -> Self {
+        let mut requirements = Requirements::none();
+        requirements.add_rule(policy, roles, groups);
+        requirements
+    }
+
     pub fn role_sets(&self) -> &[&'a [Role]] {
         &self.sets
     }
 
-    /// Whether the rules look at groups at all (the handler reads the user's current
-    /// groups only then, or to name them in `Remote-Groups`).
+    /// Whether the session must have been signed in with two factors (`two_factor`).
+    pub fn two_factor(&self) -> bool {
+        self.two_factor
+    }
+
+    /// Whether the rules look at groups at all.
     pub fn names_groups(&self) -> bool {
         !self.group_sets.is_empty()
     }
 
-    /// Whether a user with `role`, a member of `groups`, meets every requirement.
+    /// Whether a user with `role`, a member of `groups`, meets every role and group
+    /// requirement (two factors are judged on the session).
     pub fn allow(&self, role: Role, groups: &[String]) -> bool {
         self.allow_role(role)
             && self
@@ -96,6 +112,7 @@ impl<'a> Requirements<'a> {
                 .group_sets
                 .iter()
                 .all(|set| self.group_sets.contains(set))
+            && (self.two_factor || !other.two_factor)
     }
 
     fn add(&mut self, roles: &'a [Role], groups: &'a [String]) {
@@ -105,6 +122,13 @@ impl<'a> Requirements<'a> {
         if !groups.is_empty() && !self.group_sets.contains(&groups) {
             self.group_sets.push(groups);
         }
+    }
+
+    /// These and those of a rule with `policy`, `roles` and `groups`: the stricter of both
+    /// readings.
+    fn add_rule(&mut self, policy: Policy, roles: &'a [Role], groups: &'a [String]) {
+        self.add(roles, groups);
+        self.two_factor |= policy == Policy::TwoFactor;
     }
 }
 
@@ -142,10 +166,8 @@ impl Decide for AccessControl {
             let (policy, roles, groups) = first_match(self, host, path::plain_segments(path));
             return Ok(match policy {
                 Policy::Bypass => Decision::Bypass,
-                Policy::Authenticated => {
-                    let mut requirements = Requirements::none();
-                    requirements.add(roles, groups);
-                    Decision::Authenticated(requirements)
+                Policy::Authenticated | Policy::TwoFactor => {
+                    Decision::Authenticated(Requirements::of(policy, roles, groups))
                 }
                 Policy::Deny => Decision::Deny,
             });
@@ -156,14 +178,17 @@ impl Decide for AccessControl {
             match first_match(self, host, segments.iter().copied()) {
                 (Policy::Deny, ..) => return Err(Stop::Denied),
                 (Policy::Bypass, ..) => {}
-                (Policy::Authenticated, roles, groups) => match &mut combined {
-                    Decision::Authenticated(requirements) => requirements.add(roles, groups),
-                    _ => {
-                        let mut requirements = Requirements::none();
-                        requirements.add(roles, groups);
-                        combined = Decision::Authenticated(requirements);
+                (policy @ (Policy::Authenticated | Policy::TwoFactor), roles, groups) => {
+                    match &mut combined {
+                        Decision::Authenticated(requirements) => {
+                            requirements.add_rule(policy, roles, groups)
+                        }
+                        _ => {
+                            combined =
+                                Decision::Authenticated(Requirements::of(policy, roles, groups))
+                        }
                     }
-                },
+                }
             }
             Ok(())
         });

@@ -325,3 +325,28 @@ fn group_rules_need_one_of_their_groups_and_combine_with_roles() {
     };
     assert!(sneaky.include(&media));
 }
+
+#[test]
+fn two_factor_rules_add_to_what_a_session_needs() {
+    let ac = AccessControl {
+        default_policy: Policy::Authenticated,
+        rules: vec![
+            rule("a.org", Some("/vault"), Policy::TwoFactor, &[]),
+            rule("a.org", Some("/ops"), Policy::TwoFactor, &["admin"]),
+            rule("a.org", Some("/Vault;x"), Policy::Bypass, &[]),
+        ],
+    };
+    let decide = |path| match ac.decide("a.org", path).unwrap() {
+        Decision::Authenticated(r) => (r.two_factor(), r.role_sets().len()),
+        other => panic!("{path}: {other:?}"),
+    };
+    assert_eq!(decide("/vault/x"), (true, 0));
+    assert_eq!(decide("/VAULT"), (true, 0), "restrictive rules ignore case");
+    assert_eq!(decide("/ops"), (true, 1));
+    assert_eq!(decide("/other"), (false, 0));
+    // A spelling that some reading takes for the vault needs two factors too.
+    assert!(decide("/vault;x").0);
+    let one = Requirements::none();
+    let two = Requirements::of(Policy::TwoFactor, &[], &[]);
+    assert!(two.include(&one) && !one.include(&two));
+}

@@ -42,6 +42,7 @@ impl Service {
             credential_version: 0,
             groups: Vec::new(),
             consents: Vec::new(),
+            factors: Default::default(),
         };
         self.users.create(&user).await?;
         tracing::info!(event = "user_created", user_id = %user.id, role = role.as_str());
@@ -66,25 +67,7 @@ impl Service {
         client: &ClientInfo,
     ) -> Result<Issued, AuthError> {
         let user = self.user(claims).await?;
-        let attempt = self
-            .reserve(
-                regulation::subjects(Some(&user.email), client.ip.as_deref()),
-                "current_password",
-            )
-            .await?;
-        let matches = current.len() <= policy::MAX_PASSWORD_BYTES
-            && match self.hasher.verify(current, Some(&user.password_hash)).await {
-                Ok(check) => check.matches,
-                Err(e) => {
-                    self.regulation.withdraw(attempt).await?;
-                    return Err(e.into());
-                }
-            };
-        if !matches {
-            self.regulation.failed(attempt).await?;
-            return Err(AuthError::WrongPassword);
-        }
-        self.regulation.succeeded(attempt).await?;
+        self.check_current_password(&user, current, client).await?;
         let password_hash = self.hash_new(new, &user.email).await?;
         // Only over the credentials just checked: a concurrent change wins, and this one
         // answers as if the current password were wrong (it no longer is the current one).
@@ -105,7 +88,7 @@ impl Service {
         // the password set here and the account is enabled.
         let mut user = user;
         for _ in 0..MAX_WRITE_ATTEMPTS {
-            match self.start_session(&user, client).await {
+            match self.start_session(&user, client, claims.amr).await {
                 Err(AuthError::SessionEnded) => match self.users.by_id(user.id).await? {
                     Some(now) if !now.disabled && now.password_hash == user.password_hash => {
                         user = now;
@@ -116,6 +99,47 @@ impl Service {
             }
         }
         Err(AuthError::SessionEnded)
+    }
+
+    /// Checks the signed-in user's current password (a password change, second-factor
+    /// changes) under regulation: a wrong one counts like a failed login and answers
+    /// [`AuthError::WrongPassword`].
+    pub(super) async fn check_current_password(
+        &self,
+        user: &User,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        let attempt = self
+            .reserve(
+                regulation::subjects(Some(&user.email), client.ip.as_deref()),
+                "current_password",
+            )
+            .await?;
+        let matches = password.len() <= policy::MAX_PASSWORD_BYTES
+            && match self
+                .hasher
+                .verify(password, Some(&user.password_hash))
+                .await
+            {
+                Ok(check) => check.matches,
+                Err(e) => {
+                    self.regulation.withdraw(attempt).await?;
+                    return Err(e.into());
+                }
+            };
+        if !matches {
+            self.regulation.failed(attempt).await?;
+            return Err(AuthError::WrongPassword);
+        }
+        // A right password does not forget failed second-factor codes: whoever knows it
+        // must not be able to reset the count of their guesses at a code.
+        if user.factors.any() {
+            self.regulation.withdraw(attempt).await
+        } else {
+            self.regulation.succeeded(attempt).await
+        }
+        .map_err(Into::into)
     }
 
     /// Checks a new password against the policy and hashes it, on the hashing threads.

@@ -24,7 +24,8 @@ use crate::auth::oidc::{
 use crate::auth::regulation;
 use crate::auth::tokens::AccessClaims;
 use crate::clock::now_secs;
-use crate::config::oidc::{Client, Consent};
+use crate::config::oidc::{Client, Consent, KNOWN_SCOPES};
+use crate::domain::factors::Amr;
 use crate::domain::session::{self, Grant, SessionRecord, encode};
 use crate::domain::{self, User};
 use crate::store::{Op, StoreError, Swap, keys};
@@ -138,6 +139,8 @@ pub struct Browser {
     pub claims: AccessClaims,
     /// Unix second it signed in.
     pub auth_time: u64,
+    /// How it signed in (raised by a step-up).
+    pub amr: Amr,
 }
 
 /// What a code stands for until redeemed.
@@ -152,6 +155,9 @@ struct CodeRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     challenge: Option<String>,
     auth_time: u64,
+    /// How the browser signed in; the grant's `amr`.
+    #[serde(default, skip_serializing_if = "Amr::is_password_only")]
+    amr: Amr,
     /// The user's credential version when the user allowed it.
     cv: u64,
     /// Once redeemed: the grant session it made.
@@ -160,6 +166,13 @@ struct CodeRecord {
     /// Set when a second use ended that session.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     replayed: bool,
+}
+
+/// The grant session tokens are issued for.
+struct GrantSession<'a> {
+    sid: &'a str,
+    grant: &'a Grant,
+    amr: Amr,
 }
 
 /// A token response (RFC 6749 §5.1 plus `id_token`).
@@ -226,6 +239,7 @@ impl Service {
         Ok(Some(Browser {
             claims,
             auth_time: record.created_at,
+            amr: record.amr,
         }))
     }
 
@@ -296,9 +310,12 @@ impl Service {
         {
             return fail("invalid_request", "state or nonce is too long");
         }
-        let Some(scopes) = params.scope.as_deref().and_then(parse_scope) else {
+        let Some(mut scopes) = params.scope.as_deref().and_then(parse_scope) else {
             return fail("invalid_scope", "scope is missing or malformed");
         };
+        // Scopes gatehouse does not know (`phone`, an app's own) are ignored, as OpenID
+        // Connect Core asks; a known scope the client may not have is refused below.
+        scopes.retain(|s| KNOWN_SCOPES.contains(&s.as_str()));
         if !scopes.iter().any(|s| s == "openid") {
             return fail("invalid_scope", "the openid scope is required");
         }
@@ -372,7 +389,10 @@ impl Service {
             .as_deref()
             .and_then(|t| t.parse::<u64>().ok());
         let fresh_enough = fresh_after.is_some_and(|t| browser.auth_time >= t);
-        let too_old = max_age.is_some_and(|age| now.saturating_sub(browser.auth_time) > age);
+        // `max_age=0` is `prompt=login` (OpenID Connect Core §3.1.2.1): whole seconds would
+        // let a sign-in of this very second pass.
+        let too_old =
+            max_age.is_some_and(|age| age == 0 || now.saturating_sub(browser.auth_time) > age);
         if !fresh_enough && (prompts.contains(&"login") || too_old) {
             if silent {
                 return fail("login_required", "a fresh sign-in is required");
@@ -429,6 +449,7 @@ impl Service {
             nonce: params.nonce.clone(),
             challenge,
             auth_time: browser.auth_time,
+            amr: browser.amr,
             cv: user.credential_version,
             redeemed: None,
             replayed: false,
@@ -624,6 +645,7 @@ impl Service {
             cv: user.credential_version,
             rotated: None,
             grant: Some(grant.clone()),
+            amr: record.amr,
         };
         // Without offline_access the grant lives as long as its access token.
         let ttl = Duration::from_secs(if offline {
@@ -655,10 +677,14 @@ impl Service {
         }
         self.enforce_session_cap(user.id).await?;
         tracing::info!(event = "oidc_grant", client = %client.id, user_id = %user.id, session_id = %sid);
+        let session = GrantSession {
+            sid: &sid,
+            grant: &grant,
+            amr: record.amr,
+        };
         self.grant_tokens(
             &user,
-            &sid,
-            &grant,
+            session,
             client,
             offline.then_some(refresh),
             record.nonce,
@@ -695,26 +721,24 @@ impl Service {
                 "the account is no longer in a group allowed to use this client".into(),
             ));
         }
-        self.grant_tokens(
-            &user,
-            &rotated.sid,
-            &grant,
-            client,
-            Some(rotated.refresh_token),
-            None,
-        )
-        .map_err(Into::into)
+        let session = GrantSession {
+            sid: &rotated.sid,
+            grant: &grant,
+            amr: rotated.record.amr,
+        };
+        self.grant_tokens(&user, session, client, Some(rotated.refresh_token), None)
+            .map_err(Into::into)
     }
 
     fn grant_tokens(
         &self,
         user: &User,
-        sid: &str,
-        grant: &Grant,
+        session: GrantSession<'_>,
         client: &Client,
         refresh_token: Option<String>,
         nonce: Option<String>,
     ) -> Result<TokenResponse, AuthError> {
+        let GrantSession { sid, grant, amr } = session;
         let provider = self.oidc()?;
         let now = now_secs();
         let access = GrantAccessClaims {
@@ -737,7 +761,7 @@ impl Service {
             iat: now,
             auth_time: grant.auth_time,
             nonce,
-            amr: vec!["pwd".to_owned()],
+            amr: amr.names().into_iter().map(str::to_owned).collect(),
             sid: sid.to_owned(),
             azp: Some(client.id.clone()),
             profile: scope_claims(user, &grant.scope),

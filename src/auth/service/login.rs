@@ -1,21 +1,23 @@
 //! Checking secrets under regulation: the password login, client secrets.
 
+use super::factors::LoginOutcome;
 use super::stats::LoginResult;
-use super::{AuthError, ClientInfo, Issued, Service};
+use super::{AuthError, ClientInfo, Service};
 use crate::auth::policy;
 use crate::auth::regulation::{self, Refusal, Reservation};
-use crate::domain::User;
+use crate::domain::factors::Amr;
 
 impl Service {
     /// `POST /auth/login`. Unknown emails, wrong passwords and disabled accounts all answer
     /// [`AuthError::InvalidCredentials`] after the same argon2 work; a banned account or
-    /// address answers [`AuthError::Regulated`] before any.
+    /// address answers [`AuthError::Regulated`] before any. A right password of an account
+    /// with a second factor leads to the second step ([`LoginOutcome::SecondFactor`]).
     pub async fn login(
         &self,
         email: &str,
         password: &str,
         client: &ClientInfo,
-    ) -> Result<(User, Issued), AuthError> {
+    ) -> Result<LoginOutcome, AuthError> {
         let ip = client.ip.as_deref();
         let attempt = self
             .reserve(regulation::subjects(Some(email), ip), "login")
@@ -46,19 +48,24 @@ impl Service {
             self.regulation.failed(attempt).await?;
             return Err(AuthError::InvalidCredentials);
         };
-        self.regulation.succeeded(attempt).await?;
         if needs_rehash {
             self.upgrade_hash(&user, password).await;
         }
+        if user.factors.any() {
+            // A right password does not forget failed codes (see `check_current_password`).
+            self.regulation.withdraw(attempt).await?;
+            return Ok(LoginOutcome::SecondFactor(self.second_step(&user).await?));
+        }
+        self.regulation.succeeded(attempt).await?;
         // A change that raced this login (its password checked against the old hash)
         // makes `start_session` fail: the credentials are no longer right.
-        let issued = match self.start_session(&user, client).await {
+        let issued = match self.start_session(&user, client, Amr::PWD).await {
             Err(AuthError::SessionEnded) => return Err(AuthError::InvalidCredentials),
             other => other?,
         };
         tracing::info!(event = "login_ok", user_id = %user.id, ip = client.ip.as_deref().unwrap_or("-"));
         self.count_login(LoginResult::Ok);
-        Ok((user, issued))
+        Ok(LoginOutcome::Signed(Box::new(user), issued))
     }
 
     /// Counts an attempt at a secret under `subjects` before it is checked; a banned

@@ -2,8 +2,10 @@
 //! split by concept: `login` (checking passwords and client secrets under regulation),
 //! `sessions` (token checks, session start and end), `rotation` (refresh), `accounts`
 //! (registration, password change, versioned user writes), `groups` (groups and the
-//! fresh view of a user that decisions read), `admin` (the CLI's commands and the admin
-//! pages') and `stats` (logins per hour for the admin overview).
+//! fresh view of a user that decisions read), `grants` (the OpenID Connect flows),
+//! `factors` (second factors: enrolment, the second step of a login, passkeys, step-up),
+//! `admin` (the CLI's commands and the admin pages') and `stats` (logins per hour for the
+//! admin overview).
 //!
 //! Session rules (ADR-004 and the API contract):
 //! - A login creates a session (`session:<sid>`), its refresh token and an access token that
@@ -25,6 +27,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use super::factors::FactorRules;
 use super::passwords::{HashError, Hasher};
 use super::regulation::Regulation;
 use super::tokens::{Signer, TokenError};
@@ -34,6 +37,7 @@ use crate::store::{SessionStore, StoreError, UserStore, UserStoreError};
 
 mod accounts;
 mod admin;
+pub(crate) mod factors;
 pub(crate) mod grants;
 mod groups;
 mod login;
@@ -82,6 +86,24 @@ pub enum AuthError {
     Busy,
     #[error("too many failed logins; retry in {retry_after} s")]
     Regulated { retry_after: u64 },
+    #[error("the mfa_token is invalid, expired or already used; sign in again")]
+    InvalidMfaToken,
+    #[error("{0}")]
+    InvalidSecondFactor(&'static str),
+    #[error("the code is wrong or expired; type the current code of your authenticator app")]
+    WrongCode,
+    #[error("no TOTP set-up is pending; POST /auth/mfa/totp first")]
+    NoPendingEnrolment,
+    #[error("the account has no second factor; set one up first")]
+    NoSecondFactor,
+    #[error("no such second factor")]
+    FactorNotFound,
+    #[error("passkeys need public_url to be set (it is the WebAuthn origin)")]
+    PasskeysUnavailable,
+    #[error("{0}")]
+    PasskeyRefused(String),
+    #[error("{0}")]
+    InvalidInput(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -154,6 +176,8 @@ pub struct Service {
     profiles: groups::Profiles,
     /// Unix second of the last clock-skew warning, so a skewed peer cannot flood the log.
     last_clock_warning: AtomicU64,
+    /// Second factors: the sealing key, the WebAuthn relying party, `mfa.required`.
+    factors: FactorRules,
 }
 
 impl Service {
@@ -164,6 +188,7 @@ impl Service {
         hasher: Hasher,
         signer: Signer,
         provider: Option<super::oidc::Provider>,
+        factors: FactorRules,
     ) -> Self {
         // Every outcome exists from the first scrape, so `rate()` alerts work before it happens.
         for result in ["ok", "failed", "regulated"] {
@@ -192,6 +217,7 @@ impl Service {
             provider,
             profiles: groups::profile_cache(),
             last_clock_warning: AtomicU64::new(0),
+            factors,
         }
     }
 

@@ -24,7 +24,8 @@ impl Service {
     /// `POST /auth/refresh`: rotates the refresh token, with reuse detection and grace.
     pub async fn refresh(&self, token: &str) -> Result<Issued, AuthError> {
         let rotated = self.rotate_refresh_token(token, None).await?;
-        self.issue(&rotated.user, &rotated.sid, rotated.refresh_token)
+        let amr = rotated.record.amr;
+        self.issue(&rotated.user, &rotated.sid, rotated.refresh_token, amr)
     }
 
     /// Rotates a refresh token of a session of `client` (`None`: a sign-in to gatehouse

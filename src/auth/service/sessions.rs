@@ -9,13 +9,15 @@ use super::{AuthError, ClientInfo, Issued, Service, SessionInfo, decode};
 use crate::auth::tokens::{AccessClaims, TokenError};
 use crate::clock::now_secs;
 use crate::domain::User;
+use crate::domain::factors::Amr;
 use crate::domain::session::{self, SessionRecord, encode};
 use crate::store::{Op, keys};
 
 impl Service {
     /// Verifies an access token and checks that its session lives: the token-check hot path.
+    /// The claims' `amr` is the session's, as it is now (a step-up raises it for every token).
     pub async fn authenticate(&self, token: &str) -> Result<AccessClaims, AuthError> {
-        let claims = self.signer.verify(token).map_err(AuthError::InvalidToken)?;
+        let mut claims = self.signer.verify(token).map_err(AuthError::InvalidToken)?;
         self.check_clock(claims.iat);
         let Some(bytes) = self.store.get(&keys::session(&claims.sid)).await? else {
             return Err(AuthError::SessionEnded);
@@ -26,6 +28,7 @@ impl Service {
         if record.uid != claims.sub || record.grant.is_some() {
             return Err(AuthError::InvalidToken(TokenError::Malformed));
         }
+        claims.amr = record.amr;
         Ok(claims)
     }
 
@@ -148,6 +151,7 @@ impl Service {
         &self,
         user: &User,
         client: &ClientInfo,
+        amr: Amr,
     ) -> Result<Issued, AuthError> {
         let sid = session::new_id();
         let refresh =
@@ -163,6 +167,7 @@ impl Service {
             cv: user.credential_version,
             rotated: None,
             grant: None,
+            amr,
         };
         let ttl = Duration::from_secs(self.refresh_ttl);
         let set = keys::user_sessions(&user.id.to_string());
@@ -183,11 +188,11 @@ impl Service {
             return Err(AuthError::SessionEnded);
         }
         self.enforce_session_cap(user.id).await?;
-        self.issue(user, &sid, refresh)
+        self.issue(user, &sid, refresh, amr)
     }
 
-    /// Ends the oldest sessions of a user beyond `sessions.max_per_user` (and forgets set
-    /// members whose session has already ended).
+    /// Ends the oldest sessions of a user beyond `sessions.max_per_user`, OpenID Connect
+    /// grants before sign-ins (and forgets set members whose session has already ended).
     pub(super) async fn enforce_session_cap(&self, user_id: Uuid) -> Result<(), AuthError> {
         let set = keys::user_sessions(&user_id.to_string());
         let members = self.store.set_members(&set).await?;
@@ -204,8 +209,12 @@ impl Service {
                 });
             }
         }
+        // Relying parties' grants go first: an app that runs the code flow again and again
+        // must not sign the user out of gatehouse itself (and of forward-auth).
         let excess = live.len().saturating_sub(self.max_sessions_per_user);
-        for oldest in &live[..excess] {
+        let grants = live.iter().filter(|s| s.record.grant.is_some());
+        let own = live.iter().filter(|s| s.record.grant.is_none());
+        for oldest in grants.chain(own).take(excess) {
             ops.push(Op::Delete {
                 key: keys::session(&oldest.id),
             });
@@ -254,7 +263,25 @@ impl Service {
         user: &User,
         sid: &str,
         refresh_token: String,
+        amr: Amr,
     ) -> Result<Issued, AuthError> {
+        let access_token = self.sign_access(user, sid, amr)?;
+        Ok(Issued {
+            access_token,
+            refresh_token,
+            expires_in: self.access_ttl,
+            refresh_expires_in: self.refresh_ttl,
+        })
+    }
+
+    /// An access token of session `sid` for `user` as the account is now: with `mfa.required`,
+    /// a user without a second factor gets one limited to enrolling one.
+    pub(super) fn sign_access(
+        &self,
+        user: &User,
+        sid: &str,
+        amr: Amr,
+    ) -> Result<String, AuthError> {
         let now = now_secs();
         let claims = AccessClaims {
             sub: user.id,
@@ -266,14 +293,10 @@ impl Service {
             sid: sid.to_owned(),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
+            amr,
+            enrolment_only: self.factors.required && !user.factors.any(),
         };
-        let access_token = self.signer.sign(&claims).map_err(AuthError::InvalidToken)?;
-        Ok(Issued {
-            access_token,
-            refresh_token,
-            expires_in: self.access_ttl,
-            refresh_expires_in: self.refresh_ttl,
-        })
+        self.signer.sign(&claims).map_err(AuthError::InvalidToken)
     }
 
     /// Deletes a session: its tokens are dead on the next request.

@@ -6,7 +6,7 @@ use http::StatusCode;
 use serde::Serialize;
 
 use crate::app::App;
-use crate::auth::Issued;
+use crate::auth::{Issued, LoginOutcome};
 use crate::clock::rfc3339;
 use crate::http::bodies::{Credentials, PasswordChange, RefreshBody};
 use crate::http::caller::{self, Via};
@@ -39,7 +39,7 @@ struct TokenBody<'a> {
 
 /// The answer to login, refresh and password change: the tokens in the body, or in cookies
 /// (and not in the body) for browsers.
-fn tokens(app: &App, issued: &Issued, cookie_mode: bool) -> HttpResponse {
+pub(crate) fn tokens(app: &App, issued: &Issued, cookie_mode: bool) -> HttpResponse {
     let body = TokenBody {
         access_token: (!cookie_mode).then_some(issued.access_token.as_str()),
         refresh_token: (!cookie_mode).then_some(issued.refresh_token.as_str()),
@@ -80,8 +80,13 @@ pub(crate) async fn login(
     }
     let client = client_info(req.headers(), peer, &app.config.trusted_networks);
     let body: Credentials = read_json(req, app.config.limits.max_body).await?;
-    let (_, issued) = app.auth.login(&body.email, &body.password, &client).await?;
-    Ok(tokens(app, &issued, cookie_mode))
+    match app.auth.login(&body.email, &body.password, &client).await? {
+        LoginOutcome::Signed(_, issued) => Ok(tokens(app, &issued, cookie_mode)),
+        LoginOutcome::SecondFactor(step) => Err(ApiError::SecondFactorRequired {
+            mfa_token: step.mfa_token,
+            methods: step.methods,
+        }),
+    }
 }
 
 pub(crate) async fn refresh(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -102,7 +107,7 @@ pub(crate) async fn refresh(app: &App, req: HttpRequest) -> Result<HttpResponse,
 }
 
 pub(crate) async fn logout(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let claims = caller::requires(app, &req).await?.claims;
+    let claims = caller::requires_enrolling(app, &req).await?.claims;
     app.auth.logout(&claims).await?;
     let mut response = no_content();
     cookies::clear(response.headers_mut(), &app.config);
@@ -110,7 +115,7 @@ pub(crate) async fn logout(app: &App, req: HttpRequest) -> Result<HttpResponse, 
 }
 
 pub(crate) async fn logout_all(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let claims = caller::requires(app, &req).await?.claims;
+    let claims = caller::requires_enrolling(app, &req).await?.claims;
     app.auth.logout_all(claims.sub).await?;
     let mut response = no_content();
     cookies::clear(response.headers_mut(), &app.config);

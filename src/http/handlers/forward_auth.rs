@@ -11,7 +11,10 @@
 //! token check plus one store read (`Service::authenticate`), with the identity taken from
 //! the token's claims. Without a session, browsers are sent to the login page (302/303 for
 //! Traefik and Caddy; 401 with `X-Redirection-URL` for nginx, which redirects itself) and
-//! everyone else gets 401. These are GET requests from the proxy: no CSRF check.
+//! everyone else gets 401. A `two_factor` rule sends a browser whose session has one factor
+//! to the login's second step (a step-up), or to the account page when the user has no
+//! factor yet; API clients get 401. A session limited to enrolment (`mfa.required`) gets
+//! 403, browsers the account page. These are GET requests from the proxy: no CSRF check.
 
 use std::borrow::Cow;
 use std::sync::Once;
@@ -89,6 +92,17 @@ pub(crate) async fn handle(
     let Some(Caller { claims, .. }) = caller::signed_in(app, headers).await? else {
         return Ok(unauthenticated(app, headers, &original, flavor));
     };
+    if claims.enrolment_only {
+        // `mfa.required` and no second factor yet: browsers go and set one up.
+        let account = redirect::page_url(&app.config, "account", None);
+        return Ok(send_browser(
+            headers,
+            &original,
+            flavor,
+            &account,
+            ApiError::EnrolmentRequired,
+        ));
+    }
     // Groups change without ending sessions: read them fresh (a cache at most seconds old),
     // and with them whether the account still exists and is enabled.
     let profile = match app.auth.profile(claims.sub).await? {
@@ -105,7 +119,58 @@ pub(crate) async fn handle(
             "your account is not in a group that this resource requires",
         ));
     }
+    if requirements.two_factor() && !claims.amr.is_two_factor() {
+        // A step-up: the second step of the login page, or the account page to set up a
+        // factor first (one user read, only on this path).
+        let status = app.auth.mfa_status(&claims).await?;
+        let location = if status.totp || !status.passkeys.is_empty() {
+            redirect::page_url(&app.config, "login/second-factor", Some(&original.url()))
+        } else {
+            redirect::page_url(&app.config, "account", None)
+        };
+        return Ok(send_browser(
+            headers,
+            &original,
+            flavor,
+            &location,
+            ApiError::StepUpRequired,
+        ));
+    }
     Ok(allowed(Some((&claims, &profile.groups))))
+}
+
+/// Sends a browser to `location` (302 for GET/HEAD, 303 otherwise; nginx: 401 with
+/// `X-Redirection-URL`, and nginx redirects); anyone else gets `otherwise`.
+fn send_browser(
+    headers: &HeaderMap,
+    original: &Original<'_>,
+    flavor: Flavor,
+    location: &str,
+    otherwise: ApiError,
+) -> HttpResponse {
+    if !is_browser(headers) {
+        return otherwise.into_response();
+    }
+    let Ok(location) = HeaderValue::from_str(location) else {
+        return otherwise.into_response();
+    };
+    match flavor {
+        Flavor::AuthRequest => {
+            let mut response = ApiError::MissingToken.into_response();
+            response.headers_mut().insert("x-redirection-url", location);
+            response
+        }
+        Flavor::ForwardAuth => {
+            let status = if matches!(original.method, Method::GET | Method::HEAD) {
+                StatusCode::FOUND
+            } else {
+                StatusCode::SEE_OTHER
+            };
+            let mut response = empty(status);
+            response.headers_mut().insert(header::LOCATION, location);
+            response
+        }
+    }
 }
 
 fn refusal(what: &str, refused: Refused) -> ApiError {
@@ -255,30 +320,8 @@ fn unauthenticated(
     original: &Original<'_>,
     flavor: Flavor,
 ) -> HttpResponse {
-    if !is_browser(headers) {
-        return ApiError::MissingToken.into_response();
-    }
     let login = redirect::login_url(&app.config, &original.url());
-    let Ok(location) = HeaderValue::from_str(&login) else {
-        return ApiError::MissingToken.into_response();
-    };
-    match flavor {
-        Flavor::AuthRequest => {
-            let mut response = ApiError::MissingToken.into_response();
-            response.headers_mut().insert("x-redirection-url", location);
-            response
-        }
-        Flavor::ForwardAuth => {
-            let status = if matches!(original.method, Method::GET | Method::HEAD) {
-                StatusCode::FOUND
-            } else {
-                StatusCode::SEE_OTHER
-            };
-            let mut response = empty(status);
-            response.headers_mut().insert(header::LOCATION, location);
-            response
-        }
-    }
+    send_browser(headers, original, flavor, &login, ApiError::MissingToken)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 //! need neither.
 //!
 //! The handlers call `auth::Service` only; what this page needs from features built on other
-//! branches (invitations, second-factor resets, the audit log) goes through [`seams`].
+//! branches (invitations, the audit log) goes through [`seams`].
 
 mod seams;
 mod views;
@@ -523,6 +523,11 @@ impl Ctx<'_> {
                 .map(|g| g.name)
                 .filter(|g| !user.groups.contains(g))
                 .collect(),
+            factors: views::factors_summary(
+                user.factors.totp.is_some(),
+                user.factors.passkeys.len(),
+                user.factors.recovery.len(),
+            ),
             groups: user.groups,
             sessions,
             reset_factors: seams::RESET_FACTORS,

@@ -1,5 +1,5 @@
 //! What the admin pages need from features that are built on other branches: invitations
-//! (email), second-factor resets (second factors) and the audit log. Each is one function
+//! (email) and the audit log; second-factor resets are wired (the mfa branch is merged). Each is one function
 //! with the signature the pages call and a flag that says whether it works in this build.
 //! The pages show the form (or the list) only when the flag is on, and otherwise say where
 //! to do it instead; the action answers a clear refusal if posted anyway.
@@ -17,7 +17,7 @@ use crate::http::error::ApiError;
 pub(super) const INVITE: bool = false;
 
 /// Whether [`reset_factors`] works.
-pub(super) const RESET_FACTORS: bool = false;
+pub(super) const RESET_FACTORS: bool = true;
 
 /// Whether [`recent_audit`] reads a store of events.
 pub(super) const AUDIT: bool = false;
@@ -38,17 +38,13 @@ pub(super) async fn invite(
     ))
 }
 
-/// Removes every second factor of the user and ends their sessions.
-///
-/// TODO(merge mfa): `app.auth.reset_factors(email)` (`auth/service/factors.rs` on the mfa
-/// branch, which records the `factors_reset` audit event itself).
+/// Removes every second factor of the user and ends their sessions (the service records
+/// the `factors_reset` audit event).
 pub(super) async fn reset_factors(
-    _app: &App,
-    _email: &str,
+    app: &App,
+    email: &str,
 ) -> Result<Result<(), AuthError>, ApiError> {
-    Err(ApiError::Forbidden(
-        "second factors are not available in this build",
-    ))
+    Ok(app.auth.reset_factors(email).await.map(|_| ()))
 }
 
 /// The most recent audit events, newest first, at most `limit`.

@@ -35,6 +35,18 @@ fn notices_come_from_a_fixed_list() {
 }
 
 #[test]
+fn factors_in_words() {
+    assert_eq!(
+        factors_summary(false, 0, 0),
+        "None: they sign in with their password alone."
+    );
+    assert_eq!(
+        factors_summary(false, 1, 1),
+        "Authenticator app off, 1 passkey, 1 recovery code left."
+    );
+}
+
+#[test]
 fn roles_and_messages() {
     assert_eq!(parse_role("").unwrap(), Role::User);
     assert_eq!(parse_role(" admin ").unwrap(), Role::Admin);
@@ -64,7 +76,8 @@ fn pages_escape_what_users_typed() {
             address: evil.into(),
             app: None,
         }],
-        reset_factors: false,
+        factors: factors_summary(true, 2, 10),
+        reset_factors: true,
     });
     assert!(!page.contains("<script>"), "{page}");
     assert!(!page.contains("<b>me"), "{page}");
@@ -78,6 +91,10 @@ fn pages_escape_what_users_typed() {
     );
     assert!(!page.contains("<script"));
     assert!(page.contains("aria-current=\"page\">Users"));
+    assert!(
+        page.contains("Authenticator app on, 2 passkeys, 10 recovery codes left."),
+        "{page}"
+    );
 
     let users = render(&UsersPage {
         chrome: chrome(),

@@ -264,6 +264,8 @@ pub(crate) struct UserPage {
     /// Groups the user could join.
     pub available_groups: Vec<String>,
     pub sessions: Vec<SessionRow>,
+    /// The user's second factors, in words.
+    pub factors: String,
     /// Whether second-factor resets work in this build (`super::seams::RESET_FACTORS`).
     pub reset_factors: bool,
 }
@@ -345,6 +347,22 @@ pub(crate) struct AuditRow {
     pub user: String,
     pub by: String,
     pub detail: String,
+}
+
+/// A user's second factors in words: whether the authenticator app is on, how many passkeys
+/// and unused recovery codes.
+pub(crate) fn factors_summary(totp: bool, passkeys: usize, recovery_codes: usize) -> String {
+    if !totp && passkeys == 0 {
+        return "None: they sign in with their password alone.".to_owned();
+    }
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    format!(
+        "Authenticator app {}, {}, {} left.",
+        if totp { "on" } else { "off" },
+        plural(passkeys, "passkey", "passkeys"),
+        plural(recovery_codes, "recovery code", "recovery codes"),
+    )
 }
 
 /// A refusal shown to a browser (not an admin, no such page, a bad form).

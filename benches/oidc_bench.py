@@ -1,0 +1,343 @@
+"""OpenID Connect: whole authorization-code flows, token exchanges and userinfo, gatehouse
+beside node's oidc-provider (the OpenID-certified reference provider) in the same run.
+
+Both providers get the same set-up: one confidential client (client_secret_basic), PKCE S256,
+code flow, RS256 id_tokens, scope `openid email profile groups`, consent granted once (gatehouse:
+an implicit-consent client; oidc-provider: the grant saved at the first sign-in), and one user
+signed in once by a scripted browser whose cookies the load generator then sends. Measured:
+
+- flow: wrk with benches/wrk/oidc_flow.lua: authorization request with the browser's cookies
+  -> redirect with a code -> token exchange; flows/s = token responses 200 with an id_token.
+- exchange: codes minted first (oidc_mint.lua), then each exchanged once (oidc_exchange.lua)
+  at peak and paced at half of that peak (the target's "token exchange p99 at half load").
+- userinfo: `GET` of the userinfo endpoint with the access token (static.lua).
+
+oidc-provider keeps everything in an in-memory Map (nothing durable); gatehouse writes every
+grant to its store. Standard library only.
+"""
+
+import base64
+import hashlib
+import html
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+
+import harness
+from gatehouse_srv import Gatehouse
+from harness import PASSWORD, REPO, Proc, free_port, log, wait_http
+
+CLIENT_ID = "bench"
+CLIENT_SECRET = "bench-oidc-secret-0123456789abcdef"
+REDIRECT = "http://127.0.0.1:9/cb"
+SCOPE = "openid email profile groups"
+VERIFIER = "gatehouse-benchmark-pkce-verifier-0123456789abcdefghijkl"
+CHALLENGE = base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).rstrip(b"=").decode()
+EMAIL = "oidc@bench.example.org"
+FLOW_CONNS = 32
+OP_DIR = REPO / "benches" / "oidc"
+
+
+class Browser:
+    """A browser reduced to what the sign-in needs: cookies by path, redirects, and the login
+    (and, for explicit consent, the consent) form."""
+
+    def __init__(self, port):
+        self.port, self.jar = port, {}
+
+    def _cookies(self, path):
+        return "; ".join(f"{n}={v}" for (n, p), v in self.jar.items()
+                         if path == p or path.startswith(p.rstrip("/") + "/") or p == "/")
+
+    def cookie_header(self, path):
+        return self._cookies(path)
+
+    def request(self, method, target, form=None, headers=None):
+        h = {"User-Agent": "gatehouse-bench", "Accept": "text/html"}
+        h.update(headers or {})
+        path = urlsplit(target).path or "/"
+        c = self._cookies(path)
+        if c:
+            h["Cookie"] = c
+        body = None
+        if form is not None:
+            body = urlencode(form)
+            h["Content-Type"] = "application/x-www-form-urlencoded"
+            h["Origin"] = f"http://127.0.0.1:{self.port}"
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            rel = urlsplit(target)
+            conn.request(method, rel.path + (f"?{rel.query}" if rel.query else ""), body=body, headers=h)
+            r = conn.getresponse()
+            text = r.read().decode(errors="replace")
+            for sc in r.msg.get_all("Set-Cookie") or []:
+                pair, *attrs = sc.split(";")
+                name, _, value = pair.strip().partition("=")
+                cpath = next((a.split("=", 1)[1].strip() for a in attrs if a.strip().lower().startswith("path=")), "/")
+                gone = value == "" or any(a.strip().lower() == "max-age=0" for a in attrs)
+                if gone:
+                    self.jar.pop((name, cpath), None)
+                else:
+                    self.jar[(name, cpath)] = value
+            return r.status, r.getheader("Location"), text
+        finally:
+            conn.close()
+
+    def flow(self, authorize, email, password):
+        """From the authorization request to the redirect with a code: returns the code."""
+        url = f"http://127.0.0.1:{self.port}{authorize}"
+        status, loc, text = self.request("GET", url)
+        for _ in range(12):
+            if status in (302, 303):
+                nxt = urljoin(url, loc)
+                if nxt.startswith(REDIRECT):
+                    q = parse_qs(urlsplit(nxt).query)
+                    if "code" not in q:
+                        raise RuntimeError(f"no code: {nxt}")
+                    return q["code"][0]
+                url = nxt
+                status, loc, text = self.request("GET", url)
+                continue
+            if status != 200:
+                raise RuntimeError(f"{status} at {url}: {text[:300]}")
+            action = re.search(r'<form[^>]*action="([^"]*)"', text)
+            action = urljoin(url, html.unescape(action.group(1))) if action else url
+            fields = {m.group(1): html.unescape(m.group(2))
+                      for m in re.finditer(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', text)}
+            if 'type="password"' in text:
+                fields.update(email=email, password=password)
+            elif 'name="decision"' in text:
+                fields["decision"] = "allow"
+            else:
+                raise RuntimeError(f"no form to fill at {url}: {text[:300]}")
+            status, loc, text = self.request("POST", action, form=fields, headers={"Referer": url})
+        raise RuntimeError("too many redirects")
+
+
+def token_body(code):
+    return urlencode({"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
+                      "code_verifier": VERIFIER})
+
+
+def basic():
+    return base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+
+
+def post_token(port, path, code):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", path, body=token_body(code),
+                     headers={"Authorization": f"Basic {basic()}",
+                              "Content-Type": "application/x-www-form-urlencoded"})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"null")
+    finally:
+        conn.close()
+
+
+def discovery(port):
+    status, meta = harness.request(port, "GET", "/.well-known/openid-configuration")
+    if status != 200:
+        raise RuntimeError(f"discovery: {status}")
+    return {k: urlsplit(v).path for k, v in meta.items() if k.endswith("_endpoint") and isinstance(v, str)}
+
+
+def measure(ctx, name, port):
+    """Signs the user in once, checks one whole flow by hand, then the wrk scenarios."""
+    ep = discovery(port)
+    authorize = ep["authorization_endpoint"] + "?" + urlencode({
+        "client_id": CLIENT_ID, "redirect_uri": REDIRECT, "response_type": "code", "scope": SCOPE,
+        "state": "bench-state", "nonce": "bench-nonce", "code_challenge": CHALLENGE,
+        "code_challenge_method": "S256"})
+    b = Browser(port)
+    code = b.flow(authorize, EMAIL, PASSWORD)
+    status, tokens = post_token(port, ep["token_endpoint"], code)
+    if status != 200 or "id_token" not in tokens:
+        raise RuntimeError(f"{name}: token exchange {status} {tokens}")
+    cookie = b.cookie_header(urlsplit(ep["authorization_endpoint"]).path)
+    base = {"BENCH_AUTHORIZE": authorize, "BENCH_COOKIE": cookie,
+            "BENCH_TOKEN_PATH": ep["token_endpoint"], "BENCH_BASIC": basic(),
+            "BENCH_TOKEN_BODY": token_body("CODE")}
+    r, w = {}, ctx.wrk
+    r["flow"] = w.run(port, "oidc_flow", env=dict(base, _PATH=ep["authorization_endpoint"]), conns=FLOW_CONNS)
+    f = r["flow"]
+    f["flows_per_s"] = f.get("flows", 0) / f["seconds"] if f["seconds"] else 0.0
+    log(f"  {name}: {f['flows_per_s']:.0f} whole flows/s ({f.get('failed', 0)} failed), "
+        f"p99 of its requests {f['p99_us'] / 1000:.2f} ms")
+
+    def mint():
+        out = Path(ctx.tmp) / f"{name}-codes"
+        for old in Path(ctx.tmp).glob(f"{name}-codes.*"):
+            old.unlink()
+        w.run(port, "oidc_mint", env=dict(base, _PATH=ep["authorization_endpoint"], BENCH_CODES_OUT=out),
+              conns=FLOW_CONNS)
+        codes = Path(ctx.tmp) / f"{name}-codes.txt"
+        codes.write_text("".join(p.read_text() for p in sorted(Path(ctx.tmp).glob(f"{name}-codes.*"))
+                                 if p.suffix != ".txt"))
+        return codes
+    xenv = dict(base, _PATH=ep["token_endpoint"], BENCH_TOKENS=mint())
+    r["exchange"] = w.run(port, "oidc_exchange", env=xenv, conns=FLOW_CONNS)
+    log(f"  {name}: token exchange {r['exchange']['rps']:.0f}/s (starved {r['exchange']['starved']}) "
+        f"p99 {r['exchange']['p99_us'] / 1000:.2f} ms")
+    xenv["BENCH_TOKENS"] = mint()
+    r["exchange_half"], _ = w.paced(port, r["exchange"]["rps"] / 2, env=xenv, conns=FLOW_CONNS,
+                                    calib_runs=0, script="oidc_exchange")
+    log(f"  {name}: token exchange at half load {r['exchange_half']['rps']:.0f}/s "
+        f"p99 {r['exchange_half']['p99_us'] / 1000:.2f} ms")
+    # Fresh tokens for userinfo (the ones above may be gone: gatehouse keeps at most
+    # sessions.max_per_user grants of a user, raised for this server).
+    status, tokens = post_token(port, ep["token_endpoint"], b.flow(authorize, EMAIL, PASSWORD))
+    if status != 200:
+        raise RuntimeError(f"{name}: token exchange {status} {tokens}")
+    r["userinfo"] = w.run(port, env={"_PATH": ep["userinfo_endpoint"],
+                                     "BENCH_AUTH": f"Bearer {tokens['access_token']}"}, conns=64)
+    log(f"  {name}: userinfo {r['userinfo']['rps']:.0f}/s p99 {r['userinfo']['p99_us'] / 1000:.2f} ms")
+    return r
+
+
+def gatehouse(ctx, alg="RS256", secret=CLIENT_SECRET, env=None):
+    """Gatehouse with the benchmark client (`alg` and `secret` for investigations: an argon2id
+    PHC `secret` checks that a hashed secret costs no hash per request)."""
+    port = free_port()
+    conf = Path(tempfile.mkdtemp(dir=ctx.tmp, prefix="oidc-conf-")) / "gatehouse.toml"
+    conf.write_text(f'''public_url = "http://127.0.0.1:{port}"
+[[oidc.clients]]
+id = "{CLIENT_ID}"
+secret = "{secret}"
+redirect_uris = ["{REDIRECT}"]
+scopes = ["openid", "email", "profile", "groups"]
+consent = "implicit"
+id_token_signing_alg = "{alg}"
+''')
+    log("gatehouse (embedded) as an OpenID Connect provider")
+    g = Gatehouse(ctx, "gatehouse-oidc", backend="embedded", cheap=ctx.smoke, port=port,
+                  env={"GATEHOUSE_CONFIG": str(conf), "GATEHOUSE_COOKIES__SECURE": "false",
+                       # Every flow is a grant, and a grant is a session of the one benchmark
+                       # user: the default cap (100) would end the browser's own session.
+                       "GATEHOUSE_SESSIONS__MAX_PER_USER": "100000000", **(env or {})})
+    try:
+        g.register(EMAIL)
+        r = measure(ctx, "gatehouse-oidc", port)
+        r["rss_after_kib"] = g.rss_kib()
+        return r
+    finally:
+        g.stop()
+
+
+def node_ready():
+    """node and benches/oidc/node_modules (npm ci), or a reason why not."""
+    if not shutil.which("node"):
+        return "node is not installed (apt-get install nodejs npm)"
+    if not (OP_DIR / "node_modules" / "oidc-provider").is_dir():
+        if not shutil.which("npm"):
+            return "npm is not installed"
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=OP_DIR, check=True)
+    return None
+
+
+def oidc_provider(ctx):
+    port = free_port()
+    log("node oidc-provider (reference provider)")
+    p = Proc("oidc-provider", ["node", str(OP_DIR / "op.mjs")], cwd=OP_DIR, logdir=ctx.logdir, port=port,
+             env={"OP_PORT": str(port), "OP_ISSUER": f"http://127.0.0.1:{port}", "OP_CLIENT_ID": CLIENT_ID,
+                  "OP_CLIENT_SECRET": CLIENT_SECRET, "OP_REDIRECT_URI": REDIRECT, "OP_USER_EMAIL": EMAIL,
+                  "OP_USER_PASSWORD": PASSWORD, "OP_CONSENT": "implicit", "NODE_ENV": "production"})
+    try:
+        wait_http(port, "/healthz", timeout=30, proc=p)
+        r = measure(ctx, "oidc-provider", port)
+        r["rss_after_kib"] = p.rss_kib()
+        return r
+    finally:
+        p.stop()
+
+
+def versions():
+    out = {"node": harness.cmd_version(["node", "--version"])}
+    try:
+        out["oidc-provider"] = json.loads((OP_DIR / "node_modules/oidc-provider/package.json").read_text())["version"]
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def run(ctx):
+    """Both providers, one after the other on the same machine; the ratios."""
+    res = {"gatehouse": gatehouse(ctx)}
+    why = node_ready()
+    if why:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError(f"oidc-provider: {why}")
+        log(f"SKIPPED oidc-provider: {why}")
+        res["peer_error"] = why
+        return res
+    res["versions"] = versions()
+    res["oidc-provider"] = oidc_provider(ctx)
+    g, o = res["gatehouse"], res["oidc-provider"]
+    res["flow_ratio"] = g["flow"]["flows_per_s"] / o["flow"]["flows_per_s"] if o["flow"]["flows_per_s"] else None
+    res["userinfo_ratio"] = g["userinfo"]["rps"] / o["userinfo"]["rps"] if o["userinfo"]["rps"] else None
+    if res["flow_ratio"] is not None:
+        log(f"  OIDC: gatehouse {res['flow_ratio']:.2f}x oidc-provider's whole flows/s "
+            f"(target >= 3x); userinfo {res['userinfo_ratio']:.2f}x; gatehouse token exchange p99 at half "
+            f"load {g['exchange_half']['p99_us'] / 1000:.2f} ms (target < 5 ms)")
+    return res
+
+
+def check_smoke(oidc):
+    problems = []
+    if not oidc:
+        return ["oidc: no result"]
+    for name in ("gatehouse", "oidc-provider"):
+        r = oidc.get(name)
+        if r is None:
+            continue
+        if r["flow"].get("flows", 0) <= 0:
+            problems.append(f"oidc/{name}: no whole flow completed")
+        if r["exchange"]["ok"] <= 0 or r["userinfo"]["ok"] <= 0:
+            problems.append(f"oidc/{name}: no successful token exchange or userinfo")
+    return problems
+
+
+def markdown(oidc):
+    """The BENCHMARKS.md section."""
+    if not oidc:
+        return []
+    L = ["## 6. OpenID Connect: whole code flows, token exchange, userinfo", ""]
+    L.append("One confidential client (client_secret_basic), PKCE S256, RS256 id_tokens, scope `openid email "
+             "profile groups`, consent granted once, a browser signed in once whose cookies wrk sends. A flow is "
+             "the authorization request with those cookies (answered by a redirect with a code) and the token "
+             f"exchange of that code ({FLOW_CONNS} connections, `benches/wrk/oidc_flow.lua`). Token exchange alone: "
+             "codes minted first, each exchanged once, at peak and paced at half of it. Userinfo: 64 connections. "
+             "The reference is node's `oidc-provider` (OpenID Certified; `benches/oidc/op.mjs`) with an in-memory "
+             "Map adapter (its own development adapter is an LRU of 1000 entries that drops codes under load): it "
+             "writes nothing durably, while gatehouse commits every grant to its embedded store. Gatehouse runs "
+             "with `sessions.max_per_user` raised, since every flow is a session of the one benchmark user.")
+    L.append("")
+    L.append("| | whole flows/s | flow requests p99 | token exchange/s | exchange p99 at half load | userinfo/s | userinfo p99 |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|")
+    for name in ("gatehouse", "oidc-provider"):
+        r = oidc.get(name)
+        if not r:
+            continue
+        label = "gatehouse (embedded)" if name == "gatehouse" else f"oidc-provider {oidc.get('versions', {}).get('oidc-provider', '')}"
+        L.append(f"| {label} | {r['flow']['flows_per_s']:,.0f} | {r['flow']['p99_us'] / 1000:.2f} ms | "
+                 f"{r['exchange']['rps']:,.0f} | {r['exchange_half']['p99_us'] / 1000:.2f} ms | "
+                 f"{r['userinfo']['rps']:,.0f} | {r['userinfo']['p99_us'] / 1000:.2f} ms |")
+    L.append("")
+    if oidc.get("flow_ratio"):
+        met = "met" if oidc["flow_ratio"] >= 3 else "not met"
+        p99 = oidc["gatehouse"]["exchange_half"]["p99_us"] / 1000
+        L.append(f"Gatehouse makes **{oidc['flow_ratio']:.2f}×** oidc-provider's whole flows/s (target ≥ 3×: {met}) "
+                 f"and **{oidc['userinfo_ratio']:.2f}×** its userinfo requests/s; its token exchange p99 at half "
+                 f"load is {p99:.2f} ms (target < 5 ms: {'met' if p99 < 5 else 'not met'}).")
+        L.append("")
+    if oidc.get("peer_error"):
+        L.append(f"oidc-provider did not run: {oidc['peer_error']}.")
+        L.append("")
+    return L
