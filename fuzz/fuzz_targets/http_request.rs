@@ -17,10 +17,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use gatehouse::app::App;
-use gatehouse::auth::{ClientInfo, LoginOutcome};
-use gatehouse::domain::Role;
 use gatehouse::auth::secret::SecretInputs;
+use gatehouse::auth::{ClientInfo, LoginOutcome};
 use gatehouse::config::Config;
+use gatehouse::domain::Role;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -225,7 +225,10 @@ fn debug() -> bool {
 fn with_admin_token(data: &[u8], token: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len());
     let mut rest = data;
-    while let Some(at) = rest.windows(ADMIN_TOKEN.len()).position(|w| w == ADMIN_TOKEN) {
+    while let Some(at) = rest
+        .windows(ADMIN_TOKEN.len())
+        .position(|w| w == ADMIN_TOKEN)
+    {
         out.extend_from_slice(&rest[..at]);
         out.extend_from_slice(token);
         rest = &rest[at + ADMIN_TOKEN.len()..];
@@ -236,7 +239,10 @@ fn with_admin_token(data: &[u8], token: &[u8]) -> Vec<u8> {
 
 /// The admin's token, logging in again if an earlier input ended its session.
 fn live_admin_token(harness: &Harness) -> String {
-    let mut token = harness.admin_token.lock().unwrap_or_else(|e| e.into_inner());
+    let mut token = harness
+        .admin_token
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let app = &harness.app;
     let live = harness
         .runtime
