@@ -16,8 +16,9 @@
 //! - [`app`]: builds the shared [`app::App`] (stores, hasher, keys) from a [`config::Config`].
 //! - [`http`]: the hyper listener (connection cap, load shedding, graceful shutdown), one
 //!   route table, who is calling ([`http::caller`]), body and cookie handling, one response
-//!   builder, the problem+json error type, metrics, the login pages, and one module per group
-//!   of endpoints (the JSON API, forward-auth, introspection). Handlers call [`auth::Service`].
+//!   builder, the problem+json error type, metrics, the login pages, the admin pages
+//!   (`/admin`), and one module per group of endpoints (the JSON API, forward-auth,
+//!   introspection). Handlers call [`auth::Service`].
 //! - [`auth`]: the rules: passwords (argon2id on a bounded thread pool, strength policy),
 //!   tokens (JWT, key rotation), regulation of failed logins, forward-auth access rules,
 //!   second factors (TOTP, passkeys, recovery codes: GD-0010), and the session life cycle

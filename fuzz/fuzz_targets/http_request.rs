@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use gatehouse::app::App;
 use gatehouse::auth::secret::SecretInputs;
+use gatehouse::auth::{ClientInfo, LoginOutcome};
 use gatehouse::config::Config;
+use gatehouse::domain::Role;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -32,7 +34,31 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(8);
 struct Harness {
     runtime: Runtime,
     app: Arc<App>,
+    /// An access token of an admin's session, put where an input says `@ADMIN_TOKEN@`, so
+    /// that inputs reach what only an admin reaches (the admin pages' forms). An input may
+    /// end that session (`POST /auth/logout` with it): then a new one is made.
+    admin_token: std::sync::Mutex<String>,
 }
+
+const ADMIN_EMAIL: &str = "fuzz-admin@example.org";
+const ADMIN_PASSWORD: &str = "fuzzing admin's staple battery";
+
+/// A fresh session of the fuzzing admin.
+async fn admin_login(app: &App) -> String {
+    match app
+        .auth
+        .login(ADMIN_EMAIL, ADMIN_PASSWORD, &ClientInfo::default())
+        .await
+    {
+        Ok(LoginOutcome::Signed(_, issued)) => issued.access_token,
+        // Should inputs ever give the admin a second factor or a ban (they do not know the
+        // password), admin inputs run without a live session rather than fail the run.
+        Ok(LoginOutcome::SecondFactor(_)) | Err(_) => String::new(),
+    }
+}
+
+/// Stands for [`Harness::admin_token`] in an input (see the `admin_*` seeds).
+const ADMIN_TOKEN: &[u8] = b"@ADMIN_TOKEN@";
 
 static DATA_DIR: OnceLock<PathBuf> = OnceLock::new();
 
@@ -85,7 +111,18 @@ fn harness() -> &'static Harness {
             let app = app.clone();
             async move { app.auth.run_mail_requests().await }
         });
-        Harness { runtime, app }
+        let admin_token = runtime.block_on(async {
+            app.auth
+                .create_user(ADMIN_EMAIL, ADMIN_PASSWORD, Role::Admin)
+                .await
+                .expect("create the admin");
+            admin_login(&app).await
+        });
+        Harness {
+            runtime,
+            app,
+            admin_token: std::sync::Mutex::new(admin_token),
+        }
     })
 }
 
@@ -191,8 +228,47 @@ fn debug() -> bool {
     *DEBUG.get_or_init(|| std::env::var_os("GATEHOUSE_FUZZ_DEBUG").is_some())
 }
 
+/// `data` with every `@ADMIN_TOKEN@` replaced by the admin's token.
+fn with_admin_token(data: &[u8], token: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut rest = data;
+    while let Some(at) = rest
+        .windows(ADMIN_TOKEN.len())
+        .position(|w| w == ADMIN_TOKEN)
+    {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(token);
+        rest = &rest[at + ADMIN_TOKEN.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// The admin's token, logging in again if an earlier input ended its session.
+fn live_admin_token(harness: &Harness) -> String {
+    let mut token = harness
+        .admin_token
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let app = &harness.app;
+    let live = harness
+        .runtime
+        .block_on(async { app.auth.authenticate(&token).await.is_ok() });
+    if !live {
+        *token = harness.runtime.block_on(admin_login(app));
+    }
+    token.clone()
+}
+
 fuzz_target!(|data: &[u8]| {
     let harness = harness();
+    let substituted;
+    let data = if data.windows(ADMIN_TOKEN.len()).any(|w| w == ADMIN_TOKEN) {
+        substituted = with_admin_token(data, live_admin_token(harness).as_bytes());
+        &substituted[..]
+    } else {
+        data
+    };
     let response = harness
         .runtime
         .block_on(exchange(harness.app.clone(), data, peer(data)));

@@ -2,7 +2,7 @@
 //! [`router`] (method and path to handler), [`caller`] (who is signed in, if anyone),
 //! [`request`] (bodies, CSRF, client address), [`bodies`] (the JSON request types), [`response`], [`cookies`], [`metrics`]
 //! (Prometheus), [`pages`] (the login and logout HTML), [`redirect`] (safe `rd` targets), and
-//! [`handlers`], one module per group of endpoints.
+//! [`handlers`], one module per group of endpoints (the admin pages are `handlers::admin`).
 
 pub mod bodies;
 pub mod caller;

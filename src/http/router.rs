@@ -9,7 +9,7 @@ use http::Method;
 use super::handlers::forward_auth::{self, Flavor};
 use super::handlers::links::LinkPage;
 use super::handlers::{
-    account, auth, email, health, introspect, links, login, mfa, oidc, sessions,
+    account, admin, auth, email, health, introspect, links, login, mfa, oidc, sessions,
 };
 use super::metrics;
 use super::request::{HttpRequest, has_body};
@@ -133,9 +133,17 @@ pub enum Route {
     InvitePage,
     VerifyPage,
     EmailConfirmPage,
+    AdminOverview,
+    AdminUsers,
+    AdminUser,
+    AdminGroups,
+    AdminClients,
+    AdminBans,
+    AdminAudit,
 }
 
-/// The fixed paths; `/auth/sessions/{id}` is matched by prefix in [`Route::find`].
+/// The fixed paths; `/auth/sessions/{id}` and `/admin/users/{id}` are matched by prefix in
+/// [`Route::find`].
 const TABLE: &[(&str, Route)] = &[
     ("/auth/register", Route::Register),
     ("/auth/login", Route::Login),
@@ -183,6 +191,12 @@ const TABLE: &[(&str, Route)] = &[
     ("/invite", Route::InvitePage),
     ("/verify", Route::VerifyPage),
     ("/email/confirm", Route::EmailConfirmPage),
+    ("/admin", Route::AdminOverview),
+    ("/admin/users", Route::AdminUsers),
+    ("/admin/groups", Route::AdminGroups),
+    ("/admin/clients", Route::AdminClients),
+    ("/admin/bans", Route::AdminBans),
+    ("/admin/audit", Route::AdminAudit),
 ];
 
 /// The passkey ceremonies of the login and account pages, compiled in.
@@ -205,6 +219,9 @@ impl Route {
         if id_after(path, SESSION_PREFIX).is_some() {
             return Some(Route::Session);
         }
+        if id_after(path, admin::USER_PREFIX).is_some() {
+            return Some(Route::AdminUser);
+        }
         id_after(path, PASSKEY_PREFIX).map(|_| Route::MfaPasskey)
     }
 
@@ -213,6 +230,7 @@ impl Route {
         match self {
             Route::Session => "/auth/sessions/{id}",
             Route::MfaPasskey => "/auth/mfa/passkeys/{id}",
+            Route::AdminUser => "/admin/users/{id}",
             route => TABLE
                 .iter()
                 .find(|(_, r)| *r == route)
@@ -258,7 +276,11 @@ impl Route {
             | Route::ResetPage
             | Route::InvitePage
             | Route::VerifyPage
-            | Route::EmailConfirmPage => "GET, HEAD, POST",
+            | Route::EmailConfirmPage
+            | Route::AdminUsers
+            | Route::AdminUser
+            | Route::AdminGroups
+            | Route::AdminBans => "GET, HEAD, POST",
             Route::Me
             | Route::Sessions
             | Route::ForwardAuth
@@ -269,7 +291,10 @@ impl Route {
             | Route::Healthz
             | Route::Readyz
             | Route::Mfa
-            | Route::WebauthnScript => "GET, HEAD",
+            | Route::WebauthnScript
+            | Route::AdminOverview
+            | Route::AdminClients
+            | Route::AdminAudit => "GET, HEAD",
         }
     }
 
@@ -355,5 +380,12 @@ async fn route(app: &App, req: HttpRequest, peer: SocketAddr) -> Result<HttpResp
         Route::WebauthnScript => Ok(script(WEBAUTHN_JS)),
         Route::Account if reading => account::page(app, req).await,
         Route::Account => account::submit(app, req, peer).await,
+        Route::AdminOverview
+        | Route::AdminUsers
+        | Route::AdminUser
+        | Route::AdminGroups
+        | Route::AdminClients
+        | Route::AdminBans
+        | Route::AdminAudit => admin::handle(app, req, route).await,
     }
 }

@@ -77,6 +77,14 @@ const OUTBOX_PREFIX: &str = "outbox:";
 /// The set of ids of the mails waiting in the outbox.
 pub(crate) const OUTBOX: &str = "outbox_pending";
 
+/// Logins in one hour, for the admin overview's chart: `stats:logins:<ok|failed>:<Unix hour>`
+/// (the Unix second divided by 3600) → a decimal count, living 25 h from its first
+/// increment, so the last 24 hours are always there and nothing older piles up. Counted in
+/// the session store, so every node's logins add up on Redis. Internal.
+pub(crate) fn login_stats(result: &str, hour: u64) -> String {
+    format!("stats:logins:{result}:{hour}")
+}
+
 /// Failed logins in the current `regulation.find_time` window; `subject` is
 /// `user:<email>` or `ip:<address>`.
 pub(crate) fn failures(subject: &str) -> String {
@@ -112,6 +120,7 @@ mod tests {
             link(crate::domain::link::Slot::Password, "u"),
             outbox_message("m"),
             OUTBOX.to_owned(),
+            login_stats("ok", 1),
         ] {
             assert!(!readable_by_services(&internal), "{internal}");
         }

@@ -99,6 +99,17 @@ impl WebDriver {
         dir: &Path,
         extra: &[&str],
     ) -> WebDriver {
+        Self::start_with(chromium, chromedriver, dir, extra, json!({})).await
+    }
+
+    /// Like [`WebDriver::start`], with more `goog:chromeOptions` (e.g. `mobileEmulation`).
+    pub async fn start_with(
+        chromium: &Path,
+        chromedriver: &Path,
+        dir: &Path,
+        extra: &[&str],
+        options: Value,
+    ) -> WebDriver {
         let port = free_port();
         let mut driver = Proc::spawn(
             "chromedriver",
@@ -129,9 +140,13 @@ impl WebDriver {
             .build()
             .expect("client");
         let base = format!("http://127.0.0.1:{port}");
+        let mut chrome_options = json!({"binary": chromium, "args": args});
+        if let (Some(all), Some(more)) = (chrome_options.as_object_mut(), options.as_object()) {
+            all.extend(more.clone());
+        }
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": chromium, "args": args},
+            "goog:chromeOptions": chrome_options,
         }}});
         let r: Value = http
             .post(format!("{base}/session"))
@@ -302,6 +317,48 @@ impl WebDriver {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Runs `script` (a function body; `arguments` are `args`) in the page and returns its
+    /// value. Driver-injected scripts are not the page's: its CSP does not apply to them.
+    pub async fn execute(&self, script: &str, args: Value) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
+        .await
+    }
+
+    /// Like [`WebDriver::execute`] for a script that calls its last argument when done.
+    pub async fn execute_async(&self, script: &str, args: Value) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({"script": script, "args": args})),
+        )
+        .await
+    }
+
+    /// Sets the window's size.
+    pub async fn set_window(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
+    /// A PNG of the viewport, written to `path`.
+    pub async fn screenshot(&self, path: &Path) {
+        use base64::Engine;
+        let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().expect("png"))
+            .expect("base64");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("screenshot dir");
+        std::fs::write(path, bytes).expect("write screenshot");
     }
 
     pub async fn quit(self) {

@@ -1,4 +1,7 @@
-//! Administration (the CLI, directly or through the admin socket): users, roles, bans.
+//! Administration (the CLI, directly or through the admin socket, and the admin pages):
+//! users, roles, bans.
+
+use uuid::Uuid;
 
 use super::{AuthError, Service};
 use crate::auth::regulation::Ban;
@@ -8,6 +11,19 @@ use crate::mail::Notice;
 impl Service {
     pub async fn list_users(&self) -> Result<Vec<User>, AuthError> {
         Ok(self.users.list().await?)
+    }
+
+    /// The user with this id, as stored now (the admin pages name users by id).
+    pub async fn user_by_id(&self, id: Uuid) -> Result<Option<User>, AuthError> {
+        Ok(self.users.by_id(id).await?)
+    }
+
+    /// Ends every session of a user (the admin pages); returns how many there were. Their
+    /// tokens are dead on the next request, on every node.
+    pub async fn end_sessions(&self, user_id: Uuid) -> Result<usize, AuthError> {
+        let count = self.revoke_all(user_id).await?;
+        tracing::info!(event = "sessions_ended", user_id = %user_id, sessions = count, by = "admin");
+        Ok(count)
     }
 
     /// Tokens carry the role: the sessions end so that the next login gets the new one.

@@ -20,6 +20,7 @@ use webauthn_rs::prelude::{
     PublicKeyCredential, RegisterPublicKeyCredential,
 };
 
+use super::stats::LoginResult;
 use super::{AuthError, ClientInfo, Issued, MAX_WRITE_ATTEMPTS, Service, decode};
 use crate::audit::{self, Actor, Event, Kind};
 use crate::auth::factors::{self as mechanics};
@@ -833,7 +834,7 @@ impl Service {
             other => other?,
         };
         tracing::info!(event = "login_ok", user_id = %user.id, amr = ?amr.names(), ip = client.ip.as_deref().unwrap_or("-"));
-        metrics::counter!("gatehouse_logins_total", "result" => "ok").increment(1);
+        self.count_login(LoginResult::Ok);
         Ok((user.clone(), issued))
     }
 

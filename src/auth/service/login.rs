@@ -1,6 +1,7 @@
 //! Checking secrets under regulation: the password login, client secrets.
 
 use super::factors::LoginOutcome;
+use super::stats::LoginResult;
 use super::{AuthError, ClientInfo, Service};
 use crate::auth::policy;
 use crate::auth::regulation::{self, Refusal, Reservation};
@@ -44,7 +45,7 @@ impl Service {
         };
         let Some((user, needs_rehash)) = found else {
             tracing::info!(event = "login_failed", ip = ip.unwrap_or("-"));
-            metrics::counter!("gatehouse_logins_total", "result" => "failed").increment(1);
+            self.count_login(LoginResult::Failed);
             self.regulation.failed(attempt).await?;
             return Err(AuthError::InvalidCredentials);
         };
@@ -70,7 +71,7 @@ impl Service {
             other => other?,
         };
         tracing::info!(event = "login_ok", user_id = %user.id, ip = client.ip.as_deref().unwrap_or("-"));
-        metrics::counter!("gatehouse_logins_total", "result" => "ok").increment(1);
+        self.count_login(LoginResult::Ok);
         Ok(LoginOutcome::Signed(Box::new(user), issued))
     }
 

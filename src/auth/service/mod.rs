@@ -4,8 +4,9 @@
 //! (registration, password change, versioned user writes), `groups` (groups and the
 //! fresh view of a user that decisions read), `grants` (the OpenID Connect flows),
 //! `factors` (second factors: enrolment, the second step of a login, passkeys, step-up),
-//! `mail` (the emailed links: reset, verification, email change, invitations; notices) and
-//! `admin` (the CLI's commands).
+//! `mail` (the emailed links: reset, verification, email change, invitations; notices),
+//! `admin` (the CLI's commands and the admin pages') and `stats` (logins per hour for the
+//! admin overview).
 //!
 //! Session rules (ADR-004 and the API contract):
 //! - A login creates a session (`session:<sid>`), its refresh token and an access token that
@@ -45,6 +46,7 @@ mod login;
 mod mail;
 mod rotation;
 mod sessions;
+pub(crate) mod stats;
 
 pub(crate) use mail::MailRequest;
 

@@ -301,7 +301,7 @@ fn allowed(identity: Option<(&AccessClaims, &[String])>) -> HttpResponse {
 }
 
 /// A browser: `Accept` names `text/html` and it is not an XHR.
-fn is_browser(headers: &HeaderMap) -> bool {
+pub(crate) fn is_browser(headers: &HeaderMap) -> bool {
     let html = headers
         .get_all(header::ACCEPT)
         .iter()

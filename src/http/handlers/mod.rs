@@ -1,6 +1,7 @@
 //! One module per group of endpoints.
 
 pub(crate) mod account;
+pub(crate) mod admin;
 pub(crate) mod auth;
 pub(crate) mod email;
 pub(crate) mod forward_auth;
