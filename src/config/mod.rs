@@ -12,7 +12,7 @@
 //! - `tokens`: `[tokens]`; `stores`: `[sessions]`, `[users]`, `[redis]`; `passwords`:
 //!   `[argon2]`, `[passwords]`, `[regulation]`; `server`: `[limits]`, `[metrics]`, `[log]`
 //!   and `trusted_proxies`; `web`: `[cookies]`, `[login]`, `[introspection]` and
-//!   `public_url`; [`access`]: `[access_control]`.
+//!   `public_url`; [`access`]: `[access_control]`; `resp`: `[resp]`.
 //!
 //! `config` depends on nothing in `auth`: `auth` reads these values and gives them meaning
 //! (e.g. `auth::access` judges requests by the access rules).
@@ -27,12 +27,14 @@ use url::Url;
 
 pub mod access;
 mod passwords;
+mod resp;
 mod server;
 mod stores;
 mod tokens;
 mod web;
 
 pub use passwords::{Argon2, Passwords, Regulation};
+pub use resp::{RespListener, RespTls};
 pub use server::{Limits, Log, LogFormat, Metrics};
 pub use stores::{
     Redis, SessionBackend, SessionBackendKind, Sessions, UserBackend, UserBackendKind, Users,
@@ -79,6 +81,8 @@ pub struct Config {
     pub access_control: access::AccessControl,
     pub introspection: Introspection,
     pub login: Login,
+    /// The read-only RESP listener, when `resp.listen` is set.
+    pub resp: Option<RespListener>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +118,7 @@ struct RawConfig {
     access_control: access::RawAccessControl,
     introspection: Introspection,
     login: Login,
+    resp: resp::RawResp,
 }
 
 impl Default for RawConfig {
@@ -138,6 +143,7 @@ impl Default for RawConfig {
             access_control: Default::default(),
             introspection: Introspection::default(),
             login: Login::default(),
+            resp: Default::default(),
         }
     }
 }
@@ -201,6 +207,7 @@ impl RawConfig {
         self.login.validate()?;
         self.introspection.validate()?;
         let access_control = self.access_control.validate()?;
+        let resp = self.resp.validate()?;
         Ok(Config {
             listen: self.listen,
             data_dir: self.data_dir,
@@ -221,6 +228,7 @@ impl RawConfig {
             access_control,
             introspection: self.introspection,
             login: self.login,
+            resp,
         })
     }
 }
@@ -339,6 +347,17 @@ mod tests {
                 "[[access_control.rules]]\ndomain = \"a.org\"\nroles = [\"root\"]",
                 "access_control.rules",
             ),
+            ("[resp]\nlisten = \"127.0.0.1:6380\"", "resp.password"),
+            (
+                "[resp]\nlisten = \"127.0.0.1:6380\"\npassword = \"short\"",
+                "resp.password",
+            ),
+            ("[resp]\nmax_connections = 0", "resp.max_connections"),
+            ("[resp]\nidle_timeout = 0", "resp.idle_timeout"),
+            (
+                "[resp]\ntls_cert = \"/c.pem\"",
+                "resp.tls_cert / resp.tls_key",
+            ),
         ] {
             assert_eq!(refused_key(text), key, "{text:?}");
         }
@@ -351,6 +370,12 @@ mod tests {
         ok("[sessions]\nredis_url = \"redis://127.0.0.1/0\"\n[users]\nbackend = \"redis\"");
         ok("[regulation]\nmax_retries = 0\nban_time = 0");
         ok("[cookies]\ndomain = \"localhost\"");
+        let resp = ok("[resp]\nlisten = \"127.0.0.1:6380\"\npassword = \"sixteen letters!\"");
+        assert!(
+            resp.resp
+                .is_some_and(|r| r.password == "sixteen letters!" && r.tls.is_none())
+        );
+        assert!(Config::default().resp.is_none(), "off unless listen is set");
         let config = ok("trusted_proxies = [\"10.0.0.0/8\", \" ::1 \"]");
         let networks: Vec<String> = config
             .trusted_networks
