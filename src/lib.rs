@@ -17,6 +17,9 @@
 //!   route table, who is calling ([`http::caller`]), body and cookie handling, one response
 //!   builder, the problem+json error type, metrics, the login pages, and one module per group
 //!   of endpoints (the JSON API, forward-auth, introspection). Handlers call [`auth::Service`].
+//! - [`resp`]: the optional read-only Redis-protocol listener (`resp.listen`): services check
+//!   a session with a plain Redis client, answered from the session store whichever backend
+//!   runs (GD-0008).
 //! - [`auth`]: the rules: passwords (argon2id on a bounded thread pool, strength policy),
 //!   tokens (JWT, key rotation), regulation of failed logins, forward-auth access rules, and
 //!   the session life cycle (login, rotation with reuse detection, revocation), one file of
@@ -45,6 +48,8 @@ pub(crate) mod doctor;
 pub mod domain;
 pub(crate) mod files;
 pub mod http;
+#[doc(hidden)]
+pub mod resp;
 pub(crate) mod serve;
 pub mod store;
 pub(crate) mod systemd;

@@ -1,5 +1,5 @@
-//! The running server: `gatehouse serve` binds the listeners (HTTP, optional metrics, the
-//! admin socket), reports readiness to systemd, serves until SIGINT or SIGTERM, then stops
+//! The running server: `gatehouse serve` binds the listeners (HTTP, optional metrics and
+//! RESP, the admin socket), reports readiness to systemd, serves until SIGINT or SIGTERM, then stops
 //! accepting, finishes in-flight requests and flushes the session store.
 
 use tokio::net::TcpListener;
@@ -47,6 +47,22 @@ pub(crate) async fn serve(config: Config) -> Result<(), String> {
     };
     let admin = crate::admin::bind(&app.config.data_dir)
         .map(|socket| tokio::spawn(crate::admin::serve(app.clone(), socket)));
+    // The RESP listener stops with the HTTP one, and is closed before the store is flushed.
+    let (resp_stop, resp_stopped) = tokio::sync::watch::channel(false);
+    let resp = match app.config.resp.clone() {
+        Some(settings) => {
+            let bound = crate::resp::bind(&settings).await?;
+            // Not "listening": the test harness and scripts take that line's addr= as HTTP's.
+            tracing::info!(resp = %bound.addr, tls = settings.tls.is_some(), "RESP listener ready");
+            Some(tokio::spawn(crate::resp::serve(
+                app.clone(),
+                settings,
+                bound,
+                resp_stopped,
+            )))
+        }
+        None => None,
+    };
     // Signal handlers are in place before anyone can learn we listen: a SIGTERM right after
     // "listening" still gets the graceful stop and the store flush.
     let stop = tokio::spawn(shutdown_signal());
@@ -61,6 +77,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), String> {
         .map(|interval| tokio::spawn(crate::systemd::watchdog(interval)));
     let shutdown = async {
         let _ = stop.await;
+        let _ = resp_stop.send(true);
         crate::systemd::notify(&[
             sd_notify::NotifyState::Stopping,
             sd_notify::NotifyState::Status("shutting down: finishing in-flight requests"),
@@ -75,6 +92,9 @@ pub(crate) async fn serve(config: Config) -> Result<(), String> {
     .await;
     for task in [admin, metrics].into_iter().flatten() {
         task.abort();
+    }
+    if let Some(resp) = resp {
+        let _ = resp.await;
     }
     let _ = std::fs::remove_file(crate::admin::socket_path(&app.config.data_dir));
     app.auth

@@ -1,0 +1,140 @@
+//! One connection: read what arrives, run every complete request in order (pipelining),
+//! write the answers, until the client quits or goes quiet, or the server stops.
+//!
+//! Memory stays bounded whatever the client does: the read buffer holds at most one
+//! unfinished request ([`frame::MAX_REQUEST`]) beyond the last read, and answers are written
+//! out whenever [`FLUSH_AT`] bytes wait, so a client that pipelines without reading stalls on
+//! TCP back-pressure instead of growing our buffer. A silent client, or one that leaves its
+//! answers unread, is dropped after `resp.idle_timeout`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use super::command::{self, Client, Shared};
+use super::frame::{self, Reply};
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Answers waiting beyond this many bytes are written before more requests run.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// Why a connection ended (for the debug log).
+enum End {
+    Quit,
+    Closed,
+    Idle,
+    Shutdown,
+    Protocol(frame::ProtocolError),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Quit => f.write_str("QUIT"),
+            End::Closed => f.write_str("closed by the client"),
+            End::Idle => write!(f, "idle past resp.idle_timeout"),
+            End::Shutdown => f.write_str("server stopping"),
+            End::Protocol(e) => write!(f, "{e}"),
+            End::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+/// Serves one connection until it ends.
+pub(crate) async fn serve<S>(
+    mut stream: S,
+    shared: &Shared,
+    peer: SocketAddr,
+    idle: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut client = Client::new(shared, peer);
+    let end = run(&mut stream, shared, &mut client, idle, &mut shutdown).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    tracing::debug!(%peer, end = %end, "RESP connection closed");
+}
+
+async fn run<S>(
+    stream: &mut S,
+    shared: &Shared,
+    client: &mut Client,
+    idle: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> End
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let mut output = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        // Every complete request that arrived, in order.
+        loop {
+            match frame::parse(&mut input) {
+                Ok(Some(request)) => {
+                    let reply = command::execute(shared, client, &request.args).await;
+                    reply.encode(client.protocol, &mut output);
+                    if client.quit {
+                        let _ = write(stream, &mut output, idle).await;
+                        return End::Quit;
+                    }
+                    if output.len() >= FLUSH_AT {
+                        if let Err(end) = write(stream, &mut output, idle).await {
+                            return end;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    shared.metrics.protocol_errors.increment(1);
+                    Reply::error(format!("ERR {e}")).encode(client.protocol, &mut output);
+                    let _ = write(stream, &mut output, idle).await;
+                    return End::Protocol(e);
+                }
+            }
+        }
+        if let Err(end) = write(stream, &mut output, idle).await {
+            return end;
+        }
+        // Room for one more chunk: the buffer grows by what arrives, never by what a
+        // request claims it will send.
+        input.reserve(READ_CHUNK);
+        tokio::select! {
+            read = tokio::time::timeout(idle, stream.read_buf(&mut input)) => match read {
+                Err(_) => return End::Idle,
+                Ok(Ok(0)) => return End::Closed,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return End::Io(e),
+            },
+            () = super::server::stopped(shutdown) => return End::Shutdown,
+        }
+    }
+}
+
+/// Writes out what waits in `output`, within the idle timeout.
+async fn write<S>(stream: &mut S, output: &mut BytesMut, idle: Duration) -> Result<(), End>
+where
+    S: AsyncWrite + Unpin,
+{
+    if output.is_empty() {
+        return Ok(());
+    }
+    let written = tokio::time::timeout(idle, async {
+        stream.write_all(output).await?;
+        // A TLS stream holds records until flushed; a TCP stream flushes at once.
+        stream.flush().await
+    })
+    .await;
+    output.clear();
+    match written {
+        Err(_) => Err(End::Idle),
+        Ok(Err(e)) => Err(End::Io(e)),
+        Ok(Ok(())) => Ok(()),
+    }
+}
