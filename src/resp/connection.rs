@@ -57,9 +57,28 @@ pub(crate) async fn serve<S>(
 {
     let mut client = Client::new(shared, peer);
     let end = run(&mut stream, shared, &mut client, idle, &mut shutdown).await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.shutdown().await;
+        if matches!(end, End::Protocol(_)) {
+            // What the client still sends is read and dropped (for a second, a bounded
+            // amount): closing with unread input would reset the connection, and the client
+            // might lose the error that says what was wrong.
+            let mut sink = [0u8; 4096];
+            let mut left = DRAIN_MAX;
+            while left > 0 {
+                match stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        }
+    })
+    .await;
     tracing::debug!(%peer, end = %end, "RESP connection closed");
 }
+
+/// Most bytes read and dropped after a protocol error, before the connection closes.
+const DRAIN_MAX: usize = 2 * frame::MAX_REQUEST;
 
 async fn run<S>(
     stream: &mut S,
