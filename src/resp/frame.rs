@@ -99,14 +99,14 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
     }
 }
 
-/// Parses every request in `data` as one connection would receive it, and says how it
-/// ended: the entry point of the `resp_frame` fuzz target, which checks the bounds.
+/// Parses every request in `data` as one connection would receive it, `chunk` bytes per
+/// read, and says how it ended: the entry point of the `resp_frame` fuzz target, which checks
+/// the bounds and that the reads' sizes change nothing.
 #[doc(hidden)]
-pub fn parse_stream(data: &[u8]) -> (Vec<Request>, Option<ProtocolError>) {
+pub fn parse_stream(data: &[u8], chunk: usize) -> (Vec<Request>, Option<ProtocolError>) {
     let mut buf = BytesMut::new();
     let mut requests = Vec::new();
-    // Fed in small pieces, as a socket delivers them, so every "incomplete" path runs.
-    for chunk in data.chunks(7) {
+    for chunk in data.chunks(chunk.max(1)) {
         buf.extend_from_slice(chunk);
         loop {
             match parse(&mut buf) {
