@@ -45,16 +45,20 @@ impl std::fmt::Display for End {
     }
 }
 
-/// Serves one connection until it ends.
-pub(crate) async fn serve<S>(
-    mut stream: S,
+/// A client's byte stream: TCP, or TLS over TCP.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
+/// Serves one connection until it ends. The stream is boxed so that the loop is compiled
+/// once for TCP and TLS alike (a virtual call per read or write is noise beside the syscall).
+pub(crate) async fn serve(
+    mut stream: Box<dyn Stream>,
     shared: &Shared,
     peer: SocketAddr,
     idle: Duration,
     mut shutdown: watch::Receiver<bool>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) {
     let mut client = Client::new(shared, peer);
     let end = run(&mut stream, shared, &mut client, idle, &mut shutdown).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -80,16 +84,13 @@ pub(crate) async fn serve<S>(
 /// Most bytes read and dropped after a protocol error, before the connection closes.
 const DRAIN_MAX: usize = 2 * frame::MAX_REQUEST;
 
-async fn run<S>(
-    stream: &mut S,
+async fn run(
+    stream: &mut dyn Stream,
     shared: &Shared,
     client: &mut Client,
     idle: Duration,
     shutdown: &mut watch::Receiver<bool>,
-) -> End
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> End {
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut output = BytesMut::with_capacity(READ_CHUNK);
     loop {
@@ -137,10 +138,7 @@ where
 }
 
 /// Writes out what waits in `output`, within the idle timeout.
-async fn write<S>(stream: &mut S, output: &mut BytesMut, idle: Duration) -> Result<(), End>
-where
-    S: AsyncWrite + Unpin,
-{
+async fn write(stream: &mut dyn Stream, output: &mut BytesMut, idle: Duration) -> Result<(), End> {
     if output.is_empty() {
         return Ok(());
     }

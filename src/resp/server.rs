@@ -96,11 +96,11 @@ pub(crate) async fn serve(
         let stop = shutdown.clone();
         tokio::spawn(async move {
             match tls {
-                None => connection::serve(stream, &shared, peer, idle, stop).await,
+                None => connection::serve(Box::new(stream), &shared, peer, idle, stop).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            connection::serve(stream, &shared, peer, idle, stop).await
+                            connection::serve(Box::new(stream), &shared, peer, idle, stop).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "RESP TLS handshake failed")
