@@ -1132,6 +1132,23 @@ async fn connections_are_capped_and_idle_ones_closed(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(900)).await;
         assert_eq!(c.call(&["PING"]).await, Resp::Simple("PONG".into()));
     }
+    // Before AUTH, being busy does not count: PINGs every 0.5 s do not keep an
+    // unauthenticated connection past the deadline (here the 2 s idle timeout).
+    let mut pinger = Raw::connect(&addr).await;
+    let started = Instant::now();
+    let mut answered = 0;
+    while started.elapsed() < Duration::from_secs(6) {
+        pinger.send(&["PING"]).await;
+        if pinger.closed_within(Duration::from_millis(500)).await {
+            break;
+        }
+        answered += 1;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed at the AUTH deadline"
+    );
+    assert!(answered >= 2, "PONGs before the deadline: {answered}");
     let commands = server.metrics_text().await;
     assert!(
         metric_sample(&commands, "gatehouse_resp_commands_total{command=\"ping\"}").unwrap()

@@ -75,6 +75,8 @@ pub(crate) struct Client {
     /// in front of a Redis client), in canonical form.
     ip: String,
     authenticated: bool,
+    /// When the connection was accepted: it must authenticate within [`AUTH_DEADLINE`].
+    since: std::time::Instant,
     pub(crate) protocol: Protocol,
     name: Option<Bytes>,
     lib_name: Option<Bytes>,
@@ -83,13 +85,30 @@ pub(crate) struct Client {
     pub(crate) quit: bool,
 }
 
+/// Time a connection gets to authenticate (when shorter than `resp.idle_timeout`): without
+/// it, clients that never authenticate could hold every connection slot for the whole idle
+/// timeout and shut the services that do out.
+pub(crate) const AUTH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Client {
+    /// How long the connection may now wait for the client's next bytes: the idle timeout;
+    /// before `AUTH`, only until [`AUTH_DEADLINE`] (or the idle timeout, if shorter) after it
+    /// was accepted, busy or not. `None`: that time is up.
+    pub(crate) fn patience(&self, idle: std::time::Duration) -> Option<std::time::Duration> {
+        if self.authenticated {
+            Some(idle)
+        } else {
+            idle.min(AUTH_DEADLINE).checked_sub(self.since.elapsed())
+        }
+    }
+
     pub(crate) fn new(shared: &Shared, peer: SocketAddr) -> Self {
         Client {
             id: shared.next_id.fetch_add(1, Ordering::Relaxed),
             peer,
             ip: peer.ip().to_canonical().to_string(),
             authenticated: false,
+            since: std::time::Instant::now(),
             protocol: Protocol::Resp2,
             name: None,
             lib_name: None,
@@ -1002,15 +1021,26 @@ async fn get(shared: &Shared, raw: &[u8]) -> Result<Reply, StoreError> {
     }
 }
 
-/// Counts the keys that exist, a key named twice twice (as Redis does).
+/// Counts the keys that exist, a key named twice twice (as Redis does). The session keys
+/// are read in one `get_many` (one `MGET` on Redis), however many are named.
 async fn exists(shared: &Shared, raw_keys: &[Bytes]) -> Result<Reply, StoreError> {
+    let mut values = Vec::new();
     let mut count = 0;
     for raw in raw_keys {
-        if let Some((key, kind)) = shared.key(raw) {
-            if lives(shared, key, kind).await? {
-                count += 1;
+        match shared.key(raw) {
+            Some((key, KeyKind::String)) => values.push(key.to_owned()),
+            Some((key, KeyKind::Set)) => {
+                count += i64::from(lives(shared, key, KeyKind::Set).await?)
             }
+            None => {}
         }
+    }
+    if let [key] = values.as_slice() {
+        // The common case, one session: the token check's own cached read.
+        count += i64::from(lives(shared, key, KeyKind::String).await?);
+    } else if !values.is_empty() {
+        let found = shared.store().get_many(&values).await?;
+        count += found.iter().filter(|v| v.is_some()).count() as i64;
     }
     Ok(Reply::Integer(count))
 }

@@ -5,7 +5,8 @@
 //! unfinished request ([`frame::MAX_REQUEST`]) beyond the last read, and answers are written
 //! out whenever [`FLUSH_AT`] bytes wait, so a client that pipelines without reading stalls on
 //! TCP back-pressure instead of growing our buffer. A silent client, or one that leaves its
-//! answers unread, is dropped after `resp.idle_timeout`.
+//! answers unread, is dropped after `resp.idle_timeout`; one that has not authenticated,
+//! at the latest [`command::AUTH_DEADLINE`] after it connected.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -37,7 +38,7 @@ impl std::fmt::Display for End {
         match self {
             End::Quit => f.write_str("QUIT"),
             End::Closed => f.write_str("closed by the client"),
-            End::Idle => write!(f, "idle past resp.idle_timeout"),
+            End::Idle => write!(f, "idle past resp.idle_timeout, or no AUTH in time"),
             End::Shutdown => f.write_str("server stopping"),
             End::Protocol(e) => write!(f, "{e}"),
             End::Io(e) => write!(f, "I/O error: {e}"),
@@ -125,8 +126,11 @@ async fn run(
         // Room for one more chunk: the buffer grows by what arrives, never by what a
         // request claims it will send.
         input.reserve(READ_CHUNK);
+        let Some(patience) = client.patience(idle) else {
+            return End::Idle;
+        };
         tokio::select! {
-            read = tokio::time::timeout(idle, stream.read_buf(&mut input)) => match read {
+            read = tokio::time::timeout(patience, stream.read_buf(&mut input)) => match read {
                 Err(_) => return End::Idle,
                 Ok(Ok(0)) => return End::Closed,
                 Ok(Ok(_)) => {}
