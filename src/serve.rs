@@ -45,9 +45,9 @@ pub(crate) async fn serve(config: Config) -> Result<(), String> {
         }
         None => None,
     };
-    let admin = crate::admin::bind(&app.config.data_dir)
-        .map(|socket| tokio::spawn(crate::admin::serve(app.clone(), socket)));
-    // The RESP listener stops with the HTTP one, and is closed before the store is flushed.
+    // The RESP listener (bound before the admin socket, so a bad address or certificate
+    // leaves nothing behind) stops with the HTTP one, and is closed before the store is
+    // flushed.
     let (resp_stop, resp_stopped) = tokio::sync::watch::channel(false);
     let resp = match app.config.resp.clone() {
         Some(settings) => {
@@ -63,6 +63,8 @@ pub(crate) async fn serve(config: Config) -> Result<(), String> {
         }
         None => None,
     };
+    let admin = crate::admin::bind(&app.config.data_dir)
+        .map(|socket| tokio::spawn(crate::admin::serve(app.clone(), socket)));
     // Signal handlers are in place before anyone can learn we listen: a SIGTERM right after
     // "listening" still gets the graceful stop and the store flush.
     let stop = tokio::spawn(shutdown_signal());
