@@ -376,6 +376,14 @@ mod tests {
                 .is_some_and(|r| r.password == "sixteen letters!" && r.tls.is_none())
         );
         assert!(Config::default().resp.is_none(), "off unless listen is set");
+        // A password that is not a string is refused without being shown.
+        let err = Config::from_toml_str("[resp]\npassword = 1234567890123456")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("must be a string") && !err.contains("1234"),
+            "{err}"
+        );
         let config = ok("trusted_proxies = [\"10.0.0.0/8\", \" ::1 \"]");
         let networks: Vec<String> = config
             .trusted_networks

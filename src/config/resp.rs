@@ -20,11 +20,47 @@ const MIN_PASSWORD: usize = 16;
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawResp {
     listen: Option<SocketAddr>,
+    #[serde(deserialize_with = "secret")]
     password: Option<String>,
     max_connections: usize,
     idle_timeout: u64,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+}
+
+/// A secret that must be written as a string. Anything else (an environment variable of
+/// digits reads as a number) is refused without showing the value, which the default error
+/// would print into the logs; and never turned into a string, which could change it
+/// (`0123` would become `123`).
+fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct Secret;
+    impl<'de> serde::de::Visitor<'de> for Secret {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        // Unset (the built-in default).
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    d.deserialize_any(Secret).map_err(|_: D::Error| {
+        serde::de::Error::custom(
+            "must be a string (the value is not shown); in the environment, quote it: GATEHOUSE_RESP__PASSWORD='\"...\"'",
+        )
+    })
 }
 
 impl Default for RawResp {
