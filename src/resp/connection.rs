@@ -6,7 +6,7 @@
 //! out whenever [`FLUSH_AT`] bytes wait, so a client that pipelines without reading stalls on
 //! TCP back-pressure instead of growing our buffer. A silent client, or one that leaves its
 //! answers unread, is dropped after `resp.idle_timeout`; one that has not authenticated,
-//! at the latest [`command::AUTH_DEADLINE`] after it connected.
+//! at the latest [`super::client::AUTH_DEADLINE`] after it connected.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,7 +15,8 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::command::{self, Client, Shared};
+use super::client::{Client, Shared};
+use super::command;
 use super::frame::{self, Reply};
 
 /// Bytes asked of the socket per read.

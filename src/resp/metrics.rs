@@ -12,7 +12,7 @@
 
 use metrics::{Counter, Gauge};
 
-use super::command::COMMANDS;
+use super::table::COMMANDS;
 
 pub(crate) struct RespMetrics {
     pub(crate) open: Gauge,

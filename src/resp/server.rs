@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
-use super::command::Shared;
+use super::client::Shared;
 use super::connection;
 use super::metrics::RespMetrics;
 use crate::app::App;
