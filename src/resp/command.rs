@@ -103,7 +103,7 @@ fn unknown_command(args: &[Bytes]) -> Reply {
 }
 
 /// At most `max` bytes of `bytes` as text.
-pub(crate) fn lossy_prefix(bytes: &[u8], max: usize) -> Cow<'_, str> {
+fn lossy_prefix(bytes: &[u8], max: usize) -> Cow<'_, str> {
     String::from_utf8_lossy(&bytes[..bytes.len().min(max)])
 }
 
