@@ -230,6 +230,14 @@ def targets(res):
     row("refresh ahead of PocketBase auth-refresh (its faster configuration)",
         f"{ratio(rf, prf)} ({rate(rf)} vs {rate(prf)}/s)" if rf and prf else "–",
         (rf > prf) if rf and prf else None)
+    for scen, what in (("get", "GET"), ("exists", "EXISTS")):
+        r = res.get("resp", {}).get(scen)
+        row(f"RESP {what} of a session key ≥ 50 % of redis-server's req/s (redis-benchmark, same run)",
+            f"{r['rps_ratio'] * 100:.0f} % ({rate(r['gatehouse']['rps'])} vs {rate(r['redis']['rps'])} req/s)"
+            if r else "–", (r["rps_ratio"] >= 0.5) if r else None)
+        row(f"RESP {what} p99 ≤ 2× redis-server's p99",
+            f"{r['gatehouse']['p99_ms']:.2f} vs {r['redis']['p99_ms']:.2f} ms"
+            if r else "–", (r["gatehouse"]["p99_ms"] <= 2 * r["redis"]["p99_ms"]) if r else None)
     fp = res.get("footprint", {})
     idle = fp.get("idle_rss_kib")
     row("idle RSS < 15 MB", mib(idle), (idle * 1024 < 15e6) if idle else None)
@@ -514,6 +522,36 @@ def markdown(res, chart=None, md_path=None):
     if res.get("oidc"):
         import oidc_bench
         L.extend(oidc_bench.markdown(res["oidc"]))
+    rs = res.get("resp")
+    if rs:
+        w("## 7. RESP listener: `GET` / `EXISTS` of a session key, gatehouse vs redis-server")
+        w("")
+        w(f"`redis-benchmark` with {rs['conns']} connections against gatehouse's RESP listener (embedded "
+          f"store) and a redis-server (no persistence, `requirepass`) holding the same key "
+          f"`{rs['key']}` with the same {rs['record_bytes']}-byte record, in this run; without "
+          "pipelining (each command waits for its answer, as a service checking a session does) and with "
+          "16 commands pipelined per connection (`-P 16`).")
+        w("")
+        w("| command | gatehouse req/s | p50 / p99 ms | redis-server req/s | p50 / p99 ms | rate ratio | p99 ratio |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
+        for scen, label in (("get", "GET"), ("exists", "EXISTS"), ("get_p16", "GET, -P 16")):
+            r = rs.get(scen)
+            if not r:
+                continue
+            g, d = r["gatehouse"], r["redis"]
+            p99r = f"{r['p99_ratio']:.2f}×" if r.get("p99_ratio") else "–"
+            w(f"| {label} | {rate(g['rps'])} | {g['p50_ms']:.2f} / {g['p99_ms']:.2f} | {rate(d['rps'])} | "
+              f"{d['p50_ms']:.2f} / {d['p99_ms']:.2f} | {r['rps_ratio'] * 100:.0f} % | {p99r} |")
+        w("")
+        w("Commands (the password shown as `$PASS`):")
+        w("")
+        w("```")
+        for scen in ("get", "exists", "get_p16"):
+            for system in ("gatehouse", "redis"):
+                if scen in rs:
+                    w(rs[scen][system]["command"])
+        w("```")
+        w("")
     w("## Footprint")
     w("")
     b = fp.get("binary", {})

@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import footprint  # noqa: E402
 import harness  # noqa: E402
+import resp  # noqa: E402
 from gatehouse_srv import OWASP, Gatehouse, Redis, build, build_hello  # noqa: E402
 from harness import PASSWORD, REPO, Wrk, log  # noqa: E402
 
@@ -272,6 +273,13 @@ def check_smoke(res):
     mem = res.get("memory", {})
     if mem and mem.get("steps") and mem["steps"][-1]["sessions"] <= 0:
         problems.append("memory: no sessions made")
+    for scen, runs in res.get("resp", {}).items():
+        if isinstance(runs, dict) and "gatehouse" in runs:
+            for system in ("gatehouse", "redis"):
+                if runs[system]["rps"] <= 0:
+                    problems.append(f"resp/{scen}/{system}: no requests answered")
+    if shutil.which("redis-benchmark") and not res["meta"].get("no_redis") and "resp" not in res:
+        problems.append("resp: the RESP scenario did not run")
     return problems
 
 
@@ -355,7 +363,7 @@ def main():
     res = {"meta": {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "smoke": a.smoke,
                     "duration_s": ctx.duration, "machine": harness.machine_facts(), "binary": str(ctx.binary),
                     "verify_conns": VERIFY_CONNS, "login_conns": LOGIN_CONNS,
-                    "calib_runs": ctx.calib_runs, "calib_s": ctx.calib_s,
+                    "calib_runs": ctx.calib_runs, "calib_s": ctx.calib_s, "no_redis": a.no_redis,
                     "argv": " ".join(["python3", "benches/run.py", *sys.argv[1:]])},
            "systems": {}, "commands": commands}
     try:
@@ -374,6 +382,9 @@ def main():
         except Exception as e:  # gatehouse's other figures are kept; smoke fails below
             log(f"OIDC failed: {e}")
             res.setdefault("peer_errors", []).append(f"OIDC: {e}")
+        if not a.no_redis and shutil.which("redis-benchmark"):
+            log("RESP listener: redis-benchmark GET/EXISTS, gatehouse (embedded) vs redis-server")
+            res["resp"] = phase("RESP listener vs redis-server", resp.bench_resp, ctx)
         if peers_on:
             for strategy in ("jwt", "redis"):
                 if strategy == "redis" and not ctx.redis:

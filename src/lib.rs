@@ -19,6 +19,9 @@
 //!   builder, the problem+json error type, metrics, the login pages, the admin pages
 //!   (`/admin`), and one module per group of endpoints (the JSON API, forward-auth,
 //!   introspection). Handlers call [`auth::Service`].
+//! - [`resp`]: the optional read-only Redis-protocol listener (`resp.listen`): services check
+//!   a session with a plain Redis client, answered from the session store whichever backend
+//!   runs (GD-0008).
 //! - [`auth`]: the rules: passwords (argon2id on a bounded thread pool, strength policy),
 //!   tokens (JWT, key rotation), regulation of failed logins, forward-auth access rules,
 //!   second factors (TOTP, passkeys, recovery codes: GD-0010), and the session life cycle
@@ -53,6 +56,8 @@ pub mod domain;
 pub(crate) mod files;
 pub mod http;
 pub(crate) mod mail;
+#[doc(hidden)]
+pub mod resp;
 pub(crate) mod serve;
 pub mod store;
 pub(crate) mod systemd;

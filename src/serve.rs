@@ -1,5 +1,5 @@
-//! The running server: `gatehouse serve` binds the listeners (HTTP, optional metrics, the
-//! admin socket), reports readiness to systemd, serves until SIGINT or SIGTERM, then stops
+//! The running server: `gatehouse serve` binds the listeners (HTTP, optional metrics and
+//! RESP, the admin socket), reports readiness to systemd, serves until SIGINT or SIGTERM, then stops
 //! accepting, finishes in-flight requests and flushes the session store.
 
 use tokio::net::TcpListener;
@@ -45,6 +45,24 @@ pub(crate) async fn serve(config: Config) -> Result<(), String> {
         }
         None => None,
     };
+    // The RESP listener (bound before the admin socket, so a bad address or certificate
+    // leaves nothing behind) stops with the HTTP one, and is closed before the store is
+    // flushed.
+    let (resp_stop, resp_stopped) = tokio::sync::watch::channel(false);
+    let resp = match app.config.resp.clone() {
+        Some(settings) => {
+            let bound = crate::resp::bind(&settings).await?;
+            // Not "listening": the test harness and scripts take that line's addr= as HTTP's.
+            tracing::info!(resp = %bound.addr, tls = settings.tls.is_some(), "RESP listener ready");
+            Some(tokio::spawn(crate::resp::serve(
+                app.clone(),
+                settings,
+                bound,
+                resp_stopped,
+            )))
+        }
+        None => None,
+    };
     let admin = crate::admin::bind(&app.config.data_dir)
         .map(|socket| tokio::spawn(crate::admin::serve(app.clone(), socket)));
     // Mail: the lookups behind forgot and resend, and the delivery of the outbox (also what
@@ -75,6 +93,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), String> {
         .map(|interval| tokio::spawn(crate::systemd::watchdog(interval)));
     let shutdown = async {
         let _ = stop.await;
+        let _ = resp_stop.send(true);
         crate::systemd::notify(&[
             sd_notify::NotifyState::Stopping,
             sd_notify::NotifyState::Status("shutting down: finishing in-flight requests"),
@@ -94,6 +113,9 @@ pub(crate) async fn serve(config: Config) -> Result<(), String> {
         .flatten()
     {
         task.abort();
+    }
+    if let Some(resp) = resp {
+        let _ = resp.await;
     }
     let _ = std::fs::remove_file(crate::admin::socket_path(&app.config.data_dir));
     app.auth

@@ -15,7 +15,7 @@ use gatehouse::store::database::Db;
 use gatehouse::store::embedded::EmbeddedStore;
 use gatehouse::store::redb_users::RedbUserStore;
 use gatehouse::store::redis::{RedisConnection, RedisSessionStore, RedisUserStore};
-use gatehouse::store::{Op, SessionStore, Swap, UserStore, UserStoreError};
+use gatehouse::store::{KeyInfo, KeyKind, Op, SessionStore, Swap, UserStore, UserStoreError};
 use uuid::Uuid;
 
 /// One backend pair, and what keeps it alive.
@@ -88,6 +88,7 @@ contract!(
     counters_count_up_and_down_within_their_window,
     get_many_answers_in_order,
     live_sessions_are_counted_without_scanning,
+    keys_are_inspected_like_type_and_pttl,
     user_emails_are_unique,
     user_writes_are_compare_and_set,
     email_changes_move_the_index_atomically,
@@ -232,6 +233,71 @@ async fn live_sessions_are_counted_without_scanning(s: Stores) {
     // An expired session stops counting (the embedded store at its purge, every 50 ms here).
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(s.live_sessions().await.unwrap(), base + 1);
+}
+
+/// `inspect` is `TYPE` + `PTTL`: values and sets, their time left, nothing for absent,
+/// expired or emptied keys (Redis has no empty sets).
+async fn keys_are_inspected_like_type_and_pttl(s: Stores) {
+    let s = s.sessions;
+    let add = |set: &str, m: &str, ms: u64| Op::SetAdd {
+        set: set.into(),
+        member: m.into(),
+        ttl: Duration::from_millis(ms),
+    };
+    s.apply(vec![
+        set("session:i", "v", 10_000),
+        set("session:short", "v", 150),
+        add("user_sessions:i", "a", 20_000),
+        add("user_sessions:gone", "b", 20_000),
+    ])
+    .await
+    .unwrap();
+    let within = |info: Option<KeyInfo>, kind: KeyKind, max_ms: u64| {
+        let info = info.unwrap_or_else(|| panic!("expected a {kind:?}"));
+        assert_eq!(info.kind, kind);
+        let ttl = info
+            .ttl
+            .expect("every key gatehouse writes expires")
+            .as_millis() as u64;
+        assert!(
+            ttl > max_ms - 2_000 && ttl <= max_ms,
+            "{ttl} ms left of {max_ms}"
+        );
+    };
+    within(
+        s.inspect("session:i").await.unwrap(),
+        KeyKind::String,
+        10_000,
+    );
+    within(
+        s.inspect("user_sessions:i").await.unwrap(),
+        KeyKind::Set,
+        20_000,
+    );
+    assert_eq!(s.inspect("session:missing").await.unwrap(), None);
+    // The last member removed: the set no longer exists.
+    s.apply(vec![Op::SetRemove {
+        set: "user_sessions:gone".into(),
+        member: "b".into(),
+    }])
+    .await
+    .unwrap();
+    assert_eq!(s.inspect("user_sessions:gone").await.unwrap(), None);
+    // Expired, and deleted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.inspect("session:short").await.unwrap(), None);
+    s.apply(vec![
+        Op::Delete {
+            key: "session:i".into(),
+        },
+        Op::Delete {
+            key: "user_sessions:i".into(),
+        },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.inspect("session:i").await.unwrap(), None);
+    assert_eq!(s.inspect("user_sessions:i").await.unwrap(), None);
 }
 
 fn user(email: &str) -> User {

@@ -13,7 +13,8 @@
 //!   `[argon2]`, `[passwords]`, `[regulation]`; `server`: `[limits]`, `[metrics]`, `[log]`
 //!   and `trusted_proxies`; `web`: `[cookies]`, `[login]`, `[introspection]` and
 //!   `public_url`; [`access`]: `[access_control]`; [`oidc`]: `[oidc]` and its clients;
-//!   `mfa`: `[mfa]` and `[webauthn]`; `mail`: `[smtp]`, `[email]` and `registration`.
+//!   `mfa`: `[mfa]` and `[webauthn]`; `mail`: `[smtp]`, `[email]` and `registration`;
+//!   `resp`: `[resp]`.
 //!
 //! `config` depends on nothing in `auth`: `auth` reads these values and gives them meaning
 //! (e.g. `auth::access` judges requests by the access rules).
@@ -31,6 +32,7 @@ mod mail;
 mod mfa;
 pub mod oidc;
 mod passwords;
+mod resp;
 mod server;
 mod stores;
 mod tokens;
@@ -39,6 +41,7 @@ mod web;
 pub use mail::{Email, Registration, RegistrationMode, Smtp, SmtpTls};
 pub use mfa::{Mfa, Webauthn};
 pub use passwords::{Argon2, Passwords, Regulation};
+pub use resp::{RespListener, RespTls};
 pub use server::{Limits, Log, LogFormat, Metrics};
 pub use stores::{
     Redis, SessionBackend, SessionBackendKind, Sessions, UserBackend, UserBackendKind, Users,
@@ -92,6 +95,8 @@ pub struct Config {
     /// The SMTP relay; `None` without `smtp.host` (the mail-sending endpoints answer 501).
     pub smtp: Option<Smtp>,
     pub email: Email,
+    /// The read-only RESP listener, when `resp.listen` is set.
+    pub resp: Option<RespListener>,
 }
 
 /// The configuration as written, key for key: what figment layers (defaults, file,
@@ -125,6 +130,7 @@ struct RawConfig {
     webauthn: Webauthn,
     smtp: mail::RawSmtp,
     email: Email,
+    resp: resp::RawResp,
 }
 
 impl Default for RawConfig {
@@ -154,6 +160,7 @@ impl Default for RawConfig {
             webauthn: Webauthn::default(),
             smtp: Default::default(),
             email: Email::default(),
+            resp: Default::default(),
         }
     }
 }
@@ -228,6 +235,7 @@ impl RawConfig {
         }
         self.email.validate()?;
         let registration = self.registration.validate(smtp.as_ref())?;
+        let resp = self.resp.validate()?;
         Ok(Config {
             listen: self.listen,
             data_dir: self.data_dir,
@@ -253,6 +261,7 @@ impl RawConfig {
             webauthn: self.webauthn,
             smtp,
             email: self.email,
+            resp,
         })
     }
 }
@@ -403,6 +412,17 @@ mod tests {
                 "[registration]\nverify_email = true",
                 "registration.verify_email",
             ),
+            ("[resp]\nlisten = \"127.0.0.1:6380\"", "resp.password"),
+            (
+                "[resp]\nlisten = \"127.0.0.1:6380\"\npassword = \"short\"",
+                "resp.password",
+            ),
+            ("[resp]\nmax_connections = 0", "resp.max_connections"),
+            ("[resp]\nidle_timeout = 0", "resp.idle_timeout"),
+            (
+                "[resp]\ntls_cert = \"/c.pem\"",
+                "resp.tls_cert / resp.tls_key",
+            ),
         ] {
             assert_eq!(refused_key(text), key, "{text:?}");
         }
@@ -433,6 +453,20 @@ mod tests {
         );
         assert_eq!(config.smtp.as_ref().map(|s| s.port), Some(2525));
         assert!(ok("").smtp.is_none());
+        let resp = ok("[resp]\nlisten = \"127.0.0.1:6380\"\npassword = \"sixteen letters!\"");
+        assert!(
+            resp.resp
+                .is_some_and(|r| r.password == "sixteen letters!" && r.tls.is_none())
+        );
+        assert!(Config::default().resp.is_none(), "off unless listen is set");
+        // A password that is not a string is refused without being shown.
+        let err = Config::from_toml_str("[resp]\npassword = 1234567890123456")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("must be a string") && !err.contains("1234"),
+            "{err}"
+        );
         let config = ok("trusted_proxies = [\"10.0.0.0/8\", \" ::1 \"]");
         let networks: Vec<String> = config
             .trusted_networks

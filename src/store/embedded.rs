@@ -24,7 +24,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::database::{Db, storage_error};
-use super::{Op, SessionStore, StoreError, Swap, keys};
+use super::{KeyInfo, KeyKind, Op, SessionStore, StoreError, Swap, keys};
 use crate::clock::now_ms;
 
 /// key → (expires_at in Unix ms, value)
@@ -138,6 +138,46 @@ impl EmbeddedStore {
         }
     }
 
+    /// The live value at `key`, from the cache or else from redb (then cached).
+    fn lookup(&self, key: &str) -> Result<Option<Entry>, StoreError> {
+        if let Some(entry) = self.shared.cache.get(key) {
+            return Ok((entry.expires_at > now_ms()).then_some(entry));
+        }
+        // A redb read is a few microseconds from the page cache: done inline, not on a
+        // blocking thread, since this is the token-check hot path.
+        let before = self.shared.generation.load(Ordering::Acquire);
+        let found = self.read(key)?;
+        if let Some(entry) = &found {
+            self.shared.cache.insert(key.to_owned(), entry.clone());
+            if self.shared.generation.load(Ordering::Acquire) != before {
+                self.shared.cache.invalidate(key);
+            }
+        }
+        Ok(found)
+    }
+
+    /// When the set at `key` expires, if it lives and has a member (Redis has no empty sets).
+    fn set_expiry(&self, set: &str) -> Result<Option<u64>, StoreError> {
+        let db = self.shared.db.get()?;
+        let txn = db.begin_read().map_err(storage_error)?;
+        let ttl = txn.open_table(SET_TTL).map_err(storage_error)?;
+        let Some(at) = ttl.get(set).map_err(storage_error)?.map(|g| g.value()) else {
+            return Ok(None);
+        };
+        if at <= now_ms() {
+            return Ok(None);
+        }
+        let table = txn.open_table(SETS).map_err(storage_error)?;
+        let first = table.range((set, "")..).map_err(storage_error)?.next();
+        match first {
+            Some(item) => {
+                let (key, _) = item.map_err(storage_error)?;
+                Ok((key.value().0 == set).then_some(at))
+            }
+            None => Ok(None),
+        }
+    }
+
     fn read(&self, key: &str) -> Result<Option<Entry>, StoreError> {
         let db = self.shared.db.get()?;
         let txn = db.begin_read().map_err(storage_error)?;
@@ -156,20 +196,7 @@ impl EmbeddedStore {
 #[async_trait]
 impl SessionStore for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        if let Some(entry) = self.shared.cache.get(key) {
-            return Ok((entry.expires_at > now_ms()).then_some(entry.value));
-        }
-        // A redb read is a few microseconds from the page cache: done inline, not on a
-        // blocking thread, since this is the token-check hot path.
-        let before = self.shared.generation.load(Ordering::Acquire);
-        let found = self.read(key)?;
-        if let Some(entry) = &found {
-            self.shared.cache.insert(key.to_owned(), entry.clone());
-            if self.shared.generation.load(Ordering::Acquire) != before {
-                self.shared.cache.invalidate(key);
-            }
-        }
-        Ok(found.map(|e| e.value))
+        Ok(self.lookup(key)?.map(|e| e.value))
     }
 
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
@@ -231,6 +258,25 @@ impl SessionStore for EmbeddedStore {
             members.push(member.to_owned());
         }
         Ok(members)
+    }
+
+    async fn inspect(&self, key: &str) -> Result<Option<KeyInfo>, StoreError> {
+        let (kind, at) = match self.lookup(key)? {
+            Some(entry) => (KeyKind::String, entry.expires_at),
+            None => match self.set_expiry(key)? {
+                Some(at) => (KeyKind::Set, at),
+                None => return Ok(None),
+            },
+        };
+        let now = now_ms();
+        if at <= now {
+            return Ok(None); // expired between the read and now
+        }
+        let ttl = Duration::from_millis(at - now);
+        Ok(Some(KeyInfo {
+            kind,
+            ttl: Some(ttl),
+        }))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -27,12 +27,18 @@ pub(crate) fn user_sessions(user_id: &str) -> String {
 
 const USER_SESSIONS_PREFIX: &str = "user_sessions:";
 
-/// Whether another service may read `key` (unprefixed): whether a session lives, and which
-/// sessions a user has. None of these values is a usable token (GD-0006).
-// The RESP listener (next) answers only these; until then README's key table is the reader.
-#[allow(dead_code)]
-pub(crate) fn readable_by_services(key: &str) -> bool {
-    key.starts_with(SESSION_PREFIX) || key.starts_with(USER_SESSIONS_PREFIX)
+/// Whether another service may read `key` (unprefixed), and what it holds by the layout:
+/// whether a session lives (a value), which sessions a user has (a set); `None` for every
+/// other key. None of these values is a usable token (GD-0006). The RESP listener answers
+/// these keys and no others.
+pub(crate) fn readable_by_services(key: &str) -> Option<super::KeyKind> {
+    if key.starts_with(SESSION_PREFIX) {
+        Some(super::KeyKind::String)
+    } else if key.starts_with(USER_SESSIONS_PREFIX) {
+        Some(super::KeyKind::Set)
+    } else {
+        None
+    }
 }
 
 /// An OpenID Connect authorization code, by the SHA-256 of the code (base64url): its
@@ -107,8 +113,12 @@ mod tests {
 
     #[test]
     fn only_sessions_are_readable_by_other_services() {
-        assert!(readable_by_services(&session("abc")));
-        assert!(readable_by_services(&user_sessions("u")));
+        use crate::store::KeyKind;
+        assert_eq!(readable_by_services(&session("abc")), Some(KeyKind::String));
+        assert_eq!(
+            readable_by_services(&user_sessions("u")),
+            Some(KeyKind::Set)
+        );
         for internal in [
             failures("ip:1.2.3.4"),
             ban("user:a@b.c"),
@@ -122,8 +132,8 @@ mod tests {
             OUTBOX.to_owned(),
             login_stats("ok", 1),
         ] {
-            assert!(!readable_by_services(&internal), "{internal}");
+            assert_eq!(readable_by_services(&internal), None, "{internal}");
         }
-        assert!(!readable_by_services(SESSION_INDEX));
+        assert_eq!(readable_by_services(SESSION_INDEX), None);
     }
 }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use uuid::Uuid;
 
-use super::{Op, SessionStore, StoreError, Swap, UserStore, UserStoreError};
+use super::{KeyInfo, Op, SessionStore, StoreError, Swap, UserStore, UserStoreError};
 use crate::domain::User;
 
 const METRIC: &str = "gatehouse_store_errors_total";
@@ -24,6 +24,7 @@ pub(crate) const SESSION_OPS: &[&str] = &[
     "get_many",
     "live_sessions",
     "set_members",
+    "inspect",
     "ping",
     "close",
 ];
@@ -98,6 +99,9 @@ impl SessionStore for MeteredSessions {
     }
     async fn set_members(&self, set: &str) -> Result<Vec<String>, StoreError> {
         self.count("set_members", self.inner.set_members(set).await)
+    }
+    async fn inspect(&self, key: &str) -> Result<Option<KeyInfo>, StoreError> {
+        self.count("inspect", self.inner.inspect(key).await)
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.count("ping", self.inner.ping().await)

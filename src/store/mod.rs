@@ -81,6 +81,24 @@ pub struct Swap {
     pub ttl: Duration,
 }
 
+/// What a key holds, as Redis' `TYPE` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A value [`SessionStore::get`] reads.
+    String,
+    /// A set [`SessionStore::set_members`] reads; like Redis, an empty set does not exist.
+    Set,
+}
+
+/// A live key's kind and remaining lifetime [TYPE key + PTTL key].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub kind: KeyKind,
+    /// Time left; `None` when the key never expires (gatehouse never writes such a key, but
+    /// another writer of the same Redis could).
+    pub ttl: Option<Duration>,
+}
+
 /// Key-value state with Redis semantics. Every method that returns `Ok` after a write has
 /// made that write durable (embedded: committed to disk; Redis: acknowledged).
 #[async_trait]
@@ -103,6 +121,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// the embedded store keeps the count as it writes; Redis answers from a count refreshed
     /// in the background at most once a minute.
     async fn live_sessions(&self) -> Result<u64, StoreError>;
+    /// [TYPE key + PTTL key, as one Lua script]: whether `key` lives, as a value or a set,
+    /// and for how long; `None` when it does not. The RESP listener answers `EXISTS`, `TYPE`,
+    /// `TTL` and `PTTL` from it.
+    async fn inspect(&self, key: &str) -> Result<Option<KeyInfo>, StoreError>;
     /// [SMEMBERS set]
     async fn set_members(&self, set: &str) -> Result<Vec<String>, StoreError>;
     /// Answers when the store can serve requests (for `/readyz`).

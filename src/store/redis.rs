@@ -19,7 +19,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
 use uuid::Uuid;
 
-use super::{Op, SessionStore, StoreError, Swap, UserStore, UserStoreError, keys};
+use super::{
+    KeyInfo, KeyKind, Op, SessionStore, StoreError, Swap, UserStore, UserStoreError, keys,
+};
 use crate::clock::now_ms;
 use crate::domain::{User, normalize_email};
 
@@ -182,6 +184,7 @@ pub struct RedisSessionStore {
     swap_then_apply: Script,
     incr: Script,
     count: Script,
+    inspect: Script,
 }
 
 impl RedisSessionStore {
@@ -200,6 +203,10 @@ impl RedisSessionStore {
             // Drops the index entries of sessions that expired, then counts the rest.
             count: Script::new(
                 "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])\nreturn redis.call('ZCARD', KEYS[1])",
+            ),
+            // TYPE and PTTL of one key at one instant (nil when it does not exist).
+            inspect: Script::new(
+                "local t = redis.call('TYPE', KEYS[1])['ok']\nif t == 'none' then return false end\nreturn {t, redis.call('PTTL', KEYS[1])}",
             ),
         }
     }
@@ -298,6 +305,30 @@ impl SessionStore for RedisSessionStore {
         self.conn
             .run(|mut c| async move { redis::cmd("SMEMBERS").arg(set).query_async(&mut c).await })
             .await
+    }
+
+    async fn inspect(&self, key: &str) -> Result<Option<KeyInfo>, StoreError> {
+        let mut invocation = self.inspect.prepare_invoke();
+        invocation.key(self.conn.key(key));
+        let found: Option<(String, i64)> = self
+            .conn
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        let Some((kind, pttl)) = found else {
+            return Ok(None);
+        };
+        let kind = match kind.as_str() {
+            "string" => KeyKind::String,
+            "set" => KeyKind::Set,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "{key} holds a {other}, which gatehouse never writes"
+                )));
+            }
+        };
+        // PTTL: -1 for a key without expiry (-2, absent, cannot follow TYPE in one script).
+        let ttl = u64::try_from(pttl).ok().map(Duration::from_millis);
+        Ok(Some(KeyInfo { kind, ttl }))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

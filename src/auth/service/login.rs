@@ -109,15 +109,29 @@ impl Service {
         ip: Option<&str>,
         matches: impl FnOnce() -> bool,
     ) -> Result<(), AuthError> {
-        let attempt = self
-            .reserve(regulation::subjects(None, ip), "client_secret")
-            .await?;
-        if matches() {
-            self.regulation.succeeded(attempt).await?;
+        if self.check_secret("client_secret", ip, matches).await? {
             Ok(())
         } else {
-            self.regulation.failed(attempt).await?;
             Err(AuthError::WrongClientSecret)
+        }
+    }
+
+    /// Checks a shared secret that has no account (a client secret, the RESP listener's
+    /// password) under regulation of the client address `ip`: `matches` runs only when the
+    /// address may try, and a `false` counts as a failure. `what` names it in the logs.
+    pub(crate) async fn check_secret(
+        &self,
+        what: &'static str,
+        ip: Option<&str>,
+        matches: impl FnOnce() -> bool,
+    ) -> Result<bool, AuthError> {
+        let attempt = self.reserve(regulation::subjects(None, ip), what).await?;
+        if matches() {
+            self.regulation.succeeded(attempt).await?;
+            Ok(true)
+        } else {
+            self.regulation.failed(attempt).await?;
+            Ok(false)
         }
     }
 }
