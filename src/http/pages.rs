@@ -67,6 +67,18 @@ pub(crate) struct AccountPage<'a> {
     pub passkeys_enabled: bool,
     pub recovery_codes_left: usize,
     pub sessions: Vec<SessionRow>,
+    /// Whether mail is set up (the email change sends a link).
+    pub mail: bool,
+    /// The OpenID Connect applications the user allowed.
+    pub apps: Vec<AppRow>,
+}
+
+/// An OpenID Connect application the user allowed, with what it may see.
+#[derive(Debug)]
+pub(crate) struct AppRow {
+    pub client: String,
+    pub name: String,
+    pub scopes: String,
 }
 
 /// A pending TOTP set-up: the key as text and as a QR code (SVG rendered here).
@@ -93,6 +105,8 @@ pub(crate) struct SessionRow {
     pub user_agent: String,
     pub ip: String,
     pub current: bool,
+    /// For an OpenID Connect grant: the application's name.
+    pub app: String,
 }
 
 /// The QR code of `text` as an SVG element (no XML declaration: it goes inside HTML).

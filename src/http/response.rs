@@ -45,12 +45,14 @@ pub fn html(status: StatusCode, body: String) -> HttpResponse {
 }
 
 /// An HTML page that runs gatehouse's own script files (passkeys need WebAuthn, a JavaScript
-/// API) and may call gatehouse's API: `script-src 'self'`, never inline scripts.
+/// API) and may call gatehouse's API: `script-src 'self'`, never inline scripts. No
+/// `form-action`: browsers apply it to the redirect after a form post too, and the login
+/// form's answer sends the browser on to the app it came from (another origin).
 pub fn html_with_scripts(status: StatusCode, body: String) -> HttpResponse {
     page(
         status,
         body,
-        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'",
     )
 }
 

@@ -254,6 +254,14 @@ impl WebDriver {
 
     pub async fn type_into(&self, css: &str, text: &str) {
         let element = self.find(css).await;
+        // Cleared first: the browser may have filled the field (a password it offers to
+        // remember), and typing appends.
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/clear"),
+            Some(json!({})),
+        )
+        .await;
         self.call(
             reqwest::Method::POST,
             &format!("/element/{element}/value"),

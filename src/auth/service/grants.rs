@@ -499,6 +499,26 @@ impl Service {
         Ok(user)
     }
 
+    /// Revokes an application: ends every grant session of `client` for the user and forgets
+    /// the consent (the account page's "Revoke").
+    pub async fn revoke_app(&self, user_id: Uuid, client: &str) -> Result<(), AuthError> {
+        let set = keys::user_sessions(&user_id.to_string());
+        let members = self.store.set_members(&set).await?;
+        for info in self.live_sessions(user_id, &members).await? {
+            if info
+                .record
+                .grant
+                .as_ref()
+                .is_some_and(|g| g.client == client)
+            {
+                self.revoke_session(&info.id, user_id).await?;
+            }
+        }
+        self.forget_consent(user_id, client).await?;
+        tracing::info!(event = "oidc_app_revoked", client = %client, user_id = %user_id);
+        Ok(())
+    }
+
     /// Forgets the user's consent to `client` (revoking its grant from the session list).
     pub(super) async fn forget_consent(
         &self,

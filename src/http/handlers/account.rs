@@ -1,8 +1,8 @@
 //! `/account`: the signed-in user's own page (server-rendered; passkeys through
 //! `/static/webauthn.js` and the JSON API). Every other action is a form post to `/account`
 //! with an `action` field, origin-checked like any cookie-authenticated write, and answered
-//! with the page again (recovery codes are shown once, on that answer). A later issue adds
-//! sections (email, consented apps) as further actions.
+//! with the page again (recovery codes are shown once, on that answer): sessions, password,
+//! email change, second factors, and the OpenID Connect apps the user allowed.
 
 use std::net::SocketAddr;
 
@@ -16,7 +16,7 @@ use crate::clock::rfc3339;
 use crate::http::caller::{self, Via};
 use crate::http::cookies;
 use crate::http::error::ApiError;
-use crate::http::pages::{AccountPage, PasskeyRow, SessionRow, TotpSetup, qr_svg, render};
+use crate::http::pages::{AccountPage, AppRow, PasskeyRow, SessionRow, TotpSetup, qr_svg, render};
 use crate::http::redirect;
 use crate::http::request::{HttpRequest, client_info, has_content_type, read_body};
 use crate::http::response::{HttpResponse, html_with_scripts};
@@ -36,6 +36,8 @@ struct AccountForm {
     new_password: String,
     #[serde(default)]
     code: String,
+    #[serde(default)]
+    new_email: String,
 }
 
 /// What an action leaves to show.
@@ -133,7 +135,21 @@ pub(crate) async fn submit(
                 Err(e) => Err(e),
             }
         }
-        "end_session" | "change_password" => return Err(ApiError::EnrolmentRequired),
+        "change_email" if !limited => auth
+            .request_email_change(claims, &form.new_email, &form.password, &client)
+            .await
+            .map(|()| {
+                outcome.notice = Some(
+                    "A confirmation link is on its way to the new address; your email changes when you use it.",
+                )
+            }),
+        "revoke_app" if !limited => auth
+            .revoke_app(claims.sub, &form.id)
+            .await
+            .map(|()| outcome.notice = Some("The app's access is revoked.")),
+        "end_session" | "change_password" | "change_email" | "revoke_app" => {
+            return Err(ApiError::EnrolmentRequired);
+        }
         _ => return Err(ApiError::BadRequest("unknown action".into())),
     };
     if let Err(e) = result {
@@ -151,7 +167,12 @@ pub(crate) async fn submit(
             AuthError::FactorNotFound | AuthError::SessionNotFound => {
                 "That no longer exists.".to_owned()
             }
-            AuthError::WeakPassword(why) | AuthError::InvalidInput(why) => why,
+            AuthError::WeakPassword(why)
+            | AuthError::InvalidInput(why)
+            | AuthError::InvalidEmail(why)
+            | AuthError::Refused(why) => why,
+            AuthError::EmailTaken => "That email belongs to another account.".to_owned(),
+            AuthError::MailOff => "This server sends no mail.".to_owned(),
             other => return Err(other.into()),
         });
     }
@@ -186,6 +207,14 @@ pub(crate) async fn submit(
         None => {}
     }
     Ok(response)
+}
+
+/// The name a client is shown by (its id once it is no longer configured).
+fn client_name(app: &App, id: &str) -> String {
+    app.config
+        .oidc
+        .client(id)
+        .map_or_else(|| id.to_owned(), |c| c.name.clone())
 }
 
 enum Renew {
@@ -224,6 +253,11 @@ async fn show(
                 last_seen_at: rfc3339(s.record.last_seen_at),
                 user_agent: s.record.user_agent.unwrap_or_default(),
                 ip: s.record.ip.unwrap_or_default(),
+                app: s
+                    .record
+                    .grant
+                    .map(|g| client_name(app, &g.client))
+                    .unwrap_or_default(),
                 id: s.id,
             })
             .collect()
@@ -251,6 +285,16 @@ async fn show(
         passkeys_enabled: auth.passkeys_enabled(),
         recovery_codes_left: mfa.recovery_codes_left,
         sessions,
+        mail: app.config.smtp.is_some(),
+        apps: user
+            .consents
+            .iter()
+            .map(|c| AppRow {
+                name: client_name(app, &c.client),
+                client: c.client.clone(),
+                scopes: c.scopes.join(", "),
+            })
+            .collect(),
     };
     Ok(html_with_scripts(status, render(&page)))
 }
