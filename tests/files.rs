@@ -79,10 +79,12 @@ async fn data_dir_secret_and_socket_are_private(backend: Backend) {
         .collect();
     names.sort();
     let expected: &[&str] = match backend {
-        Backend::Embedded => &["admin.sock", "gatehouse.redb", "jwt_secret"],
-        Backend::Redis(_) => &["admin.sock", "jwt_secret"],
+        Backend::Embedded => &["admin.sock", "gatehouse.redb", "jwt_secret", "mfa_key"],
+        Backend::Redis(_) => &["admin.sock", "jwt_secret", "mfa_key"],
     };
     assert_eq!(names, expected);
+    // The key that seals TOTP secrets is private too.
+    assert_eq!(mode(&data.join("mfa_key")), 0o600);
     drop(server);
 }
 

@@ -1002,7 +1002,8 @@ async fn expired_codes_and_max_age(backend: Backend) {
 backend_tests!(
     code_flow_end_to_end,
     public_clients_groups_and_logout,
-    expired_codes_and_max_age
+    expired_codes_and_max_age,
+    account_page_revokes_an_app
 );
 
 /// `gatehouse client secret` makes a secret and its argon2id hash; a client configured with
@@ -1167,4 +1168,76 @@ async fn grants_work_across_nodes_sharing_redis() {
             .status(),
         401
     );
+}
+
+/// The account page lists the apps the user allowed and revokes one: its grants end and it
+/// must ask for consent again.
+async fn account_page_revokes_an_app(backend: Backend) {
+    let (server, _dir) = start(backend);
+    let eve = email("eve");
+    server.signup(&eve).await;
+    let cookie = browser_login(&server, &eve).await;
+    let code = code_for(&server, "app", &cookie, &[]).await;
+    let t: Value = exchange(&server, "app", &code).await.json().await.unwrap();
+    let access = t["access_token"].as_str().unwrap();
+    let page = server
+        .http
+        .get(server.url("/account"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Connected apps") && page.contains("Revoke The App"),
+        "{page}"
+    );
+    assert!(
+        page.contains("The App (app)"),
+        "the grant's session names its app: {page}"
+    );
+    // From another site: refused.
+    let r = server
+        .http
+        .post(server.url("/account"))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .form(&[("action", "revoke_app"), ("id", "app")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(userinfo(&server, access).await.status(), 200);
+    let r = server
+        .http
+        .post(server.url("/account"))
+        .header("cookie", &cookie)
+        .header("origin", &server.base)
+        .form(&[("action", "revoke_app"), ("id", "app")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("revoked") && !page.contains("Revoke The App"),
+        "{page}"
+    );
+    assert_eq!(userinfo(&server, access).await.status(), 401);
+    let r = authorize(&server, &authorize_url(&server, "app", &[]), Some(&cookie)).await;
+    assert_eq!(r.status(), 200, "the consent page again");
+    // Without SMTP the page says how the email changes instead of offering a form.
+    let page = server
+        .http
+        .get(server.url("/account"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("This server sends no mail"), "{page}");
 }
