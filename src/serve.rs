@@ -65,6 +65,8 @@ pub(crate) async fn serve(config: Config) -> Result<(), String> {
     };
     let admin = crate::admin::bind(&app.config.data_dir)
         .map(|socket| tokio::spawn(crate::admin::serve(app.clone(), socket)));
+    // Audit events kept for the admin page (they are logged either way).
+    let _audit = crate::audit::start(app.auth.shared_store());
     // Mail: the lookups behind forgot and resend, and the delivery of the outbox (also what
     // other nodes or the CLI queued). Neither ever holds up an HTTP answer.
     let mail_requests = {

@@ -537,6 +537,23 @@ async fn every_action_works_by_form_post(backend: Backend) {
         .await
         .unwrap();
     assert_problem(r, 415).await;
+
+    // The audit page shows what was done above, newest first (kept off the request path).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let page = browser.get("/admin/audit").await;
+        assert_eq!(page.status, 200);
+        if page.body.contains("role changed") && page.body.contains("user disabled") {
+            assert!(page.body.contains("an administrator"), "{}", page.body);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no audit events: {}",
+            page.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 async fn cross_site_posts_are_refused(backend: Backend) {

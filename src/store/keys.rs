@@ -91,6 +91,14 @@ pub(crate) fn login_stats(result: &str, hour: u64) -> String {
     format!("stats:logins:{result}:{hour}")
 }
 
+/// The number of the last audit event kept for the admin page (`crate::audit`). Internal.
+pub(crate) const AUDIT_SEQ: &str = "audit:seq";
+
+/// The ring slot of kept audit event number `n mod crate::audit::KEPT`. Internal.
+pub(crate) fn audit_slot(slot: u64) -> String {
+    format!("audit:{slot}")
+}
+
 /// Failed logins in the current `regulation.find_time` window; `subject` is
 /// `user:<email>` or `ip:<address>`.
 pub(crate) fn failures(subject: &str) -> String {
@@ -131,6 +139,8 @@ mod tests {
             outbox_message("m"),
             OUTBOX.to_owned(),
             login_stats("ok", 1),
+            AUDIT_SEQ.to_owned(),
+            audit_slot(7),
         ] {
             assert_eq!(readable_by_services(&internal), None, "{internal}");
         }

@@ -93,6 +93,11 @@ impl Service {
             })
             .await?;
         tracing::info!(event = "password_changed", user_id = %user.id);
+        crate::audit::record(crate::audit::Event::new(
+            crate::audit::Kind::PasswordChanged,
+            user.id,
+            crate::audit::Actor::User,
+        ));
         self.notify(&user, Notice::PasswordChanged).await;
         // The caller's fresh session. Another change that ends sessions (a role change, say)
         // may land between storing the password and starting it; the password is changed

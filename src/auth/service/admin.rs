@@ -29,11 +29,21 @@ impl Service {
     /// Tokens carry the role: the sessions end so that the next login gets the new one.
     pub async fn set_role(&self, email: &str, role: Role) -> Result<User, AuthError> {
         let user = self.find_user(email).await?;
-        self.change_credentials(user.id, |u| {
-            u.role = role;
-            Ok(())
-        })
-        .await
+        let user = self
+            .change_credentials(user.id, |u| {
+                u.role = role;
+                Ok(())
+            })
+            .await?;
+        crate::audit::record(
+            crate::audit::Event::new(
+                crate::audit::Kind::RoleChanged,
+                user.id,
+                crate::audit::Actor::Admin,
+            )
+            .detail(role.as_str()),
+        );
+        Ok(user)
     }
 
     pub async fn set_disabled(&self, email: &str, disabled: bool) -> Result<User, AuthError> {
@@ -46,6 +56,11 @@ impl Service {
                 })
                 .await?;
             tracing::info!(event = "user_disabled", user_id = %user.id);
+            crate::audit::record(crate::audit::Event::new(
+                crate::audit::Kind::UserDisabled,
+                user.id,
+                crate::audit::Actor::Admin,
+            ));
             Ok(user)
         } else {
             let user = self
@@ -55,6 +70,11 @@ impl Service {
                 })
                 .await?;
             tracing::info!(event = "user_enabled", user_id = %user.id);
+            crate::audit::record(crate::audit::Event::new(
+                crate::audit::Kind::UserEnabled,
+                user.id,
+                crate::audit::Actor::Admin,
+            ));
             Ok(user)
         }
     }
@@ -70,6 +90,11 @@ impl Service {
             })
             .await?;
         tracing::info!(event = "password_changed", user_id = %user.id, by = "admin");
+        crate::audit::record(crate::audit::Event::new(
+            crate::audit::Kind::PasswordChanged,
+            user.id,
+            crate::audit::Actor::Admin,
+        ));
         self.notify(&user, Notice::PasswordChanged).await;
         Ok(user)
     }

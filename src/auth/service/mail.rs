@@ -263,6 +263,14 @@ impl Service {
             }
             _ => {
                 tracing::info!(event = "password_changed", user_id = %user.id, by = "reset_link");
+                crate::audit::record(
+                    crate::audit::Event::new(
+                        crate::audit::Kind::PasswordChanged,
+                        user.id,
+                        crate::audit::Actor::User,
+                    )
+                    .detail("reset link"),
+                );
                 self.notify(&user, Notice::PasswordChanged).await;
             }
         }

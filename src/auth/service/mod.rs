@@ -267,6 +267,11 @@ impl Service {
         self.store.as_ref()
     }
 
+    /// The session store, for a task that outlives a request (the audit ring).
+    pub(crate) fn shared_store(&self) -> Arc<dyn SessionStore> {
+        self.store.clone()
+    }
+
     /// The public keys that verify access tokens and id_tokens, as JWKs (no access-token
     /// keys under HS256, whose keys are secrets).
     pub fn jwks(&self) -> Vec<serde_json::Value> {

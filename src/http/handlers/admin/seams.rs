@@ -1,5 +1,5 @@
-//! What the admin pages need from other features: invitations and second-factor resets
-//! (wired), and the audit log (a store of recent events is still to come). Each is one function
+//! What the admin pages need from other features: invitations, second-factor resets and
+//! the audit log (the ring of recent events `crate::audit` keeps). Each is one function
 //! with the signature the pages call and a flag that says whether it works in this build.
 //! The pages show the form (or the list) only when the flag is on, and otherwise say where
 //! to do it instead; the action answers a clear refusal if posted anyway.
@@ -20,7 +20,7 @@ pub(super) const INVITE: bool = true;
 pub(super) const RESET_FACTORS: bool = true;
 
 /// Whether [`recent_audit`] reads a store of events.
-pub(super) const AUDIT: bool = false;
+pub(super) const AUDIT: bool = true;
 
 /// Creates the account without a password and returns the invitation link (which is also
 /// mailed when SMTP is configured). `Ok(Err(_))` is a refusal shown on the page (email
@@ -46,12 +46,28 @@ pub(super) async fn reset_factors(
     Ok(app.auth.reset_factors(email).await.map(|_| ()))
 }
 
-/// The most recent audit events, newest first, at most `limit`.
-///
-/// TODO(merge mfa, then a store): the mfa branch's `src/audit.rs` writes events as log
-/// lines only (target `audit`). Keeping the recent ones needs a store of its own (e.g. a
-/// capped list in the session store, `audit:recent`, written by `audit::record`); read it
-/// here and map each `audit::Event` to an [`AuditRow`].
-pub(super) async fn recent_audit(_app: &App, _limit: usize) -> Result<Vec<AuditRow>, ApiError> {
-    Ok(Vec::new())
+/// The most recent audit events, newest first, at most `limit`, with the email of each
+/// user (the id when the account is gone).
+pub(super) async fn recent_audit(app: &App, limit: usize) -> Result<Vec<AuditRow>, ApiError> {
+    let events = crate::audit::recent(app.auth.store(), limit)
+        .await
+        .map_err(AuthError::Store)?;
+    let mut rows = Vec::with_capacity(events.len());
+    for event in events {
+        let user = match app.auth.profile(event.user_id).await? {
+            Some(user) => user.email.clone(),
+            None => event.user_id.to_string(),
+        };
+        rows.push(AuditRow {
+            at: crate::clock::rfc3339(event.at),
+            what: event.kind.as_str().replace('_', " "),
+            user,
+            by: match event.by {
+                crate::audit::Actor::User => "the user".to_owned(),
+                crate::audit::Actor::Admin => "an administrator".to_owned(),
+            },
+            detail: event.detail.unwrap_or_default(),
+        });
+    }
+    Ok(rows)
 }
