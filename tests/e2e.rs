@@ -20,15 +20,14 @@ mod common;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
+use common::browser::{Proc, WebDriver, free_port, require};
 use common::{Backend, PASSWORD, Server, email};
-use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const AUTH_HOST: &str = "auth.gatehouse.test";
@@ -36,79 +35,6 @@ const APP_HOST: &str = "app.gatehouse.test";
 /// A host whose every path is public (a bypass rule); nginx and Caddy serve no site by it.
 const PUBLIC_HOST: &str = "public.gatehouse.test";
 const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
-
-/// The path of `program`, or `None` after saying so (a failure under `CI=true`).
-fn require(program: &str, package: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
-            .map(|dir| dir.join(program))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{program} is not installed; CI must install it (apt-get install {package})");
-        }
-        eprintln!(
-            "SKIPPED: {program} is not installed (apt-get install {package}); this end-to-end test did not run"
-        );
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// A child process killed (and reaped) on drop.
-struct Proc {
-    child: Child,
-    name: &'static str,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, cmd: &mut Command, log: PathBuf) -> Proc {
-        let out = std::fs::File::create(&log).expect("log file");
-        let err = out.try_clone().expect("log file");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        Proc { child, name, log }
-    }
-
-    /// Waits until `port` accepts connections.
-    fn wait_for_port(&mut self, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} exited with {status}:\n{}", self.name, self.logs());
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("{} did not listen on {port}:\n{}", self.name, self.logs());
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The upstream app: answers every request with a small HTML page that shows the
 /// `Remote-*` headers it received, the area the path routes to (see [`area`]), and a
@@ -704,168 +630,6 @@ async fn caddy_forward_auth() {
 
 // --- the browser ---
 
-/// A minimal W3C WebDriver client over reqwest: the few commands this test needs.
-struct WebDriver {
-    http: reqwest::Client,
-    session: String,
-}
-
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-impl WebDriver {
-    async fn start(base: &str, binary: &Path, args: &[String]) -> WebDriver {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client");
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {"binary": binary, "args": args},
-        }}});
-        let r: Value = http
-            .post(format!("{base}/session"))
-            .json(&caps)
-            .send()
-            .await
-            .expect("new session")
-            .json()
-            .await
-            .expect("session json");
-        let session = r["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {r}"))
-            .to_owned();
-        WebDriver {
-            http,
-            session: format!("{base}/session/{session}"),
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self.http.request(method, format!("{}{path}", self.session));
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let v: Value = req
-            .send()
-            .await
-            .expect("webdriver")
-            .json()
-            .await
-            .expect("json");
-        if v["value"].get("error").is_some() {
-            panic!("webdriver {path}: {v}");
-        }
-        v["value"].clone()
-    }
-
-    async fn goto(&self, url: &str) {
-        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
-            .await;
-    }
-
-    async fn url(&self) -> String {
-        self.call(reqwest::Method::GET, "/url", None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    async fn source(&self) -> String {
-        self.call(reqwest::Method::GET, "/source", None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    async fn find(&self, css: &str) -> String {
-        let v = self
-            .call(
-                reqwest::Method::POST,
-                "/element",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await;
-        v[ELEMENT].as_str().expect("element id").to_owned()
-    }
-
-    async fn active_element_id(&self) -> String {
-        let v = self
-            .call(reqwest::Method::GET, "/element/active", None)
-            .await;
-        let element = v[ELEMENT].as_str().expect("element id").to_owned();
-        let id = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/element/{element}/attribute/id"),
-                None,
-            )
-            .await;
-        id.as_str().unwrap_or_default().to_owned()
-    }
-
-    async fn type_into(&self, css: &str, text: &str) {
-        let element = self.find(css).await;
-        // Cleared first: the browser may have filled the field (a password it offers to
-        // remember), and typing appends.
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{element}/clear"),
-            Some(json!({})),
-        )
-        .await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{element}/value"),
-            Some(json!({ "text": text })),
-        )
-        .await;
-    }
-
-    async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{element}/click"),
-            Some(json!({})),
-        )
-        .await;
-    }
-
-    async fn screenshot(&self, path: &Path) {
-        let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(png.as_str().expect("png"))
-            .expect("base64");
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("artifact dir");
-        std::fs::write(path, bytes).expect("write screenshot");
-    }
-
-    /// Waits until the URL satisfies `pred`; returns it.
-    async fn wait_url(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let url = self.url().await;
-            if pred(&url) {
-                return url;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "waited for {what}; the browser is at {url}:\n{}",
-                    self.source().await
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn quit(self) {
-        let _ = self.http.delete(&self.session).send().await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_signs_in_through_nginx_and_out() {
     let (Some(nginx_bin), Some(chromium), Some(driver_bin)) = (
@@ -885,36 +649,16 @@ async fn browser_signs_in_through_nginx_and_out() {
     let (upstream, _) = upstream(format!("{auth}/logout?rd={app}/")).await;
     let _nginx = nginx(&nginx_bin, dir.path(), port, &server.addr, upstream);
 
-    let driver_port = free_port();
-    let mut driver = Proc::spawn(
-        "chromedriver",
-        Command::new(&driver_bin).arg(format!("--port={driver_port}")),
-        dir.path().join("chromedriver.log"),
-    );
-    driver.wait_for_port(driver_port);
-    let profile = dir.path().join("profile");
-    let args: Vec<String> = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable",
-        "--window-size=900,700",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        format!("--user-data-dir={}", profile.display()),
-        "--host-resolver-rules=MAP *.gatehouse.test 127.0.0.1".to_owned(),
-    ])
-    .collect();
-    let browser =
-        WebDriver::start(&format!("http://127.0.0.1:{driver_port}"), &chromium, &args).await;
+    let browser = WebDriver::start(
+        &chromium,
+        &driver_bin,
+        dir.path(),
+        &[
+            "--window-size=900,700",
+            "--host-resolver-rules=MAP *.gatehouse.test 127.0.0.1",
+        ],
+    )
+    .await;
 
     // A protected URL sends the browser to the login page.
     browser.goto(&format!("{app}/dashboard?tab=1")).await;

@@ -270,6 +270,22 @@ impl WebDriver {
         .await;
     }
 
+    /// The `id` of the element that has the focus.
+    pub async fn active_element_id(&self) -> String {
+        let v = self
+            .call(reqwest::Method::GET, "/element/active", None)
+            .await;
+        let element = v[ELEMENT].as_str().expect("element id").to_owned();
+        let id = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/element/{element}/attribute/id"),
+                None,
+            )
+            .await;
+        id.as_str().unwrap_or_default().to_owned()
+    }
+
     pub async fn click(&self, css: &str) {
         let element = self.find(css).await;
         self.call(
