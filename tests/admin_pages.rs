@@ -1039,7 +1039,12 @@ async fn browser_pages_at_desktop_and_phone_widths() {
         // The signed-in user's own page (second factors, sessions, apps, email, password).
         ("account", "account".to_owned()),
     ];
-    for (view, width) in [("desktop", 1280), ("phone", 390), ("dark", 1280)] {
+    for (view, width) in [
+        ("desktop", 1280),
+        ("phone", 390),
+        ("dark", 1280),
+        ("nojs", 390),
+    ] {
         let profile = dir.path().join(view);
         std::fs::create_dir_all(&profile).expect("profile dir");
         let mut extra = vec![
@@ -1054,6 +1059,8 @@ async fn browser_pages_at_desktop_and_phone_widths() {
                 }});
             }
             "dark" => extra.push("--blink-settings=preferredColorScheme=0"),
+            // Every action is a plain form: the pages work with JavaScript off.
+            "nojs" => extra.push("--blink-settings=scriptEnabled=false"),
             _ => {}
         }
         let browser =
@@ -1076,6 +1083,39 @@ async fn browser_pages_at_desktop_and_phone_widths() {
             .wait_url("the admin overview", |u| u == format!("{public}/admin"))
             .await;
 
+        if view == "nojs" {
+            // Without JavaScript (so no axe here): create a group, then delete it, by clicking
+            // the forms' buttons; and end a session from the account page.
+            browser.goto(&format!("{public}/admin/groups")).await;
+            browser.type_into("#group", "nojs").await;
+            browser.click("#group ~ button").await;
+            browser
+                .wait_url("the group created", |u| {
+                    u.ends_with("/admin/groups?done=group_created")
+                })
+                .await;
+            browser.wait_text("Delete nojs").await;
+            browser
+                .click("form:has(input[name=group][value=nojs]) button")
+                .await;
+            browser
+                .wait_url("the group deleted", |u| {
+                    u.ends_with("/admin/groups?done=group_deleted")
+                })
+                .await;
+            browser.goto(&format!("{public}/account")).await;
+            browser.wait_text("End session").await;
+            let before = browser.source().await.matches("End session").count();
+            // The first row is the oldest session: not this one.
+            browser
+                .click("form:has(input[name=action][value=end_session]) button")
+                .await;
+            browser.wait_text("The session is ended.").await;
+            let after = browser.source().await.matches("End session").count();
+            assert_eq!(after + 1, before, "one session fewer");
+            browser.quit().await;
+            continue;
+        }
         for (name, path) in &pages {
             if view == "dark" && !matches!(*name, "overview" | "user" | "account") {
                 continue;
