@@ -32,6 +32,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use common::browser::WebDriver;
 use common::{Backend, PASSWORD, Server, email};
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -1635,157 +1636,19 @@ ScriptAlias /app/whoami {d}/cgi/whoami
     proc
 }
 
-/// A minimal W3C WebDriver client over reqwest: the few commands this test needs.
-struct WebDriver {
-    http: reqwest::Client,
-    session: String,
-}
-
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-impl WebDriver {
-    async fn start(base: &str, binary: &Path, profile: &Path) -> WebDriver {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client");
-        let args: Vec<String> = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable",
-            "--window-size=900,700",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([format!("--user-data-dir={}", profile.display())])
-        .collect();
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {"binary": binary, "args": args},
-        }}});
-        let r: Value = http
-            .post(format!("{base}/session"))
-            .json(&caps)
-            .send()
-            .await
-            .expect("new session")
-            .json()
-            .await
-            .expect("session json");
-        let session = r["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {r}"))
-            .to_owned();
-        WebDriver {
-            http,
-            session: format!("{base}/session/{session}"),
+/// Waits until the browser's page satisfies `pred` (URL, source); returns the source.
+async fn wait(browser: &WebDriver, what: &str, pred: impl Fn(&str, &str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = browser.url().await;
+        let source = browser.source().await;
+        if pred(&url, &source) {
+            return source;
         }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self.http.request(method, format!("{}{path}", self.session));
-        if let Some(body) = body {
-            req = req.json(&body);
+        if Instant::now() > deadline {
+            panic!("waited for {what}; the browser is at {url}:\n{source}");
         }
-        let v: Value = req
-            .send()
-            .await
-            .expect("webdriver")
-            .json()
-            .await
-            .expect("json");
-        if v["value"].get("error").is_some() {
-            panic!("webdriver {path}: {v}");
-        }
-        v["value"].clone()
-    }
-
-    async fn goto(&self, url: &str) {
-        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
-            .await;
-    }
-
-    async fn url(&self) -> String {
-        self.call(reqwest::Method::GET, "/url", None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    async fn source(&self) -> String {
-        self.call(reqwest::Method::GET, "/source", None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    async fn find(&self, css: &str) -> String {
-        let v = self
-            .call(
-                reqwest::Method::POST,
-                "/element",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await;
-        v[ELEMENT].as_str().expect("element id").to_owned()
-    }
-
-    async fn type_into(&self, css: &str, text: &str) {
-        let element = self.find(css).await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{element}/value"),
-            Some(json!({ "text": text })),
-        )
-        .await;
-    }
-
-    async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{element}/click"),
-            Some(json!({})),
-        )
-        .await;
-    }
-
-    async fn screenshot(&self, path: &Path) {
-        let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(png.as_str().expect("png"))
-            .expect("base64");
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("artifact dir");
-        std::fs::write(path, bytes).expect("write screenshot");
-    }
-
-    /// Waits until the page satisfies `pred` (URL, source); returns the source.
-    async fn wait(&self, what: &str, pred: impl Fn(&str, &str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let url = self.url().await;
-            let source = self.source().await;
-            if pred(&url, &source) {
-                return source;
-            }
-            if Instant::now() > deadline {
-                panic!("waited for {what}; the browser is at {url}:\n{source}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn quit(self) {
-        let _ = self.http.delete(&self.session).send().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -1822,19 +1685,7 @@ post_logout_redirect_uris = ["http://127.0.0.1:{apache_port}/bye.html"]
     let _apache = apache(&apache_bin, dir.path(), apache_port, &lab.issuer);
     let app = format!("http://127.0.0.1:{apache_port}");
 
-    let driver_port = free_port();
-    let mut driver = Proc::spawn(
-        "chromedriver",
-        Command::new(&driver_bin).arg(format!("--port={driver_port}")),
-        dir.path().join("chromedriver.log"),
-    );
-    driver.wait_for_port(driver_port, &dir.path().join("chromedriver.log"));
-    let browser = WebDriver::start(
-        &format!("http://127.0.0.1:{driver_port}"),
-        &chromium,
-        &dir.path().join("profile"),
-    )
-    .await;
+    let browser = WebDriver::start(&chromium, &driver_bin, dir.path(), &[]).await;
     let apache_log = dir.path().join("apache-error.log");
     let fail_logs = || {
         format!(
@@ -1848,17 +1699,16 @@ post_logout_redirect_uris = ["http://127.0.0.1:{apache_port}/bye.html"]
     // its login page.
     browser.goto(&format!("{app}/app/whoami")).await;
     let login = format!("{}/login?rd=", lab.issuer);
-    browser
-        .wait("the login page", |u, _| u.starts_with(&login))
-        .await;
+    wait(&browser, "the login page", |u, _| u.starts_with(&login)).await;
     browser.type_into("#email", &ada).await;
     browser.type_into("#password", PASSWORD).await;
     browser.click("button[type=submit]").await;
 
     // The consent page names the app; Allow.
-    let page = browser
-        .wait("the consent page", |_, s| s.contains("value=\"allow\""))
-        .await;
+    let page = wait(&browser, "the consent page", |_, s| {
+        s.contains("value=\"allow\"")
+    })
+    .await;
     assert!(page.contains("Apache test app"), "{page}");
     let artifacts = repo().join("target/test-artifacts");
     browser
@@ -1867,11 +1717,10 @@ post_logout_redirect_uris = ["http://127.0.0.1:{apache_port}/bye.html"]
     browser.click("button[name=decision][value=allow]").await;
 
     // Back at the app, with the claims.
-    let page = browser
-        .wait("the protected page", |u, s| {
-            u.starts_with(&format!("{app}/app/whoami")) && s.contains("Protected app")
-        })
-        .await;
+    let page = wait(&browser, "the protected page", |u, s| {
+        u.starts_with(&format!("{app}/app/whoami")) && s.contains("Protected app")
+    })
+    .await;
     assert!(
         page.contains(&format!("email: {ada}")),
         "{page}\n{}",
@@ -1888,17 +1737,16 @@ post_logout_redirect_uris = ["http://127.0.0.1:{apache_port}/bye.html"]
 
     // A claim rule the user does not meet: 401 from Apache (mod_auth_openidc's authz).
     browser.goto(&format!("{app}/app/ops")).await;
-    let page = browser.wait("the ops page", |_, s| !s.is_empty()).await;
+    let page = wait(&browser, "the ops page", |_, s| !s.is_empty()).await;
     assert!(!page.contains("Protected app"), "{page}");
 
     // Signing out of the app: mod_auth_openidc calls the end_session_endpoint with the
     // id_token_hint and its post_logout_redirect_uri; the next visit needs a login again.
     browser.goto(&format!("{app}/app/whoami")).await;
-    browser
-        .wait("the protected page again", |_, s| {
-            s.contains("Protected app")
-        })
-        .await;
+    wait(&browser, "the protected page again", |_, s| {
+        s.contains("Protected app")
+    })
+    .await;
     browser.click("#logout").await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -1919,8 +1767,9 @@ post_logout_redirect_uris = ["http://127.0.0.1:{apache_port}/bye.html"]
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     browser.goto(&format!("{app}/app/whoami")).await;
-    browser
-        .wait("the login page after logout", |u, _| u.starts_with(&login))
-        .await;
+    wait(&browser, "the login page after logout", |u, _| {
+        u.starts_with(&login)
+    })
+    .await;
     browser.quit().await;
 }
