@@ -997,6 +997,18 @@ async fn expired_codes_and_max_age(backend: Backend) {
     let r = authorize(&server, &url, Some(&fresh)).await;
     let q = query_of(r.headers()[LOCATION].to_str().unwrap());
     assert_eq!(get(&q, "error"), Some("login_required"));
+    // The marker that a fresh sign-in is met by cannot be written by hand: a forged
+    // `login_after` still sends the browser to sign in.
+    for forged in ["0", "eyJhbGciOiJIUzI1NiJ9.eyJpYXQiOjB9.x"] {
+        let url = authorize_url(
+            &server,
+            "edwards",
+            &[("max_age", "1"), ("login_after", forged)],
+        );
+        let r = authorize(&server, &url, Some(&fresh)).await;
+        let location = r.headers()[LOCATION].to_str().unwrap();
+        assert!(location.contains("/login?rd="), "{forged}: {location}");
+    }
 }
 
 backend_tests!(

@@ -113,8 +113,10 @@ pub struct AuthorizeParams {
     pub login_hint: Option<String>,
     pub request: Option<String>,
     pub request_uri: Option<String>,
-    /// gatehouse's own: when a fresh sign-in was asked for (`prompt=login`, `max_age`), the
-    /// Unix second it was asked; a sign-in at or after it satisfies the request.
+    /// gatehouse's own: when a fresh sign-in was asked for (`prompt=login`, `max_age`), a
+    /// signed marker of the time it was asked ([`FreshLogin`]); a sign-in at or after that
+    /// time satisfies the request. Signed, so that no one can write a marker that an old
+    /// sign-in meets.
     pub login_after: Option<String>,
 }
 
@@ -126,9 +128,9 @@ pub enum Authorized {
     Refused(String),
     /// Back to the client (a code, or an error), with `state` and `iss`.
     Redirect(String),
-    /// The browser must sign in; `fresh`: even if it is signed in (`prompt=login`,
-    /// `max_age`), after the Unix second `since`.
-    Login { fresh: bool, since: u64 },
+    /// The browser must sign in; with `fresh` (the marker to carry back as `login_after`)
+    /// even if it is signed in (`prompt=login`, `max_age`).
+    Login { fresh: Option<String> },
     /// Ask the user to allow the client these scopes.
     Consent { client: String, scopes: Vec<String> },
 }
@@ -141,6 +143,23 @@ pub struct Browser {
     pub auth_time: u64,
     /// How it signed in (raised by a step-up).
     pub amr: Amr,
+}
+
+/// The `login_after` marker of a forced sign-in: the time it was asked for (`iat`), signed
+/// by the access-token signer (whose keys every node shares). It parses as no token of
+/// another kind (no `email`, `role`, `aud` or `client_id`).
+#[derive(Debug, Serialize, Deserialize)]
+struct FreshLogin {
+    iss: String,
+    sub: String,
+    iat: u64,
+    exp: u64,
+}
+
+impl FreshLogin {
+    const SUBJECT: &'static str = "fresh-login";
+    /// Time to sign in before the request must start again.
+    const LIFETIME: u64 = 900;
 }
 
 /// What a code stands for until redeemed.
@@ -378,16 +397,19 @@ impl Service {
             if silent {
                 return fail("login_required", "the user is not signed in");
             }
-            return Ok(Authorized::Login {
-                fresh: false,
-                since: now,
-            });
+            return Ok(Authorized::Login { fresh: None });
         };
         // A fresh sign-in was asked for: met by one at or after the time it was asked.
         let fresh_after = params
             .login_after
             .as_deref()
-            .and_then(|t| t.parse::<u64>().ok());
+            .and_then(|marker| {
+                self.signer
+                    .verify_as::<FreshLogin>(marker, provider.issuer(), true)
+                    .ok()
+            })
+            .filter(|m| m.sub == FreshLogin::SUBJECT)
+            .map(|m| m.iat);
         let fresh_enough = fresh_after.is_some_and(|t| browser.auth_time >= t);
         // `max_age=0` is `prompt=login` (OpenID Connect Core §3.1.2.1): whole seconds would
         // let a sign-in of this very second pass.
@@ -397,18 +419,21 @@ impl Service {
             if silent {
                 return fail("login_required", "a fresh sign-in is required");
             }
+            let marker = FreshLogin {
+                iss: provider.issuer().to_owned(),
+                sub: FreshLogin::SUBJECT.to_owned(),
+                iat: now,
+                exp: now + FreshLogin::LIFETIME,
+            };
+            let marker = self.signer.sign(&marker).map_err(AuthError::InvalidToken)?;
             return Ok(Authorized::Login {
-                fresh: true,
-                since: now,
+                fresh: Some(marker),
             });
         }
         let user = match self.users.by_id(browser.claims.sub).await? {
             Some(user) if !user.disabled => user,
             _ => {
-                return Ok(Authorized::Login {
-                    fresh: false,
-                    since: now,
-                });
+                return Ok(Authorized::Login { fresh: None });
             }
         };
         if !client.groups.is_empty() && !client.groups.iter().any(|g| user.groups.contains(g)) {

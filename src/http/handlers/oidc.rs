@@ -132,7 +132,7 @@ pub(crate) async fn authorize(app: &App, req: HttpRequest) -> Result<HttpRespons
     Ok(match outcome {
         Authorized::Refused(message) => error_page(StatusCode::BAD_REQUEST, &message),
         Authorized::Redirect(location) => found(&location, &method),
-        Authorized::Login { fresh, since } => {
+        Authorized::Login { fresh } => {
             // Back here after signing in: the same request, less what asked for the sign-in
             // and the consent answer, plus when a fresh sign-in was asked for.
             let mut again = form_urlencoded::Serializer::new(String::new());
@@ -150,12 +150,12 @@ pub(crate) async fn authorize(app: &App, req: HttpRequest) -> Result<HttpRespons
                     }
                 }
             }
-            if fresh {
-                again.append_pair("login_after", &since.to_string());
+            if let Some(marker) = &fresh {
+                again.append_pair("login_after", marker);
             }
             let original = format!("{}/oidc/authorize?{}", provider.issuer(), again.finish());
             let mut login = crate::http::redirect::login_url(&app.config, &original);
-            if fresh {
+            if fresh.is_some() {
                 login.push_str("&prompt=login");
             }
             if let Some(hint) = request.login_hint.as_deref() {
