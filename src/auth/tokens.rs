@@ -99,6 +99,45 @@ pub struct Signer {
     /// RSA-2048 signature there takes 2.5–2.9 ms, ring's about a quarter of that, and
     /// every OpenID Connect token exchange signs an id_token.
     rsa: Option<std::sync::Arc<ring::signature::RsaKeyPair>>,
+    /// Access tokens whose signature and claims were verified already (see
+    /// [`VerifiedTokens`]).
+    verified: VerifiedTokens,
+}
+
+/// Access tokens already verified, by their exact text: the signature check and the three
+/// JSON parses of a verification were a third of a token check's CPU (BENCHMARKS.md,
+/// *profile*), and a client presents the same token for up to 15 minutes. Only tokens that
+/// passed [`Signer::verify`] enter, so a forger cannot fill it; a hit still checks `exp`
+/// against the clock exactly as a verification does. Revocation is untouched: the session
+/// record is read on every request regardless. Bounded in entries and in age.
+struct VerifiedTokens(moka::sync::Cache<Box<str>, AccessClaims>);
+
+/// At most this many tokens are remembered (each a few hundred bytes).
+const VERIFIED_CAPACITY: u64 = 4096;
+/// A remembered token is verified again after this long at the latest.
+const VERIFIED_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl VerifiedTokens {
+    fn new() -> Self {
+        VerifiedTokens(
+            moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .time_to_live(VERIFIED_MAX_AGE)
+                .build(),
+        )
+    }
+
+    /// The claims of `token` if it was verified before and has not expired since (with the
+    /// same leeway and clock as `jsonwebtoken`'s own `exp` check).
+    fn get(&self, token: &str, leeway: u64) -> Option<Result<AccessClaims, TokenError>> {
+        let claims = self.0.get(token)?;
+        let now = jsonwebtoken::get_current_timestamp();
+        if claims.exp < now.saturating_sub(leeway) {
+            self.0.invalidate(token);
+            return Some(Err(TokenError::Expired));
+        }
+        Some(Ok(claims))
+    }
 }
 
 impl Signer {
@@ -137,6 +176,7 @@ impl Signer {
                 .collect(),
             validation,
             rsa: None,
+            verified: VerifiedTokens::new(),
         }
     }
 
@@ -226,8 +266,14 @@ impl Signer {
     }
 
     /// Verifies signature, algorithm, key id and time claims, and returns the claims.
+    /// A token verified before is answered from [`VerifiedTokens`] (its `exp` checked again).
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        self.verify_with(token, &self.validation)
+        if let Some(known) = self.verified.get(token, self.validation.leeway) {
+            return known;
+        }
+        let claims = self.verify_with(token, &self.validation)?;
+        self.verified.0.insert(token.into(), claims.clone());
+        Ok(claims)
     }
 
     /// Like [`Signer::verify`], but an expired token passes: only to learn which session a
@@ -367,6 +413,34 @@ mod tests {
         );
 
         assert_eq!(signer.verify("garbage").unwrap_err(), TokenError::Malformed);
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_only_verified_tokens_are_remembered() {
+        let signer = Signer::hs256(&[vec![7u8; 32]], 5, None, None);
+        let now = crate::clock::now_secs();
+        let token = signer.sign(&claims(now + 60)).unwrap();
+        assert_eq!(signer.verify(&token).unwrap().sid, "s");
+        assert!(signer.verified.0.contains_key(token.as_str()));
+
+        // The clock moves past `exp` (plus leeway) while the token is remembered.
+        signer
+            .verified
+            .0
+            .insert(token.as_str().into(), claims(now - 6));
+        assert_eq!(signer.verify(&token).unwrap_err(), TokenError::Expired);
+        assert!(!signer.verified.0.contains_key(token.as_str()));
+        // Within the leeway it is still good, as for a verification.
+        signer
+            .verified
+            .0
+            .insert(token.as_str().into(), claims(now - 4));
+        assert_eq!(signer.verify(&token).unwrap().sid, "s");
+
+        // A refused token is not remembered.
+        let expired = signer.sign(&claims(now - 100)).unwrap();
+        assert_eq!(signer.verify(&expired).unwrap_err(), TokenError::Expired);
+        assert!(!signer.verified.0.contains_key(expired.as_str()));
     }
 
     #[test]

@@ -46,6 +46,18 @@ pub struct SessionRecord {
     pub grant: Option<Grant>,
 }
 
+/// The fields of a [`SessionRecord`] a token check needs, read without building the rest
+/// (its strings): the hot path of every `/auth/me` and forward-auth request.
+#[derive(Debug, Deserialize)]
+pub struct Liveness {
+    pub uid: Uuid,
+    #[serde(default)]
+    pub amr: Amr,
+    /// Present for an OpenID Connect grant; its content does not matter here.
+    #[serde(default)]
+    pub grant: Option<serde::de::IgnoredAny>,
+}
+
 /// What an OpenID Connect grant session was granted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
@@ -193,6 +205,26 @@ mod tests {
             token_hash(&token),
             token_hash(&new_refresh_token(&sid).unwrap())
         );
+    }
+
+    #[test]
+    fn liveness_reads_what_a_token_check_needs_from_a_record() {
+        let mut full = record("h", None);
+        full.amr = Amr::PWD.with(Amr::OTP);
+        full.user_agent = Some("a \"quoted\" agent".into());
+        let live: Liveness = serde_json::from_slice(&serde_json::to_vec(&full).unwrap()).unwrap();
+        assert_eq!(
+            (live.uid, live.amr, live.grant.is_some()),
+            (full.uid, full.amr, false)
+        );
+
+        full.grant = Some(Grant {
+            client: "app".into(),
+            scope: "openid".into(),
+            auth_time: 1,
+        });
+        let live: Liveness = serde_json::from_slice(&serde_json::to_vec(&full).unwrap()).unwrap();
+        assert!(live.grant.is_some());
     }
 
     fn record(current: &str, rotated: Option<Rotation>) -> SessionRecord {

@@ -60,7 +60,7 @@ impl Service {
         Ok(user)
     }
 
-    /// `GET /auth/me`: the account behind a verified token.
+    /// The account behind a verified token, read fresh (the account page).
     pub async fn user(&self, claims: &AccessClaims) -> Result<User, AuthError> {
         match self.users.by_id(claims.sub).await? {
             Some(user) if !user.disabled => Ok(user),

@@ -50,6 +50,15 @@ impl Service {
         Ok(Some(user))
     }
 
+    /// The signed-in user's profile, for `/auth/me`: a deleted or disabled account has
+    /// no session to speak of.
+    pub async fn current_profile(&self, id: Uuid) -> Result<Arc<User>, AuthError> {
+        match self.profile(id).await? {
+            Some(user) if !user.disabled => Ok(user),
+            _ => Err(AuthError::SessionEnded),
+        }
+    }
+
     pub async fn list_groups(&self) -> Result<Vec<GroupInfo>, AuthError> {
         let (names, users) = (self.users.groups().await?, self.users.list().await?);
         Ok(names

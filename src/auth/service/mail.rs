@@ -345,6 +345,8 @@ impl Service {
             user.email_verified = true;
             match self.users.change_email(&user, &new_email).await {
                 Ok(()) => {
+                    // This node's `/auth/me` and decisions see the new address at once.
+                    self.profiles.invalidate(&user.id);
                     tracing::info!(event = "email_changed", user_id = %user.id);
                     user.version += 1;
                     user.email = new_email;

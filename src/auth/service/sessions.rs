@@ -22,7 +22,7 @@ impl Service {
         let Some(bytes) = self.store.get(&keys::session(&claims.sid)).await? else {
             return Err(AuthError::SessionEnded);
         };
-        let record: SessionRecord = decode(&bytes)?;
+        let record: session::Liveness = decode(&bytes)?;
         // A relying party's grant is no sign-in to gatehouse: its tokens never reach the
         // account API or forward-auth (they are not shaped as access tokens either).
         if record.uid != claims.sub || record.grant.is_some() {

@@ -124,7 +124,10 @@ pub(crate) async fn logout_all(app: &App, req: HttpRequest) -> Result<HttpRespon
 
 pub(crate) async fn me(app: &App, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let claims = caller::requires(app, &req).await?.claims;
-    let user = app.auth.user(&claims).await?;
+    // The profile (at most `PROFILE_FRESHNESS` old on another node; this node's own writes
+    // are seen at once) rather than a user read per request: whatever ends access (a
+    // password or role change, disabling) ends the session, which `requires` checked.
+    let user = app.auth.current_profile(claims.sub).await?;
     Ok(json(
         StatusCode::OK,
         &UserBody {
