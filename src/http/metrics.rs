@@ -14,6 +14,7 @@
 //!
 //! Every series but the per-route HTTP ones exists, at zero, from the first scrape.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -91,10 +92,43 @@ fn describe() {
 }
 
 pub(crate) fn record_request(route: &'static str, status: StatusCode, elapsed: Duration) {
-    metrics::counter!("gatehouse_http_requests_total", "route" => route, "status" => status.as_str().to_owned())
-        .increment(1);
-    metrics::histogram!("gatehouse_http_request_duration_seconds", "route" => route)
-        .record(elapsed.as_secs_f64());
+    let (requests, duration) = request_series(route, status);
+    requests.increment(1);
+    duration.record(elapsed.as_secs_f64());
+}
+
+/// The two series of a route and status, registered once: building the labelled key and
+/// looking it up in the recorder's registry on every request was 3–5 % of a token check's
+/// CPU (BENCHMARKS.md, *profile*). Bounded: routes × the statuses they answer.
+type RequestSeries = (metrics::Counter, metrics::Histogram);
+
+fn request_series(route: &'static str, status: StatusCode) -> RequestSeries {
+    type Registered = std::sync::RwLock<HashMap<(&'static str, u16), RequestSeries>>;
+    static REGISTERED: OnceLock<Registered> = OnceLock::new();
+    let register = || {
+        (
+            metrics::counter!("gatehouse_http_requests_total", "route" => route, "status" => status.as_str().to_owned()),
+            metrics::histogram!("gatehouse_http_request_duration_seconds", "route" => route),
+        )
+    };
+    // Before the recorder exists a handle would be a no-op forever: do not keep it.
+    if !matches!(HANDLE.get(), Some(Some(_))) {
+        return register();
+    }
+    let registered = REGISTERED.get_or_init(Default::default);
+    let key = (route, status.as_u16());
+    if let Some(series) = registered
+        .read()
+        .ok()
+        .and_then(|map| map.get(&key).cloned())
+    {
+        return series;
+    }
+    let series = register();
+    if let Ok(mut map) = registered.write() {
+        map.insert(key, series.clone());
+    }
+    series
 }
 
 /// Prometheus' text exposition format.
