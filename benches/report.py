@@ -30,6 +30,10 @@ def mib(kib):
     return f"{kib / 1024:.1f} MiB" if kib else "–"
 
 
+def span(seconds):
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
 def rate(x):
     if x is None:
         return "–"
@@ -155,7 +159,7 @@ def summary(res):
         v = gh.get(key, {}).get("rps")
         if v and hv:
             out.append(f"Token check, {what} (embedded store): {rate(v)} req/s at peak, {v / hv * 100:.0f} % of the "
-                       f"bare hyper hello's {rate(hv)} req/s in the same run (target ≥ 50 %); p99 "
+                       f"bare hyper hello's {rate(hv)} req/s in the same run (target ≥ 60 %); p99 "
                        f"{ms(gh.get(key + '_half', {}).get('p99_us'))} ms at half of its peak (target < 2 ms) and "
                        f"{ms(gh.get('flood_' + key, {}).get('p99_us'))} ms under the login flood (target < 5 ms).")
     g2 = res["systems"].get("gatehouse-redis", {})
@@ -188,8 +192,8 @@ def targets(res):
 
     v = gh.get("verify", {}).get("rps")
     hv = hello.get("verify", {}).get("rps")
-    row("verify ≥ 50 % of bare hyper", f"{v / hv * 100:.0f} % ({rate(v)} vs {rate(hv)} req/s)" if v and hv else "–",
-        (v / hv >= 0.5) if v and hv else None)
+    row("verify ≥ 60 % of bare hyper", f"{v / hv * 100:.0f} % ({rate(v)} vs {rate(hv)} req/s)" if v and hv else "–",
+        (v / hv >= 0.6) if v and hv else None)
     # The faster of fastapi-users' two strategies (the conservative comparison).
     fv = max((res["systems"].get(k, {}).get("verify", {}).get("rps") or 0
               for k in ("fastapi-users-jwt", "fastapi-users-redis")), default=0) or None
@@ -198,8 +202,8 @@ def targets(res):
     pv = max(pb.get("verify", {}).get("rps") or 0, pb.get("verify_nolog", {}).get("rps") or 0) or None
     row("verify ≈ 10× PocketBase (its faster configuration)", f"{ratio(v, pv)}" if v and pv else "–", (v / pv >= 10) if v and pv else None)
     fw = gh.get("fwd", {}).get("rps")
-    row("forward-auth ≥ 50 % of bare hyper", f"{fw / hv * 100:.0f} % ({rate(fw)} vs {rate(hv)} req/s)" if fw and hv else "–",
-        (fw / hv >= 0.5) if fw and hv else None)
+    row("forward-auth ≥ 60 % of bare hyper", f"{fw / hv * 100:.0f} % ({rate(fw)} vs {rate(hv)} req/s)" if fw and hv else "–",
+        (fw / hv >= 0.6) if fw and hv else None)
     row("forward-auth ≈ 10× PocketBase's token check (its faster configuration)", f"{ratio(fw, pv)}" if fw and pv else "–",
         (fw / pv >= 10) if fw and pv else None)
     row("forward-auth ≥ 20× fastapi-users' token check, faster strategy (issue; targets.md: ≈ 50×)",
@@ -225,11 +229,11 @@ def targets(res):
     rf = gh.get("refresh", {}).get("rps")
     # PocketBase's faster configuration (request logs off, when measured): the conservative comparison.
     prf = max(pb.get("refresh", {}).get("rps") or 0, pb.get("refresh_nolog", {}).get("rps") or 0) or None
-    row("refresh ≥ 10,000/s on the embedded store (every 2xx durable)", f"{rate(rf)}/s" if rf else "–",
-        (rf >= 10000) if rf else None)
-    row("refresh ahead of PocketBase auth-refresh (its faster configuration)",
+    row("refresh ≥ 12,000/s on the embedded store (every 2xx durable)", f"{rate(rf)}/s" if rf else "–",
+        (rf >= 12000) if rf else None)
+    row("refresh ≥ 1.2× PocketBase auth-refresh (its faster configuration: request logs off)",
         f"{ratio(rf, prf)} ({rate(rf)} vs {rate(prf)}/s)" if rf and prf else "–",
-        (rf > prf) if rf and prf else None)
+        (rf >= 1.2 * prf) if rf and prf else None)
     for scen, what in (("get", "GET"), ("exists", "EXISTS")):
         r = res.get("resp", {}).get(scen)
         row(f"RESP {what} of a session key ≥ 50 % of redis-server's req/s (redis-benchmark, same run)",
@@ -249,6 +253,13 @@ def targets(res):
     after = gh.get("rss_after_logins_kib")
     row("RSS < 64 MB after a sustained login flood (default argon2)", mib(after),
         (after * 1024 < 64e6) if after else None)
+    sk = res.get("soak")
+    if sk:
+        grew = (sk["rss_end_kib"] - (sk["rss_after_warmup_kib"] or sk["rss_end_kib"]))
+        row("RSS flat in a soak whose live state is flat (embedded; after the warm-up)",
+            f"{mib(sk['rss_after_warmup_kib'])} → {mib(sk['rss_end_kib'])} over {span(sk['seconds'])} "
+            f"({sk['logins']:,} sessions begun and ended)",
+            grew * 1024 < 4e6)
     b = fp.get("binary", {}).get("bytes")
     row("stripped release binary < 10 MB", f"{b / 1e6:.2f} MB" if b else "–", (b < 10e6) if b else None)
     st = fp.get("startup", {}).get("existing_data_dir", {}).get("median_ms")
@@ -513,12 +524,35 @@ def markdown(res, chart=None, md_path=None):
       "default ones, ~50 logins/s, a million would take 6 hours); hash memory is bounded separately by "
       "`argon2.max_concurrent` (the *after the login flood* row uses the defaults). Sessions are "
       "spread over the users (about 100 per user at 1,000,000). Each login is a durable write, so the "
-      "fill rate is bounded by the store's commit rate; to keep the whole run inside the issue's 15 minutes "
+      "fill rate is bounded by the store's commit rate; to keep the whole run inside its time budget "
       "on 2 cores, the memory scenario runs last and each fill step stops when the run's time budget is "
-      "nearly spent (`--budget`, default 14.5 min; `--fill-budget`, default 300 s per step). A step that "
+      "nearly spent (`--budget`, default 22 min; `--fill-budget`, default 300 s per step). A step that "
       "stops short says how far it got, and its target figure is a linear extrapolation, marked as such. "
       "`python3 benches/run.py --budget 60` fills further.")
     w("")
+    sk = res.get("soak")
+    if sk:
+        w("### Soak: sessions begun and ended for minutes, live state flat")
+        w("")
+        w(f"`benches/soak.py` (embedded store, cheap argon2): {sk['conns']} connections log in, read "
+          f"`/auth/me`, refresh and log out, over and over, for {span(sk['seconds'])}: "
+          f"{sk['logins']:,} sessions begun and ended ({rate(sk['rps'])} requests/s, {sk['non_2xx']} non-2xx); "
+          f"{sk['live_sessions_after']:.0f} live at the end. RSS after the warm-up (the first fifth) "
+          f"{mib(sk['rss_after_warmup_kib'])}, at the end {mib(sk['rss_end_kib'])}, highest "
+          f"{mib(sk['rss_max_kib'])}; slope after the warm-up {sk['rss_slope_kib_per_min'] / 1024:+.2f} MiB/min. "
+          f"Database file {sk['db_after_warmup_bytes'] / 1e6:.2f} MB after the warm-up, "
+          f"{sk['db_end_bytes'] / 1e6:.2f} MB at the end (freed pages are reused).")
+        w("")
+        w("| minute | RSS | database file |")
+        w("|---:|---:|---:|")
+        shown = set()
+        for smp in sk["samples"]:
+            minute = int(smp["t"] // 30) / 2
+            if minute in shown and smp is not sk["samples"][-1]:
+                continue
+            shown.add(minute)
+            w(f"| {smp['t'] / 60:.1f} | {mib(smp['rss_kib'])} | {smp['db_bytes'] / 1e6:.2f} MB |")
+        w("")
     if res.get("oidc"):
         import oidc_bench
         L.extend(oidc_bench.markdown(res["oidc"]))
