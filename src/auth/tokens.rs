@@ -109,7 +109,9 @@ pub struct Signer {
 /// *profile*), and a client presents the same token for up to 15 minutes. Only tokens that
 /// passed [`Signer::verify`] enter, so a forger cannot fill it; a hit still checks `exp`
 /// against the clock exactly as a verification does. Revocation is untouched: the session
-/// record is read on every request regardless. Bounded in entries and in age.
+/// record is read on every request regardless. Bounded in entries and in age. The lookup
+/// compares texts only after their keyed (randomly seeded) hashes matched, which a guess at
+/// someone else's token cannot arrange, so it reveals nothing by its timing.
 struct VerifiedTokens(moka::sync::Cache<Box<str>, AccessClaims>);
 
 /// At most this many tokens are remembered (each a few hundred bytes).
