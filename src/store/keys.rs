@@ -25,7 +25,8 @@ pub(crate) fn user_sessions(user_id: &str) -> String {
     format!("{USER_SESSIONS_PREFIX}{user_id}")
 }
 
-const USER_SESSIONS_PREFIX: &str = "user_sessions:";
+/// What every user's set of sessions starts with.
+pub(crate) const USER_SESSIONS_PREFIX: &str = "user_sessions:";
 
 /// Whether another service may read `key` (unprefixed), and what it holds by the layout:
 /// whether a session lives (a value), which sessions a user has (a set); `None` for every
