@@ -77,7 +77,15 @@ fn resp(server: &Server, args: &[&str]) -> Option<String> {
         .to_owned();
     let (host, port) = addr.rsplit_once(':').unwrap();
     let out = std::process::Command::new("redis-cli")
-        .args(["-h", host, "-p", port, "--no-auth-warning", "-a", RESP_PASSWORD])
+        .args([
+            "-h",
+            host,
+            "-p",
+            port,
+            "--no-auth-warning",
+            "-a",
+            RESP_PASSWORD,
+        ])
         .args(args)
         .output();
     match out {
@@ -137,7 +145,10 @@ async fn a_data_dir_of_the_first_format_keeps_working() {
         .iter()
         .find(|s| s["id"] == sid_of(str_of(rotated, "refresh")))
         .expect("the rotated session is listed");
-    assert_eq!(first["user_agent"], "Mozilla/5.0 (X11; Linux x86_64) Fixture/1");
+    assert_eq!(
+        first["user_agent"],
+        "Mozilla/5.0 (X11; Linux x86_64) Fixture/1"
+    );
     assert_eq!(first["ip"], "127.0.0.1");
     assert_eq!(sessions(&server, str_of(bobs, "access")).await.len(), 1);
     // The session bob ended before the upgrade stays ended.
@@ -172,10 +183,19 @@ async fn a_data_dir_of_the_first_format_keeps_working() {
 
     // Bans written before the upgrade hold: eve's account and the address she tried from.
     let eve = str_of(&f["users"]["eve"], "email");
-    assert_eq!(login_from(&server, eve, &password, "198.51.100.7").await, 429);
+    assert_eq!(
+        login_from(&server, eve, &password, "198.51.100.7").await,
+        429
+    );
     let bob_email = str_of(bob, "email");
-    assert_eq!(login_from(&server, bob_email, &password, "203.0.113.9").await, 429);
-    assert_eq!(login_from(&server, bob_email, &password, "198.51.100.7").await, 200);
+    assert_eq!(
+        login_from(&server, bob_email, &password, "203.0.113.9").await,
+        429
+    );
+    assert_eq!(
+        login_from(&server, bob_email, &password, "198.51.100.7").await,
+        200
+    );
 
     // The rotated session refreshes; its earlier tokens are still reuse and end it.
     let r = server.refresh(str_of(rotated, "refresh")).await;
@@ -199,7 +219,11 @@ async fn a_data_dir_of_the_first_format_keeps_working() {
     assert!(server.stop().success());
     let copy = dir.path().join("copy.redb");
     let out = server.cli(&["backup", copy.to_str().unwrap()], "");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let restored = dir.path().join("restored");
     copy_fixture(&restored);
     std::fs::remove_file(restored.join("gatehouse.redb")).unwrap();
@@ -209,7 +233,11 @@ async fn a_data_dir_of_the_first_format_keeps_working() {
         .env("GATEHOUSE_DATA_DIR", &restored)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let server = self::server(&restored);
     assert_eq!(server.me_status(str_of(second, "access")).await, 200);
     assert_eq!(server.me_status(str_of(bobs, "access")).await, 200);
@@ -232,7 +260,11 @@ async fn a_backup_of_the_first_format_restores_and_converts() {
         .env("GATEHOUSE_DATA_DIR", &data)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let server = server(&data);
     assert!(server.logs().contains("converted the session store"));
     let second = &f["users"]["ada"]["sessions"][1];

@@ -467,7 +467,11 @@ impl<'t> Tables<'t> {
     }
 
     fn remove(&mut self, stored: &[u8]) -> Result<(), StoreError> {
-        let existed = self.entries.remove(stored).map_err(storage_error)?.is_some();
+        let existed = self
+            .entries
+            .remove(stored)
+            .map_err(storage_error)?
+            .is_some();
         if existed && layout::is_session_key(stored) {
             self.sessions_delta -= 1;
         }
@@ -757,7 +761,10 @@ fn apply_write(
             payload,
             ttl,
         } => {
-            t.put(stored, &layout::value(*kind, expires_at(now, *ttl), payload))?;
+            t.put(
+                stored,
+                &layout::value(*kind, expires_at(now, *ttl), payload),
+            )?;
             touched.insert(key.clone());
         }
         Write::Delete { key, stored } => {
@@ -779,7 +786,10 @@ fn apply_write(
                 .unwrap_or_default();
             members.insert(member.clone());
             let payload = layout::pack_members(&members);
-            t.put(stored, &layout::value(Kind::Set, expires_at(now, *ttl), &payload))?;
+            t.put(
+                stored,
+                &layout::value(Kind::Set, expires_at(now, *ttl), &payload),
+            )?;
             // A value under the same key (never, by the layout) is gone from the cache too.
             touched.insert(key.clone());
         }

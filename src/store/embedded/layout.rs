@@ -274,10 +274,7 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn u8(&mut self) -> Result<u8, FormatError> {
-        let (&b, rest) = self
-            .buf
-            .split_first()
-            .ok_or(FormatError("truncated"))?;
+        let (&b, rest) = self.buf.split_first().ok_or(FormatError("truncated"))?;
         self.buf = rest;
         Ok(b)
     }
@@ -402,7 +399,10 @@ mod tests {
             &[3, 0, 0, 0][..],
             &[3, 0, 0, 0, 0, 0, 0, 0, 0, 7][..],
             &[3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, b'a'][..],
-            &[3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f][..],
+            &[
+                3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                0xff, 0x7f,
+            ][..],
         ] {
             assert!(decode_entry(&key("k"), bad).is_err(), "{bad:?}");
         }

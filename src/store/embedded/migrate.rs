@@ -82,7 +82,10 @@ pub(crate) fn migrate(txn: &WriteTransaction, now: u64) -> Result<Option<Migrate
             let Some((name, members)) = set else {
                 return Ok(());
             };
-            let at = ttl.get(name.as_str()).map_err(storage_error)?.map(|g| g.value());
+            let at = ttl
+                .get(name.as_str())
+                .map_err(storage_error)?
+                .map(|g| g.value());
             match at {
                 Some(at) if at > now => {
                     let payload = layout::pack_members(&members);
@@ -114,7 +117,12 @@ pub(crate) fn migrate(txn: &WriteTransaction, now: u64) -> Result<Option<Migrate
         flush(current.take(), &mut done)?;
     }
     drop(entries);
-    for table in [LEGACY_KV.name(), LEGACY_SETS.name(), LEGACY_SET_TTL.name(), LEGACY_EXPIRY.name()] {
+    for table in [
+        LEGACY_KV.name(),
+        LEGACY_SETS.name(),
+        LEGACY_SET_TTL.name(),
+        LEGACY_EXPIRY.name(),
+    ] {
         delete(txn, table)?;
     }
     Ok(Some(done))

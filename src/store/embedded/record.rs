@@ -217,12 +217,22 @@ mod tests {
     #[test]
     fn records_come_back_as_the_same_json() {
         let mut r = sample();
-        for ip in [Some("2001:db8::1"), Some("::ffff:1.2.3.4"), Some("01.2.3.4"), None] {
+        for ip in [
+            Some("2001:db8::1"),
+            Some("::ffff:1.2.3.4"),
+            Some("01.2.3.4"),
+            None,
+        ] {
             r.ip = ip.map(str::to_owned);
             let json = session::encode(&r);
             let compact = compact(&json).expect("a record of ours is compact");
             assert_eq!(expand(&compact).unwrap(), json);
-            assert!(compact.len() * 2 < json.len(), "{} vs {}", compact.len(), json.len());
+            assert!(
+                compact.len() * 2 < json.len(),
+                "{} vs {}",
+                compact.len(),
+                json.len()
+            );
         }
         r.rotated = None;
         r.grant = None;
