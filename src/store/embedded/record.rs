@@ -7,10 +7,12 @@
 //! `GET` always answers what was written and a compare-and-set compares what the caller read.
 //!
 //! ```text
-//! record = version:u8(=1) uid:16 created_at:varint last_seen_at:varint
+//! record = version:u8(=1) uid:16 created_at:varint last_seen_at:delta
 //!          user_agent:opt-text ip:opt-text refresh:text cv:varint amr:u8
-//!          (0 | 1 prev:text sealed:text at:varint)          rotation
-//!          (0 | 1 client:text scope:text auth_time:varint)  grant
+//!          (0 | 1 prev:text sealed:text at:delta)           rotation, at from last_seen_at
+//!          (0 | 1 client:text scope:text auth_time:delta)   grant, from created_at
+//! delta  = varint of the zigzagged wrapping difference from the time named (a few bytes
+//!          where the absolute time takes five)
 //! text   = 1 varint-length utf-8 | 2 32 bytes (unpadded base64url of them)
 //!        | 3 4 bytes (IPv4) | 4 16 bytes (IPv6)            each only when it renders back exactly
 //! opt-text = 0 | text
@@ -51,7 +53,7 @@ pub(crate) fn encode(r: &SessionRecord) -> Vec<u8> {
     out.push(VERSION);
     out.extend_from_slice(r.uid.as_bytes());
     put_varint(&mut out, r.created_at);
-    put_varint(&mut out, r.last_seen_at);
+    put_delta(&mut out, r.last_seen_at, r.created_at);
     put_opt_text(&mut out, r.user_agent.as_deref());
     put_opt_text(&mut out, r.ip.as_deref());
     put_text(&mut out, &r.refresh);
@@ -63,7 +65,7 @@ pub(crate) fn encode(r: &SessionRecord) -> Vec<u8> {
             out.push(1);
             put_text(&mut out, &rot.prev);
             put_text(&mut out, &rot.sealed);
-            put_varint(&mut out, rot.at);
+            put_delta(&mut out, rot.at, r.last_seen_at);
         }
     }
     match &r.grant {
@@ -72,7 +74,7 @@ pub(crate) fn encode(r: &SessionRecord) -> Vec<u8> {
             out.push(1);
             put_text(&mut out, &g.client);
             put_text(&mut out, &g.scope);
-            put_varint(&mut out, g.auth_time);
+            put_delta(&mut out, g.auth_time, r.created_at);
         }
     }
     out
@@ -85,7 +87,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SessionRecord, FormatError> {
     }
     let uid = Uuid::from_bytes(r.array()?);
     let created_at = r.varint()?;
-    let last_seen_at = r.varint()?;
+    let last_seen_at = delta(&mut r, created_at)?;
     let user_agent = opt_text(&mut r)?;
     let ip = opt_text(&mut r)?;
     let refresh = text(&mut r)?;
@@ -96,7 +98,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SessionRecord, FormatError> {
         1 => Some(Rotation {
             prev: text(&mut r)?,
             sealed: text(&mut r)?,
-            at: r.varint()?,
+            at: delta(&mut r, last_seen_at)?,
         }),
         _ => return Err(FormatError("bad rotation flag")),
     };
@@ -105,7 +107,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SessionRecord, FormatError> {
         1 => Some(Grant {
             client: text(&mut r)?,
             scope: text(&mut r)?,
-            auth_time: r.varint()?,
+            auth_time: delta(&mut r, created_at)?,
         }),
         _ => return Err(FormatError("bad grant flag")),
     };
@@ -122,6 +124,18 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<SessionRecord, FormatError> {
         amr,
         grant,
     })
+}
+
+/// `t` as its difference from `base`, which every u64 survives (wrapping both ways).
+fn put_delta(out: &mut Vec<u8>, t: u64, base: u64) {
+    let d = t.wrapping_sub(base) as i64;
+    put_varint(out, ((d << 1) ^ (d >> 63)) as u64);
+}
+
+fn delta(r: &mut Reader, base: u64) -> Result<u64, FormatError> {
+    let z = r.varint()?;
+    let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
+    Ok(base.wrapping_add(d as u64))
 }
 
 fn put_opt_text(out: &mut Vec<u8>, s: Option<&str>) {
@@ -233,6 +247,16 @@ mod tests {
                 compact.len(),
                 json.len()
             );
+        }
+        // Times out of order, or at the ends of the range, come back too.
+        for (created, seen, at) in [(5, 1, 0), (0, u64::MAX, 3), (u64::MAX, 0, u64::MAX)] {
+            r.created_at = created;
+            r.last_seen_at = seen;
+            if let Some(rot) = r.rotated.as_mut() {
+                rot.at = at;
+            }
+            let json = session::encode(&r);
+            assert_eq!(expand(&compact(&json).unwrap()).unwrap(), json);
         }
         r.rotated = None;
         r.grant = None;
