@@ -9,6 +9,8 @@
 /// hash of its current refresh token and what the reuse grace needs are fields of it, so a
 /// session is one key however often it rotates. (Releases before 2026-12 also wrote
 /// `refresh:`, `rotated:` and `grace:` keys; nothing reads them any more and they expire.)
+/// The embedded store keeps this key and the record in compact forms of its own (GD-0013);
+/// callers and other services always see this key and the JSON.
 pub(crate) fn session(sid: &str) -> String {
     format!("{SESSION_PREFIX}{sid}")
 }
