@@ -122,7 +122,7 @@ pub(crate) fn string_payload(key: &str, bytes: &[u8]) -> (Kind, Vec<u8>) {
 }
 
 /// The stored form of `key`.
-pub(crate) fn key(key: &str) -> Vec<u8> {
+pub fn key(key: &str) -> Vec<u8> {
     if let Some(id) = key.strip_prefix(SESSION_PREFIX).and_then(hex_id) {
         tagged(KEY_SESSION, &id)
     } else if let Some(id) = key
@@ -143,7 +143,7 @@ fn tagged(tag: u8, rest: &[u8]) -> Vec<u8> {
 }
 
 /// The key a stored key stands for.
-pub(crate) fn decode_key(bytes: &[u8]) -> Result<String, FormatError> {
+pub fn decode_key(bytes: &[u8]) -> Result<String, FormatError> {
     let mut r = Reader::new(bytes);
     let key = match r.u8()? {
         KEY_RAW => std::str::from_utf8(r.rest())
