@@ -9,6 +9,11 @@ read the redb file's size; log each user in once (one live session each) and rea
 then refresh one session --rotations times (grace 0, so nothing short-lived is on disk) and
 read it a third time. The figures are the growth divided by the count; redb grows its file
 in steps, so large counts give the steady-state cost. Prints a table and one JSON line.
+
+Below 4 GiB redb doubles the file when it runs out of room and trims a free tail only now and
+then, so one run's figure can be 0 (the sessions fit in the room the users left) or about
+twice the data (a doubling not trimmed): compare builds over a few runs, and see
+BENCHMARKS.md for the bytes the tables hold.
 """
 
 import argparse
