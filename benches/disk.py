@@ -3,15 +3,23 @@
 
     python3 benches/disk.py --binary target/release/gatehouse [--sessions 4000] [--rotations 4000]
     python3 benches/disk.py --binary OLD --binary NEW      # several builds, same run
+    python3 benches/disk.py --binary NEW --keep /tmp/disk   # keep each data dir, for
+        cargo run --release --manifest-path benches/redb_stats/Cargo.toml -- DATA_DIR/gatehouse.redb
 
 For each binary: a fresh data dir; register --sessions users (cheap argon2, regulation off),
 read the redb file's size; log each user in once (one live session each) and read it again;
 then refresh one session --rotations times (grace 0, so nothing short-lived is on disk) and
 read it a third time. The figures are the growth divided by the count; redb grows its file
 in steps, so large counts give the steady-state cost. Prints a table and one JSON line.
+
+Below 4 GiB redb doubles the file when it runs out of room and trims a free tail only now and
+then, so one run's figure can be 0 (the sessions fit in the room the users left) or about
+twice the data (a doubling not trimmed): compare builds over a few runs, and see
+BENCHMARKS.md for the bytes the tables hold.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -45,8 +53,13 @@ def wait_ready(base, deadline):
     raise RuntimeError("gatehouse did not start")
 
 
-def measure(binary, sessions, rotations):
-    with tempfile.TemporaryDirectory() as data:
+def measure(binary, sessions, rotations, keep=None):
+    if keep:
+        os.makedirs(keep, mode=0o700, exist_ok=True)
+        data_cm = contextlib.nullcontext(tempfile.mkdtemp(dir=keep))
+    else:
+        data_cm = tempfile.TemporaryDirectory()
+    with data_cm as data:
         port = free_port()
         env = {
             "PATH": os.environ.get("PATH", ""),
@@ -89,6 +102,7 @@ def measure(binary, sessions, rotations):
         "file_bytes": {"users": users_only, "sessions": with_sessions, "rotations": after_rotations},
         "bytes_per_session": round((with_sessions - users_only) / sessions, 1),
         "bytes_per_rotation": round((after_rotations - with_sessions) / rotations, 1),
+        "data_dir": data if keep else None,
     }
 
 
@@ -97,8 +111,9 @@ def main():
     ap.add_argument("--binary", action="append", required=True)
     ap.add_argument("--sessions", type=int, default=4000)
     ap.add_argument("--rotations", type=int, default=4000)
+    ap.add_argument("--keep", metavar="DIR", help="keep each binary's data dir under DIR")
     a = ap.parse_args()
-    results = [measure(b, a.sessions, a.rotations) for b in a.binary]
+    results = [measure(b, a.sessions, a.rotations, a.keep) for b in a.binary]
     print(f"{'binary':50} {'bytes/session':>14} {'bytes/rotation':>15}")
     for r in results:
         print(f"{r['binary']:50} {r['bytes_per_session']:>14} {r['bytes_per_rotation']:>15}")

@@ -670,9 +670,9 @@ async fn leeway_and_tokens_from_the_future(backend: Backend) {
 // 3. Soak
 // ---------------------------------------------------------------------------------------
 
-/// Session-store tables of the embedded backend (`src/store/embedded.rs`), read from a copy.
-const KV: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("session_kv");
-const SETS: TableDefinition<(&str, &str), u64> = TableDefinition::new("session_sets");
+/// The embedded store's table (`src/store/embedded/layout.rs`, GD-0013), read from a copy:
+/// compact key → kind (1 byte), expiry (Unix ms, u64 little-endian), payload.
+const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("store_entries");
 
 /// Entries of a session database whose expiry is more than `overdue_ms` before `at_ms`:
 /// `(overdue entries, all entries)`.
@@ -680,22 +680,14 @@ fn overdue_entries(file: &Path, at_ms: u64, overdue_ms: u64) -> (u64, u64) {
     let db = redb::Database::open(file).expect("open the database copy");
     let txn = db.begin_read().expect("read");
     let (mut overdue, mut total) = (0, 0);
-    if let Ok(kv) = txn.open_table(KV) {
-        for item in kv.iter().expect("iter") {
-            let (_, v) = item.expect("entry");
-            total += 1;
-            if v.value().0 + overdue_ms < at_ms {
-                overdue += 1;
-            }
-        }
-    }
-    if let Ok(sets) = txn.open_table(SETS) {
-        for item in sets.iter().expect("iter") {
-            let (_, v) = item.expect("entry");
-            total += 1;
-            if v.value() + overdue_ms < at_ms {
-                overdue += 1;
-            }
+    let entries = txn.open_table(ENTRIES).expect("the store's table");
+    for item in entries.iter().expect("iter") {
+        let (_, v) = item.expect("entry");
+        let v = v.value();
+        let expires_at = u64::from_le_bytes(v[1..9].try_into().expect("an expiry"));
+        total += 1;
+        if expires_at + overdue_ms < at_ms {
+            overdue += 1;
         }
     }
     (overdue, total)

@@ -1,6 +1,7 @@
 //! Rotation without accumulation (GD-0005): a session's stored state stays the same size
 //! however often it refreshes, every earlier token is still recognised as reuse, and the
-//! grace window forgives only the token rotated last.
+//! grace window forgives only the token rotated last. And the embedded store's file stays
+//! flat under churn: the space of ended and expired sessions is used again.
 
 mod common;
 
@@ -13,6 +14,7 @@ backend_tests!(
     earlier_tokens_are_reuse_however_old,
     grace_forgives_only_the_token_rotated_last,
     churn_reuses_the_space_of_ended_sessions,
+    a_week_of_churn_keeps_the_file_flat,
 );
 
 const ROTATIONS: usize = 3000;
@@ -161,5 +163,85 @@ async fn churn_reuses_the_space_of_ended_sessions(backend: Backend) {
     assert!(
         after <= before + 64 * 1024,
         "600 sessions begun and ended grew the database from {before} to {after} bytes"
+    );
+}
+
+/// Simulated days of the churn below; a "day" lasts a few seconds: sessions live
+/// `tokens.refresh_ttl` = 2 s after their last refresh, purged every second.
+const DAYS: usize = 7;
+
+/// A week of churn with every way a session ends: each day, every user signs in a few
+/// times and refreshes, some sessions are logged out, one user logs out everywhere, one
+/// session is ended by reuse, and the rest are abandoned to expire and be purged. The file
+/// must not grow after the first days have sized it (there is no clock to fake: short
+/// lifetimes stand in for a week's).
+async fn a_week_of_churn_keeps_the_file_flat(backend: Backend) {
+    if !matches!(backend, Backend::Embedded) {
+        return; // Redis expires and reclaims keys itself; this is about the redb file.
+    }
+    let server = Server::builder(backend)
+        .env("GATEHOUSE_TOKENS__REFRESH_TTL", "2")
+        .env("GATEHOUSE_TOKENS__REFRESH_REUSE_GRACE", "0")
+        .env("GATEHOUSE_SESSIONS__PURGE_INTERVAL", "1")
+        .start();
+    let users: Vec<String> = (0..12).map(|i| email(&format!("week{i}"))).collect();
+    for user in &users {
+        server.signup(user).await;
+    }
+    let mut sizes = Vec::new();
+    for day in 0..DAYS {
+        for (i, user) in users.iter().enumerate() {
+            let mut open = Vec::new();
+            for _ in 0..4 {
+                let t = server.relogin(user).await;
+                let t = rotate(&server, &t.refresh).await;
+                open.push(rotate(&server, &t.refresh).await);
+            }
+            match (i + day) % 4 {
+                0 => {
+                    let t = &open[0];
+                    assert_eq!(
+                        server
+                            .post_auth("/auth/logout-all", &t.access)
+                            .await
+                            .status(),
+                        204
+                    );
+                }
+                1 => {
+                    let t = open.pop().unwrap();
+                    assert_eq!(
+                        server.post_auth("/auth/logout", &t.access).await.status(),
+                        204
+                    );
+                }
+                2 => {
+                    // Reuse: presenting a consumed token ends the session.
+                    let t = open.pop().unwrap();
+                    let next = rotate(&server, &t.refresh).await;
+                    assert_problem(server.refresh(&t.refresh).await, 401).await;
+                    assert_eq!(server.me_status(&next.access).await, 401);
+                }
+                _ => {} // everything abandoned: it expires
+            }
+        }
+        // Every session left expires 2 s after its last refresh; the purge runs each second.
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        let size = footprint(&server);
+        eprintln!("day {day}: database {size} bytes");
+        sizes.push(size);
+    }
+    let text = server.metrics_text().await;
+    assert_eq!(
+        metric_sample(&text, "gatehouse_sessions_active"),
+        Some(0.0),
+        "every session ended or expired"
+    );
+    // Days 0-1 size the file; the next five reuse its pages.
+    let sized = sizes[1];
+    let last = sizes[DAYS - 1];
+    assert!(
+        last <= sized + 64 * 1024,
+        "a week of churn grew the database from {sized} to {last} bytes: {sizes:?}"
     );
 }

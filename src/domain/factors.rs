@@ -63,6 +63,17 @@ impl Amr {
         self.factors() >= 2
     }
 
+    /// The set as bits, for compact stored forms (the embedded store's session records).
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The set of `bits`; `None` when a bit names no method this version knows.
+    pub fn from_bits(bits: u8) -> Option<Amr> {
+        let known = Amr::NAMES.iter().fold(0, |all, (m, _)| all | m.0);
+        (bits & !known == 0).then_some(Amr(bits))
+    }
+
     /// A password alone: what sessions begun before second factors existed stand for.
     pub fn is_password_only(&self) -> bool {
         *self == Amr::PWD

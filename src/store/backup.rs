@@ -12,7 +12,8 @@ use redb::{
 };
 
 use super::database::storage_error;
-use super::{StoreError, embedded, redb_users};
+use super::embedded::{layout, migrate};
+use super::{StoreError, redb_users};
 
 /// What a copy holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,10 +43,16 @@ pub(crate) fn copy_database(
         let users = copy_table(&read, &write, redb_users::USERS, |_| true)?;
         copy_table(&read, &write, redb_users::EMAILS, |_| true)?;
         if contents == Contents::Everything {
-            copy_table(&read, &write, embedded::KV, |key| !holds_token(key))?;
-            copy_table(&read, &write, embedded::SETS, |_| true)?;
-            copy_table(&read, &write, embedded::SET_TTL, |_| true)?;
-            copy_table(&read, &write, embedded::EXPIRY, |(_, tagged)| {
+            copy_table(&read, &write, layout::ENTRIES, |key| {
+                !layout::decode_key(key).is_ok_and(|k| holds_token(&k))
+            })?;
+            // A database of the first format (a backup made before GD-0013, or a data dir
+            // not yet opened by `serve` since the upgrade) keeps its tables as they are:
+            // the store converts them when it opens the restored file.
+            copy_table(&read, &write, migrate::LEGACY_KV, |key| !holds_token(key))?;
+            copy_table(&read, &write, migrate::LEGACY_SETS, |_| true)?;
+            copy_table(&read, &write, migrate::LEGACY_SET_TTL, |_| true)?;
+            copy_table(&read, &write, migrate::LEGACY_EXPIRY, |(_, tagged)| {
                 !tagged.strip_prefix("k:").is_some_and(holds_token)
             })?;
         }

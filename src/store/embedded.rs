@@ -10,36 +10,42 @@
 //! A read that raced a commit could insert a stale value after the invalidation, so readers
 //! compare a generation counter, bumped after each commit, before and after filling, and drop
 //! what they inserted if it moved.
+//!
+//! On disk (GD-0013): one table of compact entries ([`layout`]), each value carrying its kind
+//! and expiry, a set packed into one entry, a session record in a compact binary form
+//! ([`record`]). Callers' keys and values are turned into that form on their own task before
+//! the writer sees them, and back on a cache miss; the cache holds what callers read, so a
+//! token check that hits it decodes nothing. Expired entries are found by a periodic scan of
+//! the table in slices, between batches of writes, instead of a second index of every key.
+//! A data dir of the first format is converted when the store opens ([`migrate`]).
 
-use std::collections::HashSet;
+#[doc(hidden)]
+pub mod layout;
+pub(crate) mod migrate;
+mod record;
+
+use std::collections::{BTreeSet, HashSet};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use moka::sync::Cache;
-use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, Table};
 use tokio::sync::oneshot;
 
+use self::layout::{ENTRIES, FormatError, Kind, Stored};
 use super::database::{Db, storage_error};
-use super::{KeyInfo, KeyKind, Op, SessionStore, StoreError, Swap, keys};
+use super::{KeyInfo, KeyKind, Op, SessionStore, StoreError, Swap};
 use crate::clock::now_ms;
-
-/// key → (expires_at in Unix ms, value)
-pub(crate) const KV: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("session_kv");
-/// (set, member) → expires_at in Unix ms
-pub(crate) const SETS: TableDefinition<(&str, &str), ()> = TableDefinition::new("session_sets");
-/// set → expires_at in Unix ms: like Redis, a TTL belongs to the whole set.
-pub(crate) const SET_TTL: TableDefinition<&str, u64> = TableDefinition::new("session_set_ttl");
-/// (expires_at, tagged key) → (): lets the purge find expired entries by a range scan.
-pub(crate) const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("session_expiry");
 
 /// Most requests folded into one transaction.
 const MAX_BATCH: usize = 1024;
-/// Most expired entries deleted per purge transaction.
-const PURGE_BATCH: usize = 10_000;
+/// Most entries the purge looks at before letting waiting writes in.
+const PURGE_SLICE: usize = 20_000;
 
 #[derive(Clone)]
 struct Entry {
@@ -47,14 +53,83 @@ struct Entry {
     expires_at: u64,
 }
 
+/// One write of a batch with its key and value already in their stored forms; `key` is the
+/// caller's, for the cache.
+enum Write {
+    Put {
+        key: String,
+        stored: Vec<u8>,
+        kind: Kind,
+        payload: Vec<u8>,
+        ttl: Duration,
+    },
+    Delete {
+        key: String,
+        stored: Vec<u8>,
+    },
+    SetAdd {
+        key: String,
+        stored: Vec<u8>,
+        member: String,
+        ttl: Duration,
+    },
+    SetRemove {
+        key: String,
+        stored: Vec<u8>,
+        member: String,
+    },
+}
+
+impl From<Op> for Write {
+    fn from(op: Op) -> Write {
+        match op {
+            Op::Set { key, value, ttl } => {
+                let (kind, payload) = layout::string_payload(&key, &value);
+                Write::Put {
+                    stored: layout::key(&key),
+                    key,
+                    kind,
+                    payload,
+                    ttl,
+                }
+            }
+            Op::Delete { key } => Write::Delete {
+                stored: layout::key(&key),
+                key,
+            },
+            Op::SetAdd { set, member, ttl } => Write::SetAdd {
+                stored: layout::key(&set),
+                key: set,
+                member,
+                ttl,
+            },
+            Op::SetRemove { set, member } => Write::SetRemove {
+                stored: layout::key(&set),
+                key: set,
+                member,
+            },
+        }
+    }
+}
+
+/// A [`Swap`] in stored forms: the expected value compares as stored bytes, since the same
+/// value always takes the same stored form.
+struct StoredSwap {
+    key: String,
+    stored: Vec<u8>,
+    expected: (Kind, Vec<u8>),
+    value: (Kind, Vec<u8>),
+    ttl: Duration,
+}
+
 enum Job {
     Apply {
-        ops: Vec<Op>,
+        writes: Vec<Write>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     SwapThenApply {
-        swap: Swap,
-        ops: Vec<Op>,
+        swap: StoredSwap,
+        writes: Vec<Write>,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
     Incr {
@@ -82,6 +157,10 @@ pub struct EmbeddedStore {
     jobs: mpsc::Sender<Job>,
 }
 
+fn corrupt(key: &str, e: FormatError) -> StoreError {
+    StoreError::Corrupt(format!("{key}: {e}"))
+}
+
 impl EmbeddedStore {
     /// Starts the writer thread over `db`. `cache_capacity` bounds the cached entries.
     pub fn open(
@@ -89,15 +168,23 @@ impl EmbeddedStore {
         cache_capacity: u64,
         purge_interval: Duration,
     ) -> Result<Self, StoreError> {
-        // Create the tables up front so read transactions never find them missing.
-        db.write(|db| {
+        // Create the table up front so read transactions never find it missing, and convert
+        // a store of the first format in the same transaction.
+        let migrated = db.write(|db| {
             let txn = db.begin_write().map_err(storage_error)?;
-            txn.open_table(KV).map_err(storage_error)?;
-            txn.open_table(SETS).map_err(storage_error)?;
-            txn.open_table(SET_TTL).map_err(storage_error)?;
-            txn.open_table(EXPIRY).map_err(storage_error)?;
-            txn.commit().map_err(storage_error)
+            txn.open_table(ENTRIES).map_err(storage_error)?;
+            let migrated = migrate::migrate(&txn, now_ms())?;
+            txn.commit().map_err(storage_error)?;
+            Ok(migrated)
         })?;
+        if let Some(m) = migrated {
+            tracing::info!(
+                values = m.values,
+                sets = m.sets,
+                dropped = m.dropped,
+                "converted the session store to its compact on-disk format (GD-0013)"
+            );
+        }
         let sessions = count_sessions(&db)?;
 
         let cache = Cache::builder()
@@ -156,40 +243,46 @@ impl EmbeddedStore {
         Ok(found)
     }
 
-    /// When the set at `key` expires, if it lives and has a member (Redis has no empty sets).
-    fn set_expiry(&self, set: &str) -> Result<Option<u64>, StoreError> {
+    /// The stored bytes at `key`, if any, live or not.
+    fn read_stored(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let db = self.shared.db.get()?;
         let txn = db.begin_read().map_err(storage_error)?;
-        let ttl = txn.open_table(SET_TTL).map_err(storage_error)?;
-        let Some(at) = ttl.get(set).map_err(storage_error)?.map(|g| g.value()) else {
-            return Ok(None);
-        };
-        if at <= now_ms() {
-            return Ok(None);
-        }
-        let table = txn.open_table(SETS).map_err(storage_error)?;
-        let first = table.range((set, "")..).map_err(storage_error)?.next();
-        match first {
-            Some(item) => {
-                let (key, _) = item.map_err(storage_error)?;
-                Ok((key.value().0 == set).then_some(at))
-            }
-            None => Ok(None),
-        }
+        let table = txn.open_table(ENTRIES).map_err(storage_error)?;
+        let found = table
+            .get(layout::key(key).as_slice())
+            .map_err(storage_error)?
+            .map(|g| g.value().to_vec());
+        Ok(found)
     }
 
     fn read(&self, key: &str) -> Result<Option<Entry>, StoreError> {
-        let db = self.shared.db.get()?;
-        let txn = db.begin_read().map_err(storage_error)?;
-        let table = txn.open_table(KV).map_err(storage_error)?;
-        let now = now_ms();
-        Ok(table.get(key).map_err(storage_error)?.and_then(|guard| {
-            let (expires_at, value) = guard.value();
-            (expires_at > now).then(|| Entry {
-                value: Bytes::copy_from_slice(value),
-                expires_at,
-            })
+        let Some(bytes) = self.read_stored(key)? else {
+            return Ok(None);
+        };
+        let stored = Stored::parse(&bytes).map_err(|e| corrupt(key, e))?;
+        // A set is no value: `GET` on it reads nothing here (the RESP listener, which knows
+        // the layout, answers WRONGTYPE itself).
+        if stored.kind == Kind::Set || stored.expires_at <= now_ms() {
+            return Ok(None);
+        }
+        let value = stored.string().map_err(|e| corrupt(key, e))?;
+        Ok(Some(Entry {
+            value: Bytes::from(value),
+            expires_at: stored.expires_at,
         }))
+    }
+
+    /// The live set at `key` and its expiry; like Redis, an empty set does not exist.
+    fn read_set(&self, key: &str) -> Result<Option<(u64, BTreeSet<String>)>, StoreError> {
+        let Some(bytes) = self.read_stored(key)? else {
+            return Ok(None);
+        };
+        let stored = Stored::parse(&bytes).map_err(|e| corrupt(key, e))?;
+        if stored.kind != Kind::Set || stored.expires_at <= now_ms() {
+            return Ok(None);
+        }
+        let members = stored.members().map_err(|e| corrupt(key, e))?;
+        Ok((!members.is_empty()).then_some((stored.expires_at, members)))
     }
 }
 
@@ -200,13 +293,30 @@ impl SessionStore for EmbeddedStore {
     }
 
     async fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let writes = ops.into_iter().map(Write::from).collect();
         let (reply, rx) = oneshot::channel();
-        self.send(Job::Apply { ops, reply }, rx).await
+        self.send(Job::Apply { writes, reply }, rx).await
     }
 
     async fn swap_then_apply(&self, swap: Swap, ops: Vec<Op>) -> Result<bool, StoreError> {
+        let swap = StoredSwap {
+            stored: layout::key(&swap.key),
+            expected: layout::string_payload(&swap.key, &swap.expected),
+            value: layout::string_payload(&swap.key, &swap.value),
+            key: swap.key,
+            ttl: swap.ttl,
+        };
+        let writes = ops.into_iter().map(Write::from).collect();
         let (reply, rx) = oneshot::channel();
-        self.send(Job::SwapThenApply { swap, ops, reply }, rx).await
+        self.send(
+            Job::SwapThenApply {
+                swap,
+                writes,
+                reply,
+            },
+            rx,
+        )
+        .await
     }
 
     async fn incr_by(&self, key: &str, delta: i64, ttl: Duration) -> Result<u64, StoreError> {
@@ -237,34 +347,17 @@ impl SessionStore for EmbeddedStore {
     }
 
     async fn set_members(&self, set: &str) -> Result<Vec<String>, StoreError> {
-        let db = self.shared.db.get()?;
-        let txn = db.begin_read().map_err(storage_error)?;
-        let ttl = txn.open_table(SET_TTL).map_err(storage_error)?;
-        let live = ttl
-            .get(set)
-            .map_err(storage_error)?
-            .is_some_and(|at| at.value() > now_ms());
-        if !live {
-            return Ok(Vec::new());
-        }
-        let table = txn.open_table(SETS).map_err(storage_error)?;
-        let mut members = Vec::new();
-        for item in table.range((set, "")..).map_err(storage_error)? {
-            let (key, _) = item.map_err(storage_error)?;
-            let (s, member) = key.value();
-            if s != set {
-                break;
-            }
-            members.push(member.to_owned());
-        }
-        Ok(members)
+        Ok(self
+            .read_set(set)?
+            .map(|(_, members)| members.into_iter().collect())
+            .unwrap_or_default())
     }
 
     async fn inspect(&self, key: &str) -> Result<Option<KeyInfo>, StoreError> {
         let (kind, at) = match self.lookup(key)? {
             Some(entry) => (KeyKind::String, entry.expires_at),
-            None => match self.set_expiry(key)? {
-                Some(at) => (KeyKind::Set, at),
+            None => match self.read_set(key)? {
+                Some((at, _)) => (KeyKind::Set, at),
                 None => return Ok(None),
             },
         };
@@ -282,7 +375,7 @@ impl SessionStore for EmbeddedStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let db = self.shared.db.get()?;
         let txn = db.begin_read().map_err(storage_error)?;
-        txn.open_table(KV).map_err(storage_error)?;
+        txn.open_table(ENTRIES).map_err(storage_error)?;
         Ok(())
     }
 
@@ -308,18 +401,39 @@ impl moka::Expiry<String, Entry> for EntryExpiry {
     }
 }
 
+/// Counts the `session:` keys on disk, once at start.
+fn count_sessions(db: &Db) -> Result<u64, StoreError> {
+    let db = db.get()?;
+    let txn = db.begin_read().map_err(storage_error)?;
+    let table = txn.open_table(ENTRIES).map_err(storage_error)?;
+    let mut n = 0;
+    for (from, to) in layout::session_key_ranges() {
+        for item in table
+            .range::<&[u8]>(from.as_slice()..to.as_slice())
+            .map_err(storage_error)?
+        {
+            item.map_err(storage_error)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 struct Writer {
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Job>,
     purge_interval: Duration,
 }
 
-/// The store's tables, open in one write transaction.
+/// Where a purge under way goes on from.
+enum PurgeFrom {
+    Start,
+    After(Vec<u8>),
+}
+
+/// The store's table, open in one write transaction.
 struct Tables<'t> {
-    kv: Table<'t, &'static str, (u64, &'static [u8])>,
-    sets: Table<'t, (&'static str, &'static str), ()>,
-    set_ttl: Table<'t, &'static str, u64>,
-    expiry: Table<'t, (u64, &'static str), ()>,
+    entries: Table<'t, &'static [u8], &'static [u8]>,
     /// Change in the number of `session:` keys made by this transaction.
     sessions_delta: i64,
 }
@@ -327,42 +441,65 @@ struct Tables<'t> {
 impl<'t> Tables<'t> {
     fn open(txn: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
         Ok(Tables {
-            kv: txn.open_table(KV).map_err(storage_error)?,
-            sets: txn.open_table(SETS).map_err(storage_error)?,
-            set_ttl: txn.open_table(SET_TTL).map_err(storage_error)?,
-            expiry: txn.open_table(EXPIRY).map_err(storage_error)?,
+            entries: txn.open_table(ENTRIES).map_err(storage_error)?,
             sessions_delta: 0,
         })
     }
 
-    /// Stores `value` under `key` until `at`, replacing (and unindexing) any older value.
-    fn put(&mut self, key: &str, at: u64, value: &[u8]) -> Result<(), StoreError> {
-        remove_key(self, key)?;
-        self.kv.insert(key, (at, value)).map_err(storage_error)?;
-        self.expiry
-            .insert((at, key_tag(key).as_str()), ())
-            .map_err(storage_error)?;
-        if key.starts_with(keys::SESSION_PREFIX) {
+    fn get(&self, stored: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .entries
+            .get(stored)
+            .map_err(storage_error)?
+            .map(|g| g.value().to_vec()))
+    }
+
+    fn put(&mut self, stored: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let existed = self
+            .entries
+            .insert(stored, value)
+            .map_err(storage_error)?
+            .is_some();
+        if !existed && layout::is_session_key(stored) {
             self.sessions_delta += 1;
         }
         Ok(())
     }
-}
 
-/// Counts the `session:` keys on disk, once at start.
-fn count_sessions(db: &Db) -> Result<u64, StoreError> {
-    let db = db.get()?;
-    let txn = db.begin_read().map_err(storage_error)?;
-    let table = txn.open_table(KV).map_err(storage_error)?;
-    let mut n = 0;
-    for item in table.range(keys::SESSION_PREFIX..).map_err(storage_error)? {
-        let (key, _) = item.map_err(storage_error)?;
-        if !key.value().starts_with(keys::SESSION_PREFIX) {
-            break;
+    fn remove(&mut self, stored: &[u8]) -> Result<(), StoreError> {
+        let existed = self
+            .entries
+            .remove(stored)
+            .map_err(storage_error)?
+            .is_some();
+        if existed && layout::is_session_key(stored) {
+            self.sessions_delta -= 1;
         }
-        n += 1;
+        Ok(())
     }
-    Ok(n)
+
+    /// The live set at `stored` with its expiry. Anything else there (nothing, an expired
+    /// set, a value, undecodable bytes) reads as no set, which a write then replaces, as
+    /// Redis' `SADD` starts an expired set afresh.
+    fn live_set(
+        &self,
+        key: &str,
+        stored: &[u8],
+        now: u64,
+    ) -> Result<Option<(u64, BTreeSet<String>)>, StoreError> {
+        let Some(bytes) = self.get(stored)? else {
+            return Ok(None);
+        };
+        let parsed = Stored::parse(&bytes).and_then(|s| Ok((s.expires_at, s.members()?)));
+        match parsed {
+            Ok((at, members)) if at > now => Ok(Some((at, members))),
+            Ok(_) => Ok(None),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "replacing an undecodable set");
+                Ok(None)
+            }
+        }
+    }
 }
 
 enum Outcome {
@@ -373,18 +510,31 @@ enum Outcome {
 
 impl Writer {
     fn run(self) {
-        let mut next_purge = std::time::Instant::now() + self.purge_interval;
+        let mut next_purge = Instant::now() + self.purge_interval;
+        let mut purge: Option<PurgeFrom> = None;
         loop {
-            let wait = next_purge.saturating_duration_since(std::time::Instant::now());
+            // The purge goes slice by slice, letting the writes that wait in between: a large
+            // store never holds them up for a whole scan.
+            if purge.is_none() && Instant::now() >= next_purge {
+                purge = Some(PurgeFrom::Start);
+            }
+            if let Some(from) = purge.take() {
+                match self.purge_slice(from) {
+                    Ok(Some(next)) => purge = Some(next),
+                    Ok(None) => next_purge = Instant::now() + self.purge_interval,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "purging expired sessions failed");
+                        next_purge = Instant::now() + self.purge_interval;
+                    }
+                }
+            }
+            let wait = match purge {
+                Some(_) => Duration::ZERO,
+                None => next_purge.saturating_duration_since(Instant::now()),
+            };
             let first = match self.rx.recv_timeout(wait) {
                 Ok(job) => job,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Err(e) = self.purge() {
-                        tracing::warn!(error = %e, "purging expired sessions failed");
-                    }
-                    next_purge = std::time::Instant::now() + self.purge_interval;
-                    continue;
-                }
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 // Every sender is gone: the store was dropped.
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             };
@@ -457,26 +607,29 @@ impl Writer {
             let mut t = Tables::open(&txn)?;
             for job in batch {
                 let outcome = match job {
-                    Job::Apply { ops, .. } => {
-                        for op in ops {
-                            apply_op(&mut t, op, now, touched)?;
+                    Job::Apply { writes, .. } => {
+                        for w in writes {
+                            apply_write(&mut t, w, now, touched)?;
                         }
                         Outcome::Done
                     }
-                    Job::SwapThenApply { swap, ops, .. } => {
-                        let current =
-                            t.kv.get(swap.key.as_str())
-                                .map_err(storage_error)?
-                                .map(|g| {
-                                    let (at, v) = g.value();
-                                    at > now && v == swap.expected.as_ref()
-                                });
-                        let swapped = current == Some(true);
+                    Job::SwapThenApply { swap, writes, .. } => {
+                        // Undecodable bytes are no match: the caller reads again and gets
+                        // the error, and the rest of the batch commits.
+                        let swapped = t.get(&swap.stored)?.is_some_and(|bytes| {
+                            Stored::parse(&bytes).is_ok_and(|s| {
+                                s.expires_at > now
+                                    && s.kind == swap.expected.0
+                                    && s.payload == swap.expected.1.as_slice()
+                            })
+                        });
                         if swapped {
-                            t.put(&swap.key, expires_at(now, swap.ttl), &swap.value)?;
+                            let (kind, payload) = &swap.value;
+                            let at = expires_at(now, swap.ttl);
+                            t.put(&swap.stored, &layout::value(*kind, at, payload))?;
                             touched.insert(swap.key.clone());
-                            for op in ops {
-                                apply_op(&mut t, op, now, touched)?;
+                            for w in writes {
+                                apply_write(&mut t, w, now, touched)?;
                             }
                         }
                         Outcome::Swapped(swapped)
@@ -484,19 +637,19 @@ impl Writer {
                     Job::Incr {
                         key, delta, ttl, ..
                     } => {
-                        let old =
-                            t.kv.get(key.as_str())
-                                .map_err(storage_error)?
-                                .and_then(|g| {
-                                    let (at, v) = g.value();
-                                    let n = std::str::from_utf8(v).ok()?.parse::<u64>().ok()?;
-                                    (at > now).then_some((n, at))
-                                });
+                        let stored = layout::key(key);
+                        let old = t.get(&stored)?.and_then(|bytes| {
+                            let s = Stored::parse(&bytes).ok()?;
+                            let live = s.kind == Kind::Plain && s.expires_at > now;
+                            let n = std::str::from_utf8(s.payload).ok()?.parse::<u64>().ok()?;
+                            live.then_some((n, s.expires_at))
+                        });
                         let (count, at) = match old {
                             Some((n, at)) => (n.saturating_add_signed(*delta), at),
                             None => (0u64.saturating_add_signed(*delta), expires_at(now, *ttl)),
                         };
-                        t.put(key, at, count.to_string().as_bytes())?;
+                        let value = layout::value(Kind::Plain, at, count.to_string().as_bytes());
+                        t.put(&stored, &value)?;
                         touched.insert(key.clone());
                         Outcome::Count(count)
                     }
@@ -526,158 +679,137 @@ impl Writer {
         }
     }
 
-    /// Deletes entries whose time has passed, a bounded number per transaction.
-    fn purge(&self) -> Result<(), StoreError> {
-        loop {
+    /// Looks at up to [`PURGE_SLICE`] entries from `from` in a read transaction (which
+    /// blocks no reader) and deletes those expired in one write transaction, checking again
+    /// that each still is. Returns where the next slice starts, `None` at the end.
+    fn purge_slice(&self, from: PurgeFrom) -> Result<Option<PurgeFrom>, StoreError> {
+        let now = now_ms();
+        let mut due = Vec::new();
+        let mut next = None;
+        {
             let db = self.shared.db.get()?;
+            let txn = db.begin_read().map_err(storage_error)?;
+            let table = txn.open_table(ENTRIES).map_err(storage_error)?;
+            let range = match &from {
+                PurgeFrom::Start => table.range::<&[u8]>(..),
+                PurgeFrom::After(key) => {
+                    table.range::<&[u8]>((Bound::Excluded(key.as_slice()), Bound::Unbounded))
+                }
+            }
+            .map_err(storage_error)?;
+            for (seen, item) in range.enumerate() {
+                let (k, v) = item.map_err(storage_error)?;
+                // Undecodable bytes are left for a reader to report: the purge deletes only
+                // what it knows has expired.
+                if Stored::parse(v.value()).is_ok_and(|s| s.expires_at <= now) {
+                    due.push(k.value().to_vec());
+                }
+                if seen + 1 == PURGE_SLICE {
+                    next = Some(PurgeFrom::After(k.value().to_vec()));
+                    break;
+                }
+            }
+        }
+        if due.is_empty() {
+            return Ok(next);
+        }
+        let (gone, sessions_delta) = self.shared.db.write(|db| {
             let txn = db.begin_write().map_err(storage_error)?;
-            let mut touched = HashSet::new();
-            let done;
+            let mut gone = Vec::new();
             let sessions_delta;
             {
                 let mut t = Tables::open(&txn)?;
-                let now = now_ms();
-                let mut due = Vec::new();
-                for item in t.expiry.range(..(now, "")).map_err(storage_error)? {
-                    let (key, _) = item.map_err(storage_error)?;
-                    let (at, tagged) = key.value();
-                    due.push((at, tagged.to_owned()));
-                    if due.len() == PURGE_BATCH {
-                        break;
+                for stored in &due {
+                    let expired = t.get(stored)?.is_some_and(|bytes| {
+                        Stored::parse(&bytes).is_ok_and(|s| s.expires_at <= now)
+                    });
+                    if expired {
+                        t.remove(stored)?;
+                        gone.push(stored.as_slice());
                     }
-                }
-                done = due.len() < PURGE_BATCH;
-                for (at, tagged) in &due {
-                    t.expiry
-                        .remove((*at, tagged.as_str()))
-                        .map_err(storage_error)?;
-                    if let Some(key) = tagged.strip_prefix("k:") {
-                        if t.kv.remove(key).map_err(storage_error)?.is_some()
-                            && key.starts_with(keys::SESSION_PREFIX)
-                        {
-                            t.sessions_delta -= 1;
-                        }
-                        touched.insert(key.to_owned());
-                    } else if let Some(set) = tagged.strip_prefix("s:") {
-                        remove_set(&mut t, set)?;
-                    }
-                }
-                if !due.is_empty() {
-                    tracing::debug!(count = due.len(), "purged expired session entries");
                 }
                 sessions_delta = t.sessions_delta;
             }
             txn.commit().map_err(storage_error)?;
-            self.count_sessions(sessions_delta);
-            self.shared.generation.fetch_add(1, Ordering::AcqRel);
-            for key in &touched {
-                self.shared.cache.invalidate(key);
-            }
-            if done {
-                return Ok(());
+            Ok((gone, sessions_delta))
+        })?;
+        self.count_sessions(sessions_delta);
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
+        for stored in &gone {
+            if let Ok(key) = layout::decode_key(stored) {
+                self.shared.cache.invalidate(&key);
             }
         }
+        if !gone.is_empty() {
+            tracing::debug!(count = gone.len(), "purged expired session entries");
+        }
+        Ok(next)
     }
 }
 
-fn key_tag(key: &str) -> String {
-    format!("k:{key}")
-}
-
-fn set_tag(set: &str) -> String {
-    format!("s:{set}")
-}
-
-/// Removes `key` and its expiry index entry; returns what it held, expired or not.
-fn remove_key(t: &mut Tables, key: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-    let old = t.kv.remove(key).map_err(storage_error)?.map(|g| {
-        let (at, v) = g.value();
-        (at, v.to_vec())
-    });
-    if let Some((at, _)) = &old {
-        t.expiry
-            .remove((*at, key_tag(key).as_str()))
-            .map_err(storage_error)?;
-        if key.starts_with(keys::SESSION_PREFIX) {
-            t.sessions_delta -= 1;
-        }
-    }
-    Ok(old)
-}
-
-fn apply_op(
+fn apply_write(
     t: &mut Tables,
-    op: &Op,
+    w: &Write,
     now: u64,
     touched: &mut HashSet<String>,
 ) -> Result<(), StoreError> {
-    match op {
-        Op::Set { key, value, ttl } => {
-            t.put(key, expires_at(now, *ttl), value)?;
+    match w {
+        Write::Put {
+            key,
+            stored,
+            kind,
+            payload,
+            ttl,
+        } => {
+            t.put(
+                stored,
+                &layout::value(*kind, expires_at(now, *ttl), payload),
+            )?;
             touched.insert(key.clone());
         }
-        Op::Delete { key } => {
+        Write::Delete { key, stored } => {
             // Like Redis' DEL, this removes a value or a whole set.
-            remove_key(t, key)?;
-            remove_set(t, key)?;
+            t.remove(stored)?;
             touched.insert(key.clone());
         }
-        Op::SetAdd { set, member, ttl } => {
-            // An expired set starts empty, as in Redis.
-            let old = t
-                .set_ttl
-                .get(set.as_str())
-                .map_err(storage_error)?
-                .map(|g| g.value());
-            if old.is_some_and(|at| at <= now) {
-                remove_set(t, set)?;
-            } else if let Some(at) = old {
-                t.expiry
-                    .remove((at, set_tag(set).as_str()))
-                    .map_err(storage_error)?;
+        Write::SetAdd {
+            key,
+            stored,
+            member,
+            ttl,
+        } => {
+            // An expired set starts empty, as in Redis; the TTL belongs to the whole set and
+            // is re-armed, as PEXPIRE would.
+            let mut members = t
+                .live_set(key, stored, now)?
+                .map(|(_, m)| m)
+                .unwrap_or_default();
+            members.insert(member.clone());
+            let payload = layout::pack_members(&members);
+            t.put(
+                stored,
+                &layout::value(Kind::Set, expires_at(now, *ttl), &payload),
+            )?;
+            // A value under the same key (never, by the layout) is gone from the cache too.
+            touched.insert(key.clone());
+        }
+        Write::SetRemove {
+            key,
+            stored,
+            member,
+        } => {
+            if let Some((at, mut members)) = t.live_set(key, stored, now)? {
+                if members.remove(member) {
+                    if members.is_empty() {
+                        // Redis has no empty sets.
+                        t.remove(stored)?;
+                    } else {
+                        let payload = layout::pack_members(&members);
+                        t.put(stored, &layout::value(Kind::Set, at, &payload))?;
+                    }
+                }
             }
-            // The TTL belongs to the whole set: re-arm it, as PEXPIRE would.
-            let at = expires_at(now, *ttl);
-            t.set_ttl.insert(set.as_str(), at).map_err(storage_error)?;
-            t.expiry
-                .insert((at, set_tag(set).as_str()), ())
-                .map_err(storage_error)?;
-            t.sets
-                .insert((set.as_str(), member.as_str()), ())
-                .map_err(storage_error)?;
         }
-        Op::SetRemove { set, member } => {
-            t.sets
-                .remove((set.as_str(), member.as_str()))
-                .map_err(storage_error)?;
-        }
-    }
-    Ok(())
-}
-
-/// Removes a set: its members, its TTL and its expiry index entry.
-fn remove_set(t: &mut Tables, set: &str) -> Result<(), StoreError> {
-    let mut members = Vec::new();
-    for item in t.sets.range((set, "")..).map_err(storage_error)? {
-        let (key, _) = item.map_err(storage_error)?;
-        let (s, m) = key.value();
-        if s != set {
-            break;
-        }
-        members.push(m.to_owned());
-    }
-    for m in &members {
-        t.sets.remove((set, m.as_str())).map_err(storage_error)?;
-    }
-    if let Some(at) = t
-        .set_ttl
-        .remove(set)
-        .map_err(storage_error)?
-        .map(|g| g.value())
-    {
-        t.expiry
-            .remove((at, set_tag(set).as_str()))
-            .map_err(storage_error)?;
     }
     Ok(())
 }

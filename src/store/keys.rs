@@ -9,6 +9,8 @@
 /// hash of its current refresh token and what the reuse grace needs are fields of it, so a
 /// session is one key however often it rotates. (Releases before 2026-12 also wrote
 /// `refresh:`, `rotated:` and `grace:` keys; nothing reads them any more and they expire.)
+/// The embedded store keeps this key and the record in compact forms of its own (GD-0013);
+/// callers and other services always see this key and the JSON.
 pub(crate) fn session(sid: &str) -> String {
     // Not `format!`: this runs on every token check, and the formatting machinery cost
     // 3 % of one (BENCHMARKS.md, *profile*).
@@ -27,7 +29,8 @@ pub(crate) fn user_sessions(user_id: &str) -> String {
     format!("{USER_SESSIONS_PREFIX}{user_id}")
 }
 
-const USER_SESSIONS_PREFIX: &str = "user_sessions:";
+/// What every user's set of sessions starts with.
+pub(crate) const USER_SESSIONS_PREFIX: &str = "user_sessions:";
 
 /// Whether another service may read `key` (unprefixed), and what it holds by the layout:
 /// whether a session lives (a value), which sessions a user has (a set); `None` for every
