@@ -4,10 +4,10 @@
 //! DT_RELR): a position-independent executable carries one 24-byte `.rela.dyn` entry for every
 //! pointer in its read-only data (vtables, string tables, static slices), about 420 KB here;
 //! packed, they take a few KB. The binary stays PIE with full RELRO (ASLR unchanged); it then
-//! needs glibc 2.36 or newer (Debian 12, Ubuntu 22.10), which `cargo deb` records in the
-//! package's libc6 dependency. `GATEHOUSE_LINK_RELR=0` builds without it, for an older glibc.
-//! Other targets (the Raspberry Pi cross builds link with the cross toolchain's GNU ld) are
-//! left as they are.
+//! needs glibc 2.36 or newer (Debian 12, Ubuntu 22.10): the .deb's `depends` in Cargo.toml
+//! states it, as dpkg-shlibdeps does not see it. `GATEHOUSE_LINK_RELR=0` builds without it,
+//! for an older glibc. Other targets (the Raspberry Pi cross builds link with the cross
+//! toolchain's GNU ld) are left as they are.
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
