@@ -10,11 +10,16 @@
 //! A read that raced a commit could insert a stale value after the invalidation, so readers
 //! compare a generation counter, bumped after each commit, before and after filling, and drop
 //! what they inserted if it moved.
+//!
+//! Set sizes (`set_len`, SCARD) are kept in memory so that a count does not scan the set: a
+//! set's first count is made by the writer thread inside a write transaction, and from then
+//! on the writer adds what each of its commits changed. Since the writer is the only one who
+//! changes them, the sizes are exact as of the last commit, with no race against readers.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -63,6 +68,11 @@ enum Job {
         ttl: Duration,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
+    /// The first count of a set since start (later counts read `Shared::set_sizes`).
+    SetLen {
+        set: String,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
     Close {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
@@ -75,6 +85,48 @@ struct Shared {
     /// `session:` keys on disk (live, or expired and not yet purged), kept by the writer so
     /// that the metrics gauge never scans.
     sessions: AtomicU64,
+    /// Members of the sets counted since start, kept by the writer (see the module doc): a
+    /// login or token exchange checks `sessions.max_per_user` against this, not against a
+    /// scan of every session of the user. A set leaves the map when it empties.
+    set_sizes: Mutex<HashMap<String, SetSize>>,
+}
+
+/// How many members a set has and when it expires (Unix ms), as of the last commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SetSize {
+    members: u64,
+    expires_at: u64,
+}
+
+/// What a write transaction did to the size of a set, published once it commits.
+#[derive(Debug, Clone, Copy)]
+enum SizeChange {
+    /// Counted (or emptied) in this transaction: the size is now known exactly.
+    Exact(SetSize),
+    /// Members added (or removed) and the expiry re-armed (`Some`); applies only to a size
+    /// already known.
+    Delta {
+        members: i64,
+        expires_at: Option<u64>,
+    },
+}
+
+impl SizeChange {
+    fn add(self, members: i64, expires_at: Option<u64>) -> SizeChange {
+        match self {
+            SizeChange::Exact(size) => SizeChange::Exact(SetSize {
+                members: size.members.saturating_add_signed(members),
+                expires_at: expires_at.unwrap_or(size.expires_at),
+            }),
+            SizeChange::Delta {
+                members: m,
+                expires_at: at,
+            } => SizeChange::Delta {
+                members: m + members,
+                expires_at: expires_at.or(at),
+            },
+        }
+    }
 }
 
 pub struct EmbeddedStore {
@@ -109,6 +161,7 @@ impl EmbeddedStore {
             cache,
             generation: AtomicU64::new(0),
             sessions: AtomicU64::new(sessions),
+            set_sizes: Mutex::new(HashMap::new()),
         });
         let (jobs, rx) = mpsc::channel();
         let writer = Writer {
@@ -260,6 +313,32 @@ impl SessionStore for EmbeddedStore {
         Ok(members)
     }
 
+    async fn set_len(&self, set: &str) -> Result<u64, StoreError> {
+        let known = self
+            .shared
+            .set_sizes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(set)
+            .copied();
+        if let Some(size) = known {
+            return Ok(if size.expires_at > now_ms() {
+                size.members
+            } else {
+                0
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(
+            Job::SetLen {
+                set: set.to_owned(),
+                reply,
+            },
+            rx,
+        )
+        .await
+    }
+
     async fn inspect(&self, key: &str) -> Result<Option<KeyInfo>, StoreError> {
         let (kind, at) = match self.lookup(key)? {
             Some(entry) => (KeyKind::String, entry.expires_at),
@@ -322,6 +401,8 @@ struct Tables<'t> {
     expiry: Table<'t, (u64, &'static str), ()>,
     /// Change in the number of `session:` keys made by this transaction.
     sessions_delta: i64,
+    /// What this transaction did to the sizes of sets.
+    sizes: HashMap<String, SizeChange>,
 }
 
 impl<'t> Tables<'t> {
@@ -332,7 +413,41 @@ impl<'t> Tables<'t> {
             set_ttl: txn.open_table(SET_TTL).map_err(storage_error)?,
             expiry: txn.open_table(EXPIRY).map_err(storage_error)?,
             sessions_delta: 0,
+            sizes: HashMap::new(),
         })
+    }
+
+    /// Notes members added to or removed from `set` (and its expiry re-armed).
+    fn resize(&mut self, set: &str, members: i64, expires_at: Option<u64>) {
+        let change = self.sizes.get(set).copied().unwrap_or(SizeChange::Delta {
+            members: 0,
+            expires_at: None,
+        });
+        self.sizes
+            .insert(set.to_owned(), change.add(members, expires_at));
+    }
+
+    /// Counts the members of `set` as this transaction sees it.
+    fn count(&mut self, set: &str, now: u64) -> Result<u64, StoreError> {
+        let expires_at = self
+            .set_ttl
+            .get(set)
+            .map_err(storage_error)?
+            .map_or(0, |g| g.value());
+        let mut members = 0;
+        for item in self.sets.range((set, "")..).map_err(storage_error)? {
+            let (key, _) = item.map_err(storage_error)?;
+            if key.value().0 != set {
+                break;
+            }
+            members += 1;
+        }
+        let size = SetSize {
+            members,
+            expires_at,
+        };
+        self.sizes.insert(set.to_owned(), SizeChange::Exact(size));
+        Ok(if expires_at > now { members } else { 0 })
     }
 
     /// Stores `value` under `key` until `at`, replacing (and unindexing) any older value.
@@ -410,12 +525,13 @@ impl Writer {
             touched.clear();
             self.write(db, &batch, &mut touched)
         });
-        let result = result.map(|(outcomes, sessions_delta)| {
+        let result = result.map(|(outcomes, sessions_delta, sizes)| {
             self.shared.generation.fetch_add(1, Ordering::AcqRel);
             for key in &touched {
                 self.shared.cache.invalidate(key);
             }
             self.count_sessions(sessions_delta);
+            self.publish_sizes(sizes);
             outcomes
         });
         let outcomes = match result {
@@ -433,7 +549,7 @@ impl Writer {
                 Job::SwapThenApply { reply, .. } => {
                     let _ = reply.send(outcome.map(|o| matches!(o, Outcome::Swapped(true))));
                 }
-                Job::Incr { reply, .. } => {
+                Job::Incr { reply, .. } | Job::SetLen { reply, .. } => {
                     let _ = reply.send(outcome.map(|o| match o {
                         Outcome::Count(n) => n,
                         Outcome::Done | Outcome::Swapped(_) => 0,
@@ -448,11 +564,12 @@ impl Writer {
         db: &Database,
         batch: &[Job],
         touched: &mut HashSet<String>,
-    ) -> Result<(Vec<Outcome>, i64), StoreError> {
+    ) -> Result<(Vec<Outcome>, i64, HashMap<String, SizeChange>), StoreError> {
         let txn = db.begin_write().map_err(storage_error)?;
         let now = now_ms();
         let mut outcomes = Vec::with_capacity(batch.len());
         let sessions_delta;
+        let sizes;
         {
             let mut t = Tables::open(&txn)?;
             for job in batch {
@@ -500,14 +617,50 @@ impl Writer {
                         touched.insert(key.clone());
                         Outcome::Count(count)
                     }
+                    Job::SetLen { set, .. } => Outcome::Count(t.count(set, now)?),
                     Job::Close { .. } => Outcome::Done,
                 };
                 outcomes.push(outcome);
             }
             sessions_delta = t.sessions_delta;
+            sizes = std::mem::take(&mut t.sizes);
         }
         txn.commit().map_err(storage_error)?;
-        Ok((outcomes, sessions_delta))
+        Ok((outcomes, sessions_delta, sizes))
+    }
+
+    /// Applies what a committed transaction did to the sizes of sets: an exact count
+    /// replaces, a change adjusts a size already known (an unknown one is counted when first
+    /// asked for), and an empty set is forgotten.
+    fn publish_sizes(&self, sizes: HashMap<String, SizeChange>) {
+        if sizes.is_empty() {
+            return;
+        }
+        let mut known = self
+            .shared
+            .set_sizes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (set, change) in sizes {
+            let size = match change {
+                SizeChange::Exact(size) => size,
+                SizeChange::Delta {
+                    members,
+                    expires_at,
+                } => match known.get(&set) {
+                    Some(old) => SetSize {
+                        members: old.members.saturating_add_signed(members),
+                        expires_at: expires_at.unwrap_or(old.expires_at),
+                    },
+                    None => continue,
+                },
+            };
+            if size.members == 0 {
+                known.remove(&set);
+            } else {
+                known.insert(set, size);
+            }
+        }
     }
 
     fn count_sessions(&self, delta: i64) {
@@ -534,6 +687,7 @@ impl Writer {
             let mut touched = HashSet::new();
             let done;
             let sessions_delta;
+            let sizes;
             {
                 let mut t = Tables::open(&txn)?;
                 let now = now_ms();
@@ -566,9 +720,11 @@ impl Writer {
                     tracing::debug!(count = due.len(), "purged expired session entries");
                 }
                 sessions_delta = t.sessions_delta;
+                sizes = std::mem::take(&mut t.sizes);
             }
             txn.commit().map_err(storage_error)?;
             self.count_sessions(sessions_delta);
+            self.publish_sizes(sizes);
             self.shared.generation.fetch_add(1, Ordering::AcqRel);
             for key in &touched {
                 self.shared.cache.invalidate(key);
@@ -642,14 +798,22 @@ fn apply_op(
             t.expiry
                 .insert((at, set_tag(set).as_str()), ())
                 .map_err(storage_error)?;
-            t.sets
+            let added = t
+                .sets
                 .insert((set.as_str(), member.as_str()), ())
-                .map_err(storage_error)?;
+                .map_err(storage_error)?
+                .is_none();
+            t.resize(set, i64::from(added), Some(at));
         }
         Op::SetRemove { set, member } => {
-            t.sets
+            let removed = t
+                .sets
                 .remove((set.as_str(), member.as_str()))
-                .map_err(storage_error)?;
+                .map_err(storage_error)?
+                .is_some();
+            if removed {
+                t.resize(set, -1, None);
+            }
         }
     }
     Ok(())
@@ -657,6 +821,9 @@ fn apply_op(
 
 /// Removes a set: its members, its TTL and its expiry index entry.
 fn remove_set(t: &mut Tables, set: &str) -> Result<(), StoreError> {
+    // Every DEL comes here, most of them of values: only a set that was counted (or changed
+    // in this transaction) needs its size noted as zero.
+    let noted = t.sizes.contains_key(set);
     let mut members = Vec::new();
     for item in t.sets.range((set, "")..).map_err(storage_error)? {
         let (key, _) = item.map_err(storage_error)?;
@@ -668,6 +835,15 @@ fn remove_set(t: &mut Tables, set: &str) -> Result<(), StoreError> {
     }
     for m in &members {
         t.sets.remove((set, m.as_str())).map_err(storage_error)?;
+    }
+    if noted || !members.is_empty() {
+        t.sizes.insert(
+            set.to_owned(),
+            SizeChange::Exact(SetSize {
+                members: 0,
+                expires_at: 0,
+            }),
+        );
     }
     if let Some(at) = t
         .set_ttl
