@@ -286,9 +286,10 @@ def versions():
 
 
 # The id_token algorithms both providers are measured with: RS256 (the default, and what
-# most relying parties expect) and an elliptic-curve one. An RSA-2048 signature costs both
-# providers a fixed ~0.6 ms of CPU per flow (ring here, OpenSSL in node), which caps how far
-# apart they can be on 2 cores; EdDSA costs ~20 µs, so its flows show the providers' own cost.
+# most relying parties expect) and an elliptic-curve one. An RSA-2048 signature costs either
+# provider a fixed 0.6-1 ms of CPU per flow (ring here, node's crypto.sign there, measured on
+# the benchmark machine), which caps the RS256 flow rate of any provider near 3,000/s on 2
+# cores; an Ed25519 signature costs tens of µs, so the EdDSA flows show the providers' own cost.
 EC_ALG = "EdDSA"
 
 
@@ -396,8 +397,9 @@ def markdown(oidc):
              f"Both providers are measured twice, configured the same way: RS256 id_tokens (the default), then "
              f"{EC_ALG} id_tokens (the client's `id_token_signing_alg` in gatehouse, "
              "`id_token_signed_response_alg` in oidc-provider). An RSA-2048 signature costs either provider a "
-             "fixed ~0.6 ms of CPU per flow, which bounds the ratio on 2 cores; the elliptic-curve run shows the "
-             "providers' own cost.")
+             "fixed 0.6-1 ms of CPU per flow (ring in gatehouse, node's crypto.sign in oidc-provider), which caps "
+             "any provider's RS256 flows near 3,000/s on 2 cores; the EdDSA run (an Ed25519 signature costs tens of "
+             "µs) shows the providers' own cost.")
     L.append("")
     L.append("| id_token | | whole flows/s | flow requests p99 | token exchange/s | exchange p99 at half load | userinfo/s | userinfo p99 |")
     L.append("|---|---|---:|---:|---:|---:|---:|---:|")

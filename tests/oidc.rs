@@ -1155,6 +1155,14 @@ async fn hashed_client_secrets_from_the_cli() {
         .await;
         oauth_error(r, 400, "invalid_grant").await;
     }
+    // One argon2 verification for the three requests: the first, then the remembered digest.
+    let hashes = || async {
+        common::metric_sample(
+            &server.metrics_text().await,
+            "gatehouse_argon2_wait_seconds_count",
+        )
+    };
+    assert_eq!(hashes().await, Some(1.0));
     let r = token(
         &server,
         Some(("hashed", "not-the-secret-at-all-0123")),
