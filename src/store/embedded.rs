@@ -486,6 +486,14 @@ enum Outcome {
     Count(u64),
 }
 
+/// What a committed batch answers and changed, for the writer to publish.
+struct Committed {
+    outcomes: Vec<Outcome>,
+    /// Change in the number of `session:` keys.
+    sessions_delta: i64,
+    sizes: HashMap<String, SizeChange>,
+}
+
 impl Writer {
     fn run(self) {
         let mut next_purge = std::time::Instant::now() + self.purge_interval;
@@ -525,7 +533,12 @@ impl Writer {
             touched.clear();
             self.write(db, &batch, &mut touched)
         });
-        let result = result.map(|(outcomes, sessions_delta, sizes)| {
+        let result = result.map(|committed| {
+            let Committed {
+                outcomes,
+                sessions_delta,
+                sizes,
+            } = committed;
             self.shared.generation.fetch_add(1, Ordering::AcqRel);
             for key in &touched {
                 self.shared.cache.invalidate(key);
@@ -564,7 +577,7 @@ impl Writer {
         db: &Database,
         batch: &[Job],
         touched: &mut HashSet<String>,
-    ) -> Result<(Vec<Outcome>, i64, HashMap<String, SizeChange>), StoreError> {
+    ) -> Result<Committed, StoreError> {
         let txn = db.begin_write().map_err(storage_error)?;
         let now = now_ms();
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -626,7 +639,11 @@ impl Writer {
             sizes = std::mem::take(&mut t.sizes);
         }
         txn.commit().map_err(storage_error)?;
-        Ok((outcomes, sessions_delta, sizes))
+        Ok(Committed {
+            outcomes,
+            sessions_delta,
+            sizes,
+        })
     }
 
     /// Applies what a committed transaction did to the sizes of sets: an exact count
