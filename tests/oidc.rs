@@ -1015,8 +1015,84 @@ backend_tests!(
     code_flow_end_to_end,
     public_clients_groups_and_logout,
     expired_codes_and_max_age,
-    account_page_revokes_an_app
+    account_page_revokes_an_app,
+    grants_are_capped_and_racing_codes_leave_no_grant
 );
+
+/// Grants count against `sessions.max_per_user` like sign-ins: beyond it the oldest grant
+/// ends, before any of the user's own sessions. Two uses of one code at the same time give
+/// tokens at most once, and those are dead by the time both have answered.
+async fn grants_are_capped_and_racing_codes_leave_no_grant(backend: Backend) {
+    let (server, _dir) = start_with(backend, &[("GATEHOUSE_SESSIONS__MAX_PER_USER", "4")]);
+    let ivy = email("ivy");
+    let own = server.signup(&ivy).await;
+    let cookie = browser_login(&server, &ivy).await;
+    let mut grants = Vec::new();
+    for i in 0..3 {
+        if i > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // distinct created_at
+        }
+        let code = code_for(&server, "app", &cookie, &[]).await;
+        let r = exchange(&server, "app", &code).await;
+        assert_eq!(r.status(), 200);
+        let t: Value = r.json().await.unwrap();
+        grants.push(t["access_token"].as_str().unwrap().to_owned());
+    }
+    // Two sign-ins and three grants against a cap of four: the first grant ended.
+    for (i, access) in grants.iter().enumerate() {
+        let expected = if i == 0 { 401 } else { 200 };
+        assert_eq!(
+            userinfo(&server, access).await.status(),
+            expected,
+            "grant {i}"
+        );
+    }
+    assert_eq!(server.me_status(&own.access).await, 200);
+    let listed: Vec<Value> = server
+        .get_auth("/auth/sessions", &own.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    let browser = cookie.split_once('=').unwrap().1;
+    assert_eq!(
+        server.me_status(browser).await,
+        200,
+        "the browser's session"
+    );
+
+    let jay = email("jay");
+    let own = server.signup(&jay).await;
+    let cookie = browser_login(&server, &jay).await;
+    for _ in 0..5 {
+        let code = code_for(&server, "app", &cookie, &[]).await;
+        let (a, b) = tokio::join!(
+            exchange(&server, "app", &code),
+            exchange(&server, "app", &code)
+        );
+        let mut issued = 0;
+        for r in [a, b] {
+            if r.status() == 200 {
+                issued += 1;
+                let t: Value = r.json().await.unwrap();
+                let access = t["access_token"].as_str().unwrap();
+                assert_eq!(userinfo(&server, access).await.status(), 401);
+            } else {
+                oauth_error(r, 400, "invalid_grant").await;
+            }
+        }
+        assert!(issued <= 1, "one code, tokens twice");
+    }
+    // The grants of the codes used twice are gone from the list too.
+    let listed: Vec<Value> = server
+        .get_auth("/auth/sessions", &own.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+}
 
 /// `gatehouse client secret` makes a secret and its argon2id hash; a client configured with
 /// the hash authenticates with the secret (the hash is checked once, then remembered), and
@@ -1079,6 +1155,14 @@ async fn hashed_client_secrets_from_the_cli() {
         .await;
         oauth_error(r, 400, "invalid_grant").await;
     }
+    // One argon2 verification for the three requests: the first, then the remembered digest.
+    let hashes = || async {
+        common::metric_sample(
+            &server.metrics_text().await,
+            "gatehouse_argon2_wait_seconds_count",
+        )
+    };
+    assert_eq!(hashes().await, Some(1.0));
     let r = token(
         &server,
         Some(("hashed", "not-the-secret-at-all-0123")),

@@ -33,6 +33,7 @@ async fn every_series_exists_from_the_first_scrape(backend: Backend) {
         "get_many",
         "live_sessions",
         "set_members",
+        "set_len",
         "ping",
         "close",
     ] {

@@ -84,6 +84,7 @@ macro_rules! contract {
 contract!(
     values_live_for_their_ttl,
     sets_expire_as_a_whole,
+    set_sizes_follow_every_change,
     swap_has_exactly_one_winner_and_applies_its_ops_only_then,
     counters_count_up_and_down_within_their_window,
     get_many_answers_in_order,
@@ -134,6 +135,82 @@ async fn sets_expire_as_a_whole(s: Stores) {
     assert_eq!(s.set_members("s").await.unwrap(), ["y"]);
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(s.set_members("s").await.unwrap().is_empty());
+}
+
+/// `set_len` (SCARD) agrees with `set_members` through adds, repeats, removals, a swap's
+/// ops, DEL, expiry and a fresh start of an expired set; the embedded store answers it from
+/// sizes it keeps after a set's first count, so the count must be asked in between changes.
+async fn set_sizes_follow_every_change(s: Stores) {
+    let s = s.sessions;
+    let add = |set: &str, m: &str, ms: u64| Op::SetAdd {
+        set: set.into(),
+        member: m.into(),
+        ttl: Duration::from_millis(ms),
+    };
+    let remove = |m: &str| Op::SetRemove {
+        set: "n".into(),
+        member: m.into(),
+    };
+    assert_eq!(s.set_len("n").await.unwrap(), 0, "no set");
+    s.apply(vec![add("n", "a", 10_000), add("n", "b", 10_000)])
+        .await
+        .unwrap();
+    assert_eq!(s.set_len("n").await.unwrap(), 2, "first count");
+    // An add of a member already there, a removal of one that is not: no change.
+    s.apply(vec![add("n", "a", 10_000), remove("zz")])
+        .await
+        .unwrap();
+    assert_eq!(s.set_len("n").await.unwrap(), 2);
+    s.apply(vec![add("n", "c", 10_000), add("other", "a", 10_000)])
+        .await
+        .unwrap();
+    assert_eq!(s.set_len("n").await.unwrap(), 3);
+    assert_eq!(s.set_len("other").await.unwrap(), 1);
+    s.apply(vec![remove("a")]).await.unwrap();
+    assert_eq!(s.set_len("n").await.unwrap(), 2);
+    // A swap's ops count only when it wins.
+    s.apply(vec![set("k", "v", 10_000)]).await.unwrap();
+    let swap = |expected: &'static str| Swap {
+        key: "k".into(),
+        expected: Bytes::from_static(expected.as_bytes()),
+        value: b"w".to_vec(),
+        ttl: Duration::from_secs(10),
+    };
+    assert!(
+        !s.swap_then_apply(swap("nope"), vec![add("n", "d", 10_000)])
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.set_len("n").await.unwrap(), 2);
+    assert!(
+        s.swap_then_apply(swap("v"), vec![add("n", "d", 10_000)])
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.set_len("n").await.unwrap(), 3);
+    let mut members = s.set_members("n").await.unwrap();
+    members.sort();
+    assert_eq!(members, ["b", "c", "d"]);
+    // Emptied member by member, then refilled.
+    s.apply(vec![remove("b"), remove("c"), remove("d")])
+        .await
+        .unwrap();
+    assert_eq!(s.set_len("n").await.unwrap(), 0);
+    s.apply(vec![add("n", "e", 10_000)]).await.unwrap();
+    assert_eq!(s.set_len("n").await.unwrap(), 1);
+    // DEL of the whole set.
+    s.apply(vec![Op::Delete { key: "n".into() }]).await.unwrap();
+    assert_eq!(s.set_len("n").await.unwrap(), 0);
+    // Expiry: the set reads empty, and an add starts it afresh.
+    s.apply(vec![add("n", "f", 150), add("n", "g", 150)])
+        .await
+        .unwrap();
+    assert_eq!(s.set_len("n").await.unwrap(), 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.set_len("n").await.unwrap(), 0, "expired");
+    s.apply(vec![add("n", "h", 10_000)]).await.unwrap();
+    assert_eq!(s.set_len("n").await.unwrap(), 1, "a fresh set");
+    assert_eq!(s.set_members("n").await.unwrap(), ["h"]);
 }
 
 async fn swap_has_exactly_one_winner_and_applies_its_ops_only_then(s: Stores) {

@@ -3,9 +3,10 @@
 // environment:
 //   OP_PORT, OP_ISSUER (http://127.0.0.1:PORT), OP_CLIENT_ID, OP_CLIENT_SECRET, OP_REDIRECT_URI,
 //   OP_USER_EMAIL, OP_USER_PASSWORD, OP_CONSENT ("implicit": granted at the first sign-in,
-//   "explicit": a consent page like gatehouse's)
+//   "explicit": a consent page like gatehouse's), OP_ALG (the client's id_token algorithm:
+//   RS256, the default, or EdDSA or ES256)
 // One confidential client (client_secret_basic), PKCE S256 required, code flow only, RS256
-// id_tokens, one user with the claims gatehouse issues. Its storage is oidc-provider's default
+// (or OP_ALG) id_tokens, one user with the claims gatehouse issues. Its storage is oidc-provider's default
 // in-memory adapter: nothing is written durably (gatehouse commits every grant to its store).
 // The interaction pages are plain HTML forms shaped like gatehouse's (labelled email and
 // password, a "Sign in" button; a consent form with decision=allow|deny), so the same
@@ -26,8 +27,16 @@ const userPassword = env('OP_USER_PASSWORD', 'correct horse battery staple');
 const consent = env('OP_CONSENT', 'implicit');
 const accountId = '6b1c3c52-4f0e-4c7e-9a59-3f1f0d6f2a10';
 
+const alg = env('OP_ALG', 'RS256');
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'bench-rs256', use: 'sig', alg: 'RS256' };
+const keys = [{ ...privateKey.export({ format: 'jwk' }), kid: 'bench-rs256', use: 'sig', alg: 'RS256' }];
+// An elliptic-curve client gets a key of its own beside the RSA one, as gatehouse has.
+if (alg === 'EdDSA' || alg === 'ES256') {
+  const ec = alg === 'EdDSA'
+    ? generateKeyPairSync('ed25519').privateKey
+    : generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  keys.push({ ...ec.export({ format: 'jwk' }), kid: `bench-${alg.toLowerCase()}`, use: 'sig', alg });
+}
 
 // oidc-provider's own development adapter is an LRU of 1000 entries: under load it forgets
 // codes and tokens it issued a moment ago. This one is a plain Map with expiry (still in
@@ -95,9 +104,9 @@ const provider = new Provider(issuer, {
     token_endpoint_auth_method: 'client_secret_basic',
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
-    id_token_signed_response_alg: 'RS256',
+    id_token_signed_response_alg: alg,
   }],
-  jwks: { keys: [jwk] },
+  jwks: { keys },
   cookies: { keys: [randomBytes(32).toString('base64url')] },
   scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'],
   claims: {

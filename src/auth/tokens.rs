@@ -95,13 +95,22 @@ pub struct Signer {
     /// `(kid, key)`, the signing key first.
     decoding: Vec<(String, DecodingKey)>,
     validation: Validation,
-    /// RS256 signs with ring rather than through `jsonwebtoken`'s RustCrypto backend: an
-    /// RSA-2048 signature there takes 2.5–2.9 ms, ring's about a quarter of that, and
-    /// every OpenID Connect token exchange signs an id_token.
-    rsa: Option<std::sync::Arc<ring::signature::RsaKeyPair>>,
+    /// The signing key parsed once for ring, for the algorithms where that pays: every
+    /// OpenID Connect token exchange signs an id_token.
+    prepared: Option<std::sync::Arc<Prepared>>,
     /// Access tokens whose signature and claims were verified already (see
     /// [`VerifiedTokens`]).
     verified: VerifiedTokens,
+}
+
+/// A signing key ready for ring.
+enum Prepared {
+    /// `jsonwebtoken`'s RustCrypto RSA takes 2.5–2.9 ms per RSA-2048 signature; ring about
+    /// a quarter of that.
+    Rsa(ring::signature::RsaKeyPair),
+    /// `jsonwebtoken` parses the PKCS#8 key and derives its public key at every EdDSA
+    /// signature, which costs as much again as the signature itself.
+    Ed25519(ring::signature::Ed25519KeyPair),
 }
 
 /// Access tokens already verified, by their exact text: the signature check and the three
@@ -177,7 +186,7 @@ impl Signer {
                 .map(|s| (key_id(s), DecodingKey::from_secret(s)))
                 .collect(),
             validation,
-            rsa: None,
+            prepared: None,
             verified: VerifiedTokens::new(),
         }
     }
@@ -220,11 +229,20 @@ impl Signer {
         signer.encoding = encoding(&signing.private_der);
         signer.decoding = decoding;
         signer.jwks = keys.iter().map(|k| k.jwk.clone()).collect();
-        if algorithm == TokenAlgorithm::RS256 {
-            let pair = ring::signature::RsaKeyPair::from_der(&signing.private_der)
-                .map_err(|_| TokenError::Malformed)?;
-            signer.rsa = Some(std::sync::Arc::new(pair));
+        signer.prepared = match algorithm {
+            TokenAlgorithm::RS256 => Some(Prepared::Rsa(
+                ring::signature::RsaKeyPair::from_der(&signing.private_der)
+                    .map_err(|_| TokenError::Malformed)?,
+            )),
+            // PKCS#8 v1 (no public key) is what older key files hold: the "unchecked" parse
+            // accepts it, and `jsonwebtoken` checks every signature made with it anyway.
+            TokenAlgorithm::EdDSA => Some(Prepared::Ed25519(
+                ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&signing.private_der)
+                    .map_err(|_| TokenError::Malformed)?,
+            )),
+            _ => None,
         }
+        .map(std::sync::Arc::new);
         Ok(signer)
     }
 
@@ -235,8 +253,21 @@ impl Signer {
     }
 
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
-        match &self.rsa {
-            Some(pair) => sign_rs256(pair, &self.header, claims),
+        match self.prepared.as_deref() {
+            Some(Prepared::Rsa(pair)) => sign_prepared(&self.header, claims, |input| {
+                let mut signature = vec![0u8; pair.public().modulus_len()];
+                pair.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    &ring::rand::SystemRandom::new(),
+                    input,
+                    &mut signature,
+                )
+                .map_err(|_| TokenError::Signing)?;
+                Ok(signature)
+            }),
+            Some(Prepared::Ed25519(pair)) => sign_prepared(&self.header, claims, |input| {
+                Ok(pair.sign(input).as_ref().to_vec())
+            }),
             None => jsonwebtoken::encode(&self.header, claims, &self.encoding)
                 .map_err(|_| TokenError::Signing),
         }
@@ -315,26 +346,20 @@ impl Signer {
     }
 }
 
-/// `base64url(header).base64url(claims).base64url(RSASSA-PKCS1-v1_5 SHA-256 signature)`
-/// (RFC 7515 compact serialization, RFC 7518 §3.3).
-fn sign_rs256<T: Serialize>(
-    pair: &ring::signature::RsaKeyPair,
+/// `base64url(header).base64url(claims).base64url(signature)` (RFC 7515 compact
+/// serialization; RS256 is RSASSA-PKCS1-v1_5 with SHA-256, RFC 7518 §3.3; EdDSA is Ed25519,
+/// RFC 8037 §3.1).
+fn sign_prepared<T: Serialize>(
     header: &Header,
     claims: &T,
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, TokenError>,
 ) -> Result<String, TokenError> {
     let header = serde_json::to_vec(header).map_err(|_| TokenError::Signing)?;
     let claims = serde_json::to_vec(claims).map_err(|_| TokenError::Signing)?;
     let mut token = URL_SAFE_NO_PAD.encode(header);
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(claims, &mut token);
-    let mut signature = vec![0u8; pair.public().modulus_len()];
-    pair.sign(
-        &ring::signature::RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        token.as_bytes(),
-        &mut signature,
-    )
-    .map_err(|_| TokenError::Signing)?;
+    let signature = sign(token.as_bytes())?;
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(signature, &mut token);
     Ok(token)

@@ -353,6 +353,13 @@ impl SessionStore for EmbeddedStore {
             .unwrap_or_default())
     }
 
+    /// One read of the set's packed entry (GD-0013): a count needs no scan here.
+    async fn set_len(&self, set: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .read_set(set)?
+            .map_or(0, |(_, members)| members.len() as u64))
+    }
+
     async fn inspect(&self, key: &str) -> Result<Option<KeyInfo>, StoreError> {
         let (kind, at) = match self.lookup(key)? {
             Some(entry) => (KeyKind::String, entry.expires_at),

@@ -24,6 +24,7 @@ pub(crate) const SESSION_OPS: &[&str] = &[
     "get_many",
     "live_sessions",
     "set_members",
+    "set_len",
     "inspect",
     "ping",
     "close",
@@ -99,6 +100,9 @@ impl SessionStore for MeteredSessions {
     }
     async fn set_members(&self, set: &str) -> Result<Vec<String>, StoreError> {
         self.count("set_members", self.inner.set_members(set).await)
+    }
+    async fn set_len(&self, set: &str) -> Result<u64, StoreError> {
+        self.count("set_len", self.inner.set_len(set).await)
     }
     async fn inspect(&self, key: &str) -> Result<Option<KeyInfo>, StoreError> {
         self.count("inspect", self.inner.inspect(key).await)

@@ -127,6 +127,9 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn inspect(&self, key: &str) -> Result<Option<KeyInfo>, StoreError>;
     /// [SMEMBERS set]
     async fn set_members(&self, set: &str) -> Result<Vec<String>, StoreError>;
+    /// [SCARD set]: how many members, without reading them. The same cost however large the
+    /// set (embedded: kept in memory by the writer once a set has been counted).
+    async fn set_len(&self, set: &str) -> Result<u64, StoreError>;
     /// Answers when the store can serve requests (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
     /// Finishes pending writes; called once at shutdown.

@@ -307,6 +307,13 @@ impl SessionStore for RedisSessionStore {
             .await
     }
 
+    async fn set_len(&self, set: &str) -> Result<u64, StoreError> {
+        let set = self.conn.key(set);
+        self.conn
+            .run(|mut c| async move { redis::cmd("SCARD").arg(set).query_async(&mut c).await })
+            .await
+    }
+
     async fn inspect(&self, key: &str) -> Result<Option<KeyInfo>, StoreError> {
         let mut invocation = self.inspect.prepare_invoke();
         invocation.key(self.conn.key(key));

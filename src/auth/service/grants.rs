@@ -33,6 +33,9 @@ use crate::store::{Op, StoreError, Swap, keys};
 /// How long a redeemed code's record stays, so that a late second use still ends the grant.
 const REDEEMED_TTL: Duration = Duration::from_secs(600);
 
+/// What a code that is unknown, expired or used before gets.
+const CODE_INVALID: &str = "the code is invalid, expired or already used";
+
 /// Longest `state` and `nonce` accepted (they come back in URLs and tokens).
 const MAX_PARAM_LEN: usize = 1024;
 
@@ -631,7 +634,10 @@ impl Service {
         }
     }
 
-    /// `grant_type=authorization_code`.
+    /// `grant_type=authorization_code`. Claiming the code and writing the grant session it
+    /// makes are one compare-and-set (one durable commit): a claimed code always names a
+    /// session that exists, so a second use finds it and ends it. A request that fails a
+    /// check still uses the code up, so that a stolen code cannot be tried again.
     pub async fn exchange_code(
         &self,
         client: &Client,
@@ -643,14 +649,123 @@ impl Service {
         let key = keys::oidc_code(&code_hash(code));
         let invalid = |why: &str| OAuthError::InvalidGrant(why.to_owned());
         let sid = session::new_id();
-        let record = claim_code(self, &key, &sid).await?;
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let Some(stored) = self.store.get(&key).await? else {
+                return Err(invalid(CODE_INVALID));
+            };
+            let record: CodeRecord = decode(&stored)?;
+            if let Some(first) = &record.redeemed {
+                self.code_replayed(&key, &record, first).await?;
+                return Err(invalid(CODE_INVALID));
+            }
+            let claim = Swap {
+                key: key.clone(),
+                expected: stored,
+                value: encode(&CodeRecord {
+                    redeemed: Some(sid.clone()),
+                    ..record.clone()
+                }),
+                ttl: REDEEMED_TTL,
+            };
+            let user = match self
+                .redeemable(&record, client, redirect_uri, verifier)
+                .await?
+            {
+                Ok(user) => user,
+                Err(why) => {
+                    if self.store.swap_then_apply(claim, Vec::new()).await? {
+                        return Err(invalid(why));
+                    }
+                    continue; // claimed meanwhile: a second use, judged as one above
+                }
+            };
+            let grant = Grant {
+                client: client.id.clone(),
+                scope: record.scope.clone(),
+                auth_time: record.auth_time,
+            };
+            let offline = record.scope.split(' ').any(|s| s == "offline_access");
+            let refresh =
+                session::new_refresh_token(&sid).map_err(|e| AuthError::Internal(e.to_string()))?;
+            let now = now_secs();
+            let session_record = SessionRecord {
+                uid: user.id,
+                created_at: now,
+                last_seen_at: now,
+                user_agent: info.user_agent.clone(),
+                ip: info.ip.clone(),
+                refresh: session::token_hash(&refresh),
+                cv: user.credential_version,
+                rotated: None,
+                grant: Some(grant.clone()),
+                amr: record.amr,
+            };
+            // Without offline_access the grant lives as long as its access token.
+            let ttl = Duration::from_secs(if offline {
+                self.refresh_ttl
+            } else {
+                self.access_ttl
+            });
+            let write = vec![
+                Op::set(keys::session(&sid), encode(&session_record), ttl),
+                Op::SetAdd {
+                    set: keys::user_sessions(&user.id.to_string()),
+                    member: sid.clone(),
+                    ttl: Duration::from_secs(self.refresh_ttl),
+                },
+            ];
+            if !self.store.swap_then_apply(claim, write).await? {
+                continue;
+            }
+            // A second use of the code that came right after the claim (it has ended the
+            // session already; answering with its tokens would hand out dead ones), or a
+            // credential change that raced this exchange (its logout-all may have read the
+            // user's sessions before this one was written).
+            let replayed = match self.store.get(&key).await? {
+                Some(bytes) => decode::<CodeRecord>(&bytes)?.replayed,
+                None => false,
+            };
+            let current = self.users.by_id(user.id).await?;
+            let still = current
+                .is_some_and(|u| !u.disabled && u.credential_version == user.credential_version);
+            if replayed || !still {
+                self.revoke_session(&sid, user.id).await?;
+                return Err(invalid("the code was used twice or the account changed"));
+            }
+            self.enforce_session_cap(user.id).await?;
+            tracing::info!(event = "oidc_grant", client = %client.id, user_id = %user.id, session_id = %sid);
+            let session = GrantSession {
+                sid: &sid,
+                grant: &grant,
+                amr: record.amr,
+            };
+            return self
+                .grant_tokens(
+                    &user,
+                    session,
+                    client,
+                    offline.then_some(refresh),
+                    record.nonce,
+                )
+                .map_err(Into::into);
+        }
+        Err(invalid(CODE_INVALID))
+    }
+
+    /// Whether `record` may be redeemed by this request: the user it names (as now), or why
+    /// not.
+    async fn redeemable(
+        &self,
+        record: &CodeRecord,
+        client: &Client,
+        redirect_uri: Option<&str>,
+        verifier: Option<&str>,
+    ) -> Result<Result<User, &'static str>, AuthError> {
         if record.client != client.id {
-            return Err(invalid("the code was issued to another client"));
+            return Ok(Err("the code was issued to another client"));
         }
         if redirect_uri != Some(record.redirect_uri.as_str()) {
-            return Err(invalid(
-                "redirect_uri differs from the authorization request's",
-            ));
+            return Ok(Err("redirect_uri differs from the authorization request's"));
         }
         match (&record.challenge, verifier) {
             (Some(challenge), Some(verifier))
@@ -659,82 +774,45 @@ impl Service {
                         oidc::pkce_s256(verifier).as_bytes(),
                         challenge.as_bytes(),
                     )) => {}
-            (Some(_), _) => return Err(invalid("the PKCE code_verifier is missing or wrong")),
+            (Some(_), _) => return Ok(Err("the PKCE code_verifier is missing or wrong")),
             (None, Some(_)) => {
-                return Err(invalid(
-                    "a code_verifier was sent but no code_challenge was",
-                ));
+                return Ok(Err("a code_verifier was sent but no code_challenge was"));
             }
             (None, None) => {}
         }
-        let user = match self.users.by_id(record.uid).await? {
-            Some(user) if !user.disabled && user.credential_version == record.cv => user,
-            _ => return Err(invalid("the account changed since the code was issued")),
+        Ok(match self.users.by_id(record.uid).await? {
+            Some(user) if !user.disabled && user.credential_version == record.cv => Ok(user),
+            _ => Err("the account changed since the code was issued"),
+        })
+    }
+
+    /// A second use of a code: ends the session its first use made and marks the code
+    /// replayed (one write), so that a first exchange still under way answers with an error.
+    async fn code_replayed(
+        &self,
+        key: &str,
+        record: &CodeRecord,
+        first: &str,
+    ) -> Result<(), AuthError> {
+        let marked = CodeRecord {
+            replayed: true,
+            ..record.clone()
         };
-        let grant = Grant {
-            client: client.id.clone(),
-            scope: record.scope.clone(),
-            auth_time: record.auth_time,
-        };
-        let offline = record.scope.split(' ').any(|s| s == "offline_access");
-        let refresh =
-            session::new_refresh_token(&sid).map_err(|e| AuthError::Internal(e.to_string()))?;
-        let now = now_secs();
-        let session_record = SessionRecord {
-            uid: user.id,
-            created_at: now,
-            last_seen_at: now,
-            user_agent: info.user_agent.clone(),
-            ip: info.ip.clone(),
-            refresh: session::token_hash(&refresh),
-            cv: user.credential_version,
-            rotated: None,
-            grant: Some(grant.clone()),
-            amr: record.amr,
-        };
-        // Without offline_access the grant lives as long as its access token.
-        let ttl = Duration::from_secs(if offline {
-            self.refresh_ttl
-        } else {
-            self.access_ttl
-        });
         self.store
             .apply(vec![
-                Op::set(keys::session(&sid), encode(&session_record), ttl),
-                Op::SetAdd {
-                    set: keys::user_sessions(&user.id.to_string()),
-                    member: sid.clone(),
-                    ttl: Duration::from_secs(self.refresh_ttl),
+                Op::Delete {
+                    key: keys::session(first),
                 },
+                Op::SetRemove {
+                    set: keys::user_sessions(&record.uid.to_string()),
+                    member: first.to_owned(),
+                },
+                Op::set(key.to_owned(), encode(&marked), REDEEMED_TTL),
             ])
             .await?;
-        // A second use of the code, or a credential change, that raced this exchange.
-        let replayed = match self.store.get(&key).await? {
-            Some(bytes) => decode::<CodeRecord>(&bytes)?.replayed,
-            None => false,
-        };
-        let current = self.users.by_id(user.id).await?;
-        let still =
-            current.is_some_and(|u| !u.disabled && u.credential_version == user.credential_version);
-        if replayed || !still {
-            self.revoke_session(&sid, user.id).await?;
-            return Err(invalid("the code was used twice or the account changed"));
-        }
-        self.enforce_session_cap(user.id).await?;
-        tracing::info!(event = "oidc_grant", client = %client.id, user_id = %user.id, session_id = %sid);
-        let session = GrantSession {
-            sid: &sid,
-            grant: &grant,
-            amr: record.amr,
-        };
-        self.grant_tokens(
-            &user,
-            session,
-            client,
-            offline.then_some(refresh),
-            record.nonce,
-        )
-        .map_err(Into::into)
+        tracing::warn!(event = "oidc_code_replayed", client = %record.client, user_id = %record.uid,
+            "an authorization code was used twice; the grant it made is revoked");
+        Ok(())
     }
 
     /// `grant_type=refresh_token`: rotates the grant's refresh token (reuse detection and
@@ -951,47 +1029,6 @@ impl Service {
         }
         Ok(())
     }
-}
-
-/// Reads a code and claims it for the grant session `sid` (compare-and-set), or, when it
-/// was claimed before, ends the session that first use made (and marks the code replayed).
-async fn claim_code(service: &Service, key: &str, sid: &str) -> Result<CodeRecord, OAuthError> {
-    let invalid =
-        || OAuthError::InvalidGrant("the code is invalid, expired or already used".into());
-    for _ in 0..MAX_WRITE_ATTEMPTS {
-        let Some(stored) = service.store.get(key).await? else {
-            return Err(invalid());
-        };
-        let record: CodeRecord = decode(&stored)?;
-        if let Some(first) = &record.redeemed {
-            service.revoke_session(first, record.uid).await?;
-            let marked = CodeRecord {
-                replayed: true,
-                ..record.clone()
-            };
-            service
-                .store
-                .apply(vec![Op::set(key.to_owned(), encode(&marked), REDEEMED_TTL)])
-                .await?;
-            tracing::warn!(event = "oidc_code_replayed", client = %record.client, user_id = %record.uid,
-                "an authorization code was used twice; the grant it made is revoked");
-            return Err(invalid());
-        }
-        let claimed = CodeRecord {
-            redeemed: Some(sid.to_owned()),
-            ..record.clone()
-        };
-        let swap = Swap {
-            key: key.to_owned(),
-            expected: stored.clone(),
-            value: encode(&claimed),
-            ttl: REDEEMED_TTL,
-        };
-        if service.store.swap_then_apply(swap, Vec::new()).await? {
-            return Ok(record);
-        }
-    }
-    Err(invalid())
 }
 
 /// The claims of the granted scopes: `email` → `email`, `email_verified`; `profile` →

@@ -193,8 +193,17 @@ impl Service {
 
     /// Ends the oldest sessions of a user beyond `sessions.max_per_user`, OpenID Connect
     /// grants before sign-ins (and forgets set members whose session has already ended).
+    ///
+    /// Every login and token exchange comes here, so it counts first (SCARD, the same cost
+    /// however many sessions the user has) and reads the sessions only beyond the cap. The
+    /// count includes members whose session has expired but is still listed, so it can only
+    /// err high: then the read below forgets them.
     pub(super) async fn enforce_session_cap(&self, user_id: Uuid) -> Result<(), AuthError> {
         let set = keys::user_sessions(&user_id.to_string());
+        let cap = u64::try_from(self.max_sessions_per_user).unwrap_or(u64::MAX);
+        if self.store.set_len(&set).await? <= cap {
+            return Ok(());
+        }
         let members = self.store.set_members(&set).await?;
         if members.len() <= self.max_sessions_per_user {
             return Ok(());
