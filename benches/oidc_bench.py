@@ -3,8 +3,9 @@ beside node's oidc-provider (the OpenID-certified reference provider) in the sam
 
 Both providers get the same set-up: one confidential client (client_secret_basic), PKCE S256,
 code flow, RS256 id_tokens, scope `openid email profile groups`, consent granted once (gatehouse:
-an implicit-consent client; oidc-provider: the grant saved at the first sign-in), and one user
-signed in once by a scripted browser whose cookies the load generator then sends. Measured:
+an implicit-consent client; oidc-provider: the grant saved at the first sign-in), and
+BROWSERS scripted browsers signed in once each, whose cookies the load generator then sends in
+turn (gatehouse: a user per browser; oidc-provider: its one account). Measured:
 
 - flow: wrk with benches/wrk/oidc_flow.lua: authorization request with the browser's cookies
   -> redirect with a code -> token exchange; flows/s = token responses 200 with an id_token.
@@ -42,6 +43,17 @@ VERIFIER = "gatehouse-benchmark-pkce-verifier-0123456789abcdefghijkl"
 CHALLENGE = base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).rstrip(b"=").decode()
 EMAIL = "oidc@bench.example.org"
 FLOW_CONNS = 32
+# Signed-in browsers whose cookies the flows take turns with. Every gatehouse grant is a
+# session of its user, and a user's sessions are one set: one user holding every grant of a
+# run (tens of thousands) is no deployment's shape, and would measure that set's growth.
+# Each browser is a user of its own on gatehouse (`oidc<k>@…`, the default cap of
+# `sessions.max_per_user` raised only so that no grant is ended mid-run); oidc-provider's
+# reference set-up has one account, signed in by the same number of browsers.
+BROWSERS = 256
+
+
+def browser_email(k):
+    return EMAIL if k == 0 else EMAIL.replace("@", f"{k}@")
 OP_DIR = REPO / "benches" / "oidc"
 
 
@@ -149,8 +161,9 @@ def discovery(port):
     return {k: urlsplit(v).path for k, v in meta.items() if k.endswith("_endpoint") and isinstance(v, str)}
 
 
-def measure(ctx, name, port, userinfo=True):
-    """Signs the user in once, checks one whole flow by hand, then the wrk scenarios
+def measure(ctx, name, port, userinfo=True, emails=None):
+    """Signs in a browser per email of `emails` (default: `EMAIL` once), checks one whole flow
+    by hand each, then the wrk scenarios, whose requests take the browsers' cookies in turn
     (without `userinfo`, which does not depend on the id_token's algorithm, for the second
     configuration)."""
     ep = discovery(port)
@@ -158,13 +171,17 @@ def measure(ctx, name, port, userinfo=True):
         "client_id": CLIENT_ID, "redirect_uri": REDIRECT, "response_type": "code", "scope": SCOPE,
         "state": "bench-state", "nonce": "bench-nonce", "code_challenge": CHALLENGE,
         "code_challenge_method": "S256"})
-    b = Browser(port)
-    code = b.flow(authorize, EMAIL, PASSWORD)
-    status, tokens = post_token(port, ep["token_endpoint"], code)
-    if status != 200 or "id_token" not in tokens:
-        raise RuntimeError(f"{name}: token exchange {status} {tokens}")
-    cookie = b.cookie_header(urlsplit(ep["authorization_endpoint"]).path)
-    base = {"BENCH_AUTHORIZE": authorize, "BENCH_COOKIE": cookie,
+    cookies = []
+    for email in emails or [EMAIL]:
+        b = Browser(port)
+        code = b.flow(authorize, email, PASSWORD)
+        status, tokens = post_token(port, ep["token_endpoint"], code)
+        if status != 200 or "id_token" not in tokens:
+            raise RuntimeError(f"{name}: token exchange {status} {tokens}")
+        cookies.append(b.cookie_header(urlsplit(ep["authorization_endpoint"]).path))
+    cookie_file = Path(ctx.tmp) / f"{name}-cookies.txt"
+    cookie_file.write_text("\n".join(cookies) + "\n")
+    base = {"BENCH_AUTHORIZE": authorize, "BENCH_COOKIES": cookie_file,
             "BENCH_TOKEN_PATH": ep["token_endpoint"], "BENCH_BASIC": basic(),
             "BENCH_TOKEN_BODY": token_body("CODE")}
     r, w = {}, ctx.wrk
@@ -224,14 +241,17 @@ id_token_signing_alg = "{alg}"
     log(f"{label} (embedded) as an OpenID Connect provider, {alg} id_tokens")
     if binary:
         ctx = Shadow(ctx, binary=binary)
-    g = Gatehouse(ctx, label, backend="embedded", cheap=ctx.smoke, port=port,
+    # Cheap argon2: the flows hash no password, and the set-up signs in BROWSERS users.
+    g = Gatehouse(ctx, label, backend="embedded", cheap=True, port=port,
                   env={"GATEHOUSE_CONFIG": str(conf), "GATEHOUSE_COOKIES__SECURE": "false",
                        # Every flow is a grant, and a grant is a session of the one benchmark
                        # user: the default cap (100) would end the browser's own session.
                        "GATEHOUSE_SESSIONS__MAX_PER_USER": "100000000", **(env or {})})
     try:
-        g.register(EMAIL)
-        r = measure(ctx, label, port, userinfo=alg == "RS256")
+        emails = [browser_email(k) for k in range(1 if ctx.smoke else BROWSERS)]
+        for email in emails:
+            g.register(email)
+        r = measure(ctx, label, port, userinfo=alg == "RS256", emails=emails)
         r["rss_after_kib"] = g.rss_kib()
         return r
     finally:
@@ -269,7 +289,8 @@ def oidc_provider(ctx, alg="RS256"):
                   "NODE_ENV": "production"})
     try:
         wait_http(port, "/healthz", timeout=30, proc=p)
-        r = measure(ctx, "oidc-provider", port, userinfo=alg == "RS256")
+        r = measure(ctx, "oidc-provider", port, userinfo=alg == "RS256",
+                    emails=[EMAIL] * (1 if ctx.smoke else BROWSERS))
         r["rss_after_kib"] = p.rss_kib()
         return r
     finally:
@@ -386,14 +407,14 @@ def markdown(oidc):
         return []
     L = ["## 6. OpenID Connect: whole code flows, token exchange, userinfo", ""]
     L.append("One confidential client (client_secret_basic), PKCE S256, scope `openid email "
-             "profile groups`, consent granted once, a browser signed in once whose cookies wrk sends. A flow is "
+             f"profile groups`, consent granted once, {BROWSERS} browsers signed in once each, whose cookies wrk sends in turn (gatehouse: a user per browser, since a user's grants are one set of sessions; oidc-provider: its one account). A flow is "
              "the authorization request with those cookies (answered by a redirect with a code) and the token "
              f"exchange of that code ({FLOW_CONNS} connections, `benches/wrk/oidc_flow.lua`). Token exchange alone: "
              "codes minted first, each exchanged once, at peak and paced at half of it. Userinfo: 64 connections. "
              "The reference is node's `oidc-provider` (OpenID Certified; `benches/oidc/op.mjs`) with an in-memory "
              "Map adapter (its own development adapter is an LRU of 1000 entries that drops codes under load): it "
              "writes nothing durably, while gatehouse commits every grant to its embedded store. Gatehouse runs "
-             "with `sessions.max_per_user` raised, since every flow is a session of the one benchmark user. "
+             "with `sessions.max_per_user` raised, so that no grant is ended during the run. "
              f"Both providers are measured twice, configured the same way: RS256 id_tokens (the default), then "
              f"{EC_ALG} id_tokens (the client's `id_token_signing_alg` in gatehouse, "
              "`id_token_signed_response_alg` in oidc-provider). An RSA-2048 signature costs either provider a "

@@ -6,15 +6,26 @@
 -- is 200 with an id_token.
 --   BENCH_AUTHORIZE   path and query of the authorization request (fixed state, nonce and
 --                     PKCE challenge: the benchmark measures the provider, not the RP)
---   BENCH_COOKIE      the signed-in browser's Cookie header for that path
+--   BENCH_COOKIES     a file of signed-in browsers' Cookie headers for that path, one a line
 --   BENCH_TOKEN_PATH  the token endpoint's path
 --   BENCH_BASIC       base64 of client_id:client_secret
 --   BENCH_TOKEN_BODY  the form body, CODE standing for the code
 local authorize = os.getenv("BENCH_AUTHORIZE")
 local token_path = os.getenv("BENCH_TOKEN_PATH")
 local token_body = os.getenv("BENCH_TOKEN_BODY")
-local ah = { ["Cookie"] = os.getenv("BENCH_COOKIE"), ["User-Agent"] = "gatehouse-bench",
-             ["Accept"] = "text/html" }
+-- BENCH_COOKIES names a file of signed-in browsers' Cookie headers, one a line: the
+-- authorization requests take them in turn.
+local cookies = {}
+for line in io.lines(os.getenv("BENCH_COOKIES")) do
+  if line ~= "" then cookies[#cookies + 1] = line end
+end
+local turn = 0
+local ah = { ["User-Agent"] = "gatehouse-bench", ["Accept"] = "text/html" }
+local function next_cookie()
+  turn = turn % #cookies + 1
+  ah["Cookie"] = cookies[turn]
+  return ah
+end
 local th = { ["Authorization"] = "Basic " .. os.getenv("BENCH_BASIC"), ["User-Agent"] = "gatehouse-bench",
              ["Content-Type"] = "application/x-www-form-urlencoded" }
 local codes, head, tail = {}, 1, 0
@@ -25,7 +36,7 @@ function request()
     local c = codes[head]; codes[head] = nil; head = head + 1
     return wrk.format("POST", token_path, th, (token_body:gsub("CODE", c)))
   end
-  return wrk.format("GET", authorize, ah, nil)
+  return wrk.format("GET", authorize, next_cookie(), nil)
 end
 
 function response(status, headers, body)
