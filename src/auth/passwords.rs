@@ -1,13 +1,14 @@
 //! Password hashing with argon2id, off the async threads.
 //!
-//! Hashes run on `argon2.max_concurrent` dedicated threads, each reusing one block buffer:
-//! tokio's blocking pool would let up to 512 threads each keep a 19 MiB buffer (and a glibc
-//! malloc arena) alive after a login flood. The threads run at a lower priority so that token
+//! Hashes run on `argon2.max_concurrent` dedicated threads, each reusing one block buffer
+//! while there is work and giving it back after [`RELEASE_AFTER`] without any: tokio's
+//! blocking pool would let up to 512 threads each keep a 19 MiB buffer (and a glibc malloc
+//! arena) alive after a login flood. The threads run at a lower priority so that token
 //! checks on the async threads keep their latency while logins saturate the CPUs. The queue
 //! in front of them is bounded: when it is full, callers get [`HashError::Busy`] at once
 //! (503 with `Retry-After`) instead of waiting without bound.
 
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -149,6 +150,10 @@ impl Hasher {
     }
 }
 
+/// How long a hashing thread keeps its block buffer without work: long enough that a burst
+/// of logins reuses it, short enough that it is back with the system soon after.
+const RELEASE_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn worker(rx: &Mutex<Receiver<Job>>, params: &Params) {
     lower_priority();
     // Allocated on the first job (by `blocks_for`), not at start: an idle server holds no
@@ -157,9 +162,22 @@ fn worker(rx: &Mutex<Receiver<Job>>, params: &Params) {
     loop {
         let job = {
             let guard = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            guard.recv()
+            if blocks.is_empty() {
+                guard.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            } else {
+                guard.recv_timeout(RELEASE_AFTER)
+            }
         };
-        let Ok(job) = job else { return };
+        let job = match job {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                // Idle: give the buffer (19 MiB with the default parameters) back, so that
+                // a server no one logs in to holds no hashing memory after a flood.
+                blocks = Vec::new();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         metrics::gauge!("gatehouse_argon2_queue_depth").decrement(1.0);
         metrics::histogram!("gatehouse_argon2_wait_seconds")
             .record(job.queued_at.elapsed().as_secs_f64());

@@ -45,14 +45,21 @@ impl LastForwarded {
     /// Records the request if it carries a forwarded header and nothing was recorded this
     /// second.
     pub(crate) fn observe(&self, headers: &HeaderMap, peer: SocketAddr, trusted: &[IpNet]) {
-        let forwarded_for = headers.contains_key("x-forwarded-for");
-        let proto = headers.get("x-forwarded-proto");
-        let forwarded_host = headers.contains_key("x-forwarded-host");
+        // Names parsed once, not at every request.
+        static FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+        static PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+        static HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
+        let forwarded_for = headers.contains_key(&FOR);
+        let proto = headers.get(&PROTO);
+        let forwarded_host = headers.contains_key(&HOST);
         if !forwarded_for && proto.is_none() && !forwarded_host {
             return;
         }
         let now = crate::clock::now_secs();
-        if self.recorded_at.swap(now, Ordering::Relaxed) == now {
+        // A load first: a swap on every request would write the shared line from every core.
+        if self.recorded_at.load(Ordering::Relaxed) == now
+            || self.recorded_at.swap(now, Ordering::Relaxed) == now
+        {
             return;
         }
         let text = |v: &http::HeaderValue| {

@@ -19,7 +19,7 @@
 use std::borrow::Cow;
 use std::sync::Once;
 
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 
 use crate::app::App;
 use crate::auth::access::{Decide, Decision, Refused, Target, target};
@@ -29,6 +29,19 @@ use crate::http::error::ApiError;
 use crate::http::redirect;
 use crate::http::request::HttpRequest;
 use crate::http::response::{HttpResponse, empty};
+
+// The headers read and written on every answer, as names parsed once: a `&str` name is
+// parsed (checked and lower-cased) again at every lookup and insert (BENCHMARKS.md,
+// *profile*).
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+static REMOTE_USER: HeaderName = HeaderName::from_static("remote-user");
+static REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
+static REMOTE_ROLE: HeaderName = HeaderName::from_static("remote-role");
+static REMOTE_USER_ID: HeaderName = HeaderName::from_static("remote-user-id");
+static REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
 
 /// Which proxy convention the request follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,7 +195,7 @@ fn refusal(what: &str, refused: Refused) -> ApiError {
 /// A header of the original request: sent at most once, visible ASCII; empty counts as
 /// absent. A header that is there but unreadable is refused, never taken for absent (an
 /// unreadable `X-Forwarded-Uri` must not become `/`).
-fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ApiError> {
+fn header_str<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, ApiError> {
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -200,7 +213,7 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>,
     Ok(Some(value.trim()).filter(|v| !v.is_empty()))
 }
 
-fn method(headers: &HeaderMap, name: &str) -> Result<Method, ApiError> {
+fn method(headers: &HeaderMap, name: &HeaderName) -> Result<Method, ApiError> {
     match header_str(headers, name)? {
         Some(m) => Method::from_bytes(m.as_bytes())
             .map_err(|_| ApiError::BadRequest(format!("the {name} header is not a method"))),
@@ -217,14 +230,14 @@ fn missing(name: &str) -> ApiError {
 /// Traefik/Caddy: `X-Forwarded-Proto` + `://` + `X-Forwarded-Host` + `X-Forwarded-Uri`.
 fn from_forwarded(headers: &HeaderMap) -> Result<Original<'_>, ApiError> {
     let proto =
-        header_str(headers, "x-forwarded-proto")?.ok_or_else(|| missing("X-Forwarded-Proto"))?;
+        header_str(headers, &X_FORWARDED_PROTO)?.ok_or_else(|| missing("X-Forwarded-Proto"))?;
     let host =
-        header_str(headers, "x-forwarded-host")?.ok_or_else(|| missing("X-Forwarded-Host"))?;
-    let uri = header_str(headers, "x-forwarded-uri")?.unwrap_or("/");
+        header_str(headers, &X_FORWARDED_HOST)?.ok_or_else(|| missing("X-Forwarded-Host"))?;
+    let uri = header_str(headers, &X_FORWARDED_URI)?.unwrap_or("/");
     let target = Target::forwarded(proto, host, uri)
         .map_err(|refused| refusal("the X-Forwarded-* request", refused))?;
     Ok(Original {
-        method: method(headers, "x-forwarded-method")?,
+        method: method(headers, &X_FORWARDED_METHOD)?,
         target,
         sent: Sent::Forwarded { host, uri },
     })
@@ -235,14 +248,17 @@ fn from_forwarded(headers: &HeaderMap) -> Result<Original<'_>, ApiError> {
 /// `GET http://app.example.org/admin` with `Host: public.example.org` is routed by nginx
 /// to `app` while `$http_host` names `public`.
 fn from_original_url(headers: &HeaderMap) -> Result<Original<'_>, ApiError> {
-    let url = header_str(headers, "x-original-url")?.ok_or_else(|| {
+    static X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+    static X_ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-original-host");
+    static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+    let url = header_str(headers, &X_ORIGINAL_URL)?.ok_or_else(|| {
         ApiError::BadRequest(
             "the X-Original-URL header is missing; set it in nginx: proxy_set_header X-Original-URL $scheme://$http_host$request_uri"
                 .into(),
         )
     })?;
     let target = Target::original_url(url).map_err(|refused| refusal("X-Original-URL", refused))?;
-    match header_str(headers, "x-original-host")? {
+    match header_str(headers, &X_ORIGINAL_HOST)? {
         Some(routed) => {
             let routed =
                 target::authority(routed).map_err(|refused| refusal("X-Original-Host", refused))?;
@@ -263,7 +279,7 @@ fn from_original_url(headers: &HeaderMap) -> Result<Original<'_>, ApiError> {
         }
     }
     Ok(Original {
-        method: method(headers, "x-original-method")?,
+        method: method(headers, &X_ORIGINAL_METHOD)?,
         target,
         sent: Sent::Url(url),
     })
@@ -283,17 +299,14 @@ fn allowed(identity: Option<(&AccessClaims, &[String])>) -> HttpResponse {
             tracing::error!(user_id = %claims.sub, "the email cannot be sent as a header");
             return ApiError::Internal.into_response();
         };
-        headers.insert("remote-user", email.clone());
-        headers.insert("remote-email", email);
-        headers.insert(
-            "remote-role",
-            HeaderValue::from_static(claims.role.as_str()),
-        );
-        headers.insert("remote-user-id", id);
+        headers.insert(&REMOTE_USER, email.clone());
+        headers.insert(&REMOTE_EMAIL, email);
+        headers.insert(&REMOTE_ROLE, HeaderValue::from_static(claims.role.as_str()));
+        headers.insert(&REMOTE_USER_ID, id);
         // Group names are `[a-z0-9_.-]` (checked when made), sorted on the record: always a
         // valid header value; empty when the user is in none.
         match HeaderValue::from_str(&groups.join(",")) {
-            Ok(groups) => headers.insert("remote-groups", groups),
+            Ok(groups) => headers.insert(&REMOTE_GROUPS, groups),
             Err(_) => return ApiError::Internal.into_response(),
         };
     }
