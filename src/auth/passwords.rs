@@ -8,9 +8,10 @@
 //! in front of them is bounded: when it is full, callers get [`HashError::Busy`] at once
 //! (503 with `Retry-After`) instead of waiting without bound.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
@@ -63,6 +64,10 @@ struct Job {
 
 pub struct Hasher {
     jobs: SyncSender<Job>,
+    /// How many hashing threads hold a block buffer now (the workers count through their
+    /// own handles; the tests read it here).
+    #[cfg_attr(not(test), allow(dead_code))]
+    buffers: Arc<AtomicUsize>,
     /// A hash of no password, with the configured parameters: checking against it costs what
     /// checking a real hash costs, so an unknown email takes as long as a wrong password.
     dummy: String,
@@ -73,19 +78,25 @@ impl Hasher {
     pub fn start(params: Params, threads: usize, queue: usize) -> Result<Self, HashError> {
         let (jobs, rx) = mpsc::sync_channel(queue);
         let rx = Arc::new(Mutex::new(rx));
+        let buffers = Arc::new(AtomicUsize::new(0));
         // Present from the first scrape, before the first hash.
         metrics::gauge!("gatehouse_argon2_queue_depth").set(0.0);
         let _ = metrics::histogram!("gatehouse_argon2_wait_seconds");
         for i in 0..threads {
             let rx = rx.clone();
             let params = params.clone();
+            let buffers = buffers.clone();
             std::thread::Builder::new()
                 .name(format!("gatehouse-argon2-{i}"))
-                .spawn(move || worker(&rx, &params))
+                .spawn(move || worker(&rx, &params, &buffers))
                 .map_err(|e| HashError::Failed(format!("cannot start hashing thread: {e}")))?;
         }
         let dummy = dummy_hash(&params)?;
-        Ok(Hasher { jobs, dummy })
+        Ok(Hasher {
+            jobs,
+            buffers,
+            dummy,
+        })
     }
 
     /// Hashes a password with the configured parameters.
@@ -152,9 +163,13 @@ impl Hasher {
 
 /// How long a hashing thread keeps its block buffer without work: long enough that a burst
 /// of logins reuses it, short enough that it is back with the system soon after.
-const RELEASE_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+const RELEASE_AFTER: Duration = Duration::from_secs(2);
+/// After waiting that long in vain, a thread leaves the queue to the others for this long:
+/// the threads share one receiver behind a mutex, and one that waits there holding no
+/// buffer must not keep another, still holding one, from its own timeout.
+const HAND_OVER: Duration = Duration::from_millis(10);
 
-fn worker(rx: &Mutex<Receiver<Job>>, params: &Params) {
+fn worker(rx: &Mutex<Receiver<Job>>, params: &Params, buffers: &AtomicUsize) {
     lower_priority();
     // Allocated on the first job (by `blocks_for`), not at start: an idle server holds no
     // hashing memory.
@@ -162,18 +177,18 @@ fn worker(rx: &Mutex<Receiver<Job>>, params: &Params) {
     loop {
         let job = {
             let guard = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if blocks.is_empty() {
-                guard.recv().map_err(|_| RecvTimeoutError::Disconnected)
-            } else {
-                guard.recv_timeout(RELEASE_AFTER)
-            }
+            guard.recv_timeout(RELEASE_AFTER)
         };
         let job = match job {
             Ok(job) => job,
             Err(RecvTimeoutError::Timeout) => {
                 // Idle: give the buffer (19 MiB with the default parameters) back, so that
                 // a server no one logs in to holds no hashing memory after a flood.
-                blocks = Vec::new();
+                if !blocks.is_empty() {
+                    blocks = Vec::new();
+                    buffers.fetch_sub(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(HAND_OVER);
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => return,
@@ -181,6 +196,7 @@ fn worker(rx: &Mutex<Receiver<Job>>, params: &Params) {
         metrics::gauge!("gatehouse_argon2_queue_depth").decrement(1.0);
         metrics::histogram!("gatehouse_argon2_wait_seconds")
             .record(job.queued_at.elapsed().as_secs_f64());
+        let had_buffer = !blocks.is_empty();
         // A request that timed out or whose client left no longer waits for the answer:
         // skip its work, so a flood does not keep the threads busy after it is over.
         match job.work {
@@ -204,6 +220,9 @@ fn worker(rx: &Mutex<Receiver<Job>>, params: &Params) {
             } => {
                 let _ = reply.send(verify_with(&password, &phc, params, &mut blocks));
             }
+        }
+        if !had_buffer && !blocks.is_empty() {
+            buffers.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -328,6 +347,32 @@ mod tests {
         assert!(!bad.matches);
         let none = hasher.verify("", None).await.unwrap();
         assert!(!none.matches);
+    }
+
+    #[tokio::test]
+    async fn idle_threads_give_their_buffers_back() {
+        let hasher = Arc::new(Hasher::start(cheap(), 2, 16).unwrap());
+        let jobs: Vec<_> = (0..8)
+            .map(|i| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move { hasher.hash(&format!("pw {i}")).await })
+            })
+            .collect();
+        for job in jobs {
+            job.await.unwrap().unwrap();
+        }
+        assert!(hasher.buffers.load(Ordering::Relaxed) >= 1);
+        // Both threads, including one that waited for the queue behind the other.
+        let deadline = Instant::now() + RELEASE_AFTER * 4;
+        while hasher.buffers.load(Ordering::Relaxed) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "a hashing thread kept its buffer"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // And a later login still hashes.
+        assert!(hasher.hash("again").await.is_ok());
     }
 
     #[tokio::test]
