@@ -17,13 +17,13 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 from harness import PASSWORD, Wrk, log  # noqa: E402
+from footprint import _Ctx  # noqa: E402  (the same stand-alone context)
 from gatehouse_srv import Gatehouse, build  # noqa: E402
 
 
@@ -81,14 +81,6 @@ def soak(ctx, wrk, seconds=180, conns=16, users=64, every=5.0):
         "db_slope_bytes_per_min": slope_per_min([(t, db) for t, _, db in warm]),
     }
     return out
-
-
-class _Ctx:
-    def __init__(self, binary):
-        self.binary = binary
-        self.tmp = tempfile.mkdtemp(prefix="gatehouse-soak-")
-        self.logdir = self.tmp
-        self.redis = None
 
 
 def main():
