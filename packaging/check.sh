@@ -37,7 +37,7 @@ fi
 if ! cargo deb --version >/dev/null 2>&1; then
   cargo install cargo-deb --locked --version '^3.8'
 fi
-systemd-analyze --version | head -1
+systemd-analyze --version | sed -n 1p
 cargo deb --version
 
 echo "== build the .deb (plain cargo deb, as on a fresh clone)"
@@ -103,7 +103,11 @@ done
 ok "no jwt_secret or data dir in the package"
 
 echo "== packaged config"
-dpkg-deb --fsys-tarfile "$DEB" | tar -xO ./etc/gatehouse/config.toml >"$WORK/config.toml"
+# Unpacked once into a directory and read from files: a reader that stops early
+# (head, grep -q) on a pipe from dpkg-deb kills it with SIGPIPE, which pipefail
+# turns into a failure that comes and goes with timing.
+dpkg-deb -x "$DEB" "$WORK/unpacked"
+cp "$WORK/unpacked/etc/gatehouse/config.toml" "$WORK/config.toml"
 grep -qx 'data_dir = "/var/lib/gatehouse"' "$WORK/config.toml" || fail "packaged config: data_dir is not /var/lib/gatehouse"
 grep -qx 'listen = "127.0.0.1:8080"' "$WORK/config.toml" || fail "packaged config: listen is not 127.0.0.1:8080"
 # Apart from its header and data_dir it is the project's documented config.toml.
@@ -114,7 +118,7 @@ cmp -s "$WORK/config.toml" packaging/config.toml || fail "packaged config is not
 ok "packaged config is packaging/config.toml"
 
 echo "== man page and shell completions"
-extract() { dpkg-deb --fsys-tarfile "$DEB" | tar -xO "./$1"; }
+extract() { cat "$WORK/unpacked/$1"; }
 for page in packaging/man/*.1; do
   name=$(basename "$page")
   [ "$(extract "usr/share/man/man1/$name.gz" | gzip -dc)" = "$(cat "$page")" ] ||
@@ -140,10 +144,10 @@ out=$(bash -c 'source "$1"; COMP_WORDS=(gatehouse us); COMP_CWORD=1; _gatehouse 
   fail "the bash completion failed to run"
 [ "$out" = user ] || fail "bash completion of 'gatehouse us' gave '$out', expected 'user'"
 ok "bash: parses, completes 'gatehouse us' to 'user'"
-[ "$(extract usr/share/zsh/vendor-completions/_gatehouse | head -n 1)" = "#compdef gatehouse" ] ||
+[ "$(sed -n 1p "$WORK/unpacked/usr/share/zsh/vendor-completions/_gatehouse")" = "#compdef gatehouse" ] ||
   fail "the zsh completion does not start with #compdef gatehouse"
 ok "zsh: #compdef gatehouse"
-extract usr/share/fish/vendor_completions.d/gatehouse.fish | grep -q '^complete -c gatehouse ' ||
+grep -q '^complete -c gatehouse ' "$WORK/unpacked/usr/share/fish/vendor_completions.d/gatehouse.fish" ||
   fail "the fish completion has no 'complete -c gatehouse' line"
 ok "fish: complete -c gatehouse"
 
