@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Service;
-use crate::auth::factors::{FactorKeySource, FactorRules, Sealer};
+use crate::auth::factors::{FactorKeySource, FactorRules, load_factor_key};
 use crate::auth::keys::{self, KeySource};
 use crate::auth::passwords::Hasher;
 use crate::auth::secret::{self, SecretInputs, SecretSource};
@@ -171,7 +171,7 @@ impl App {
 
 /// The second-factor key (GD-0010) and the WebAuthn relying party.
 fn factor_rules(config: &Config, secrets: &SecretInputs) -> Result<FactorRules, StartError> {
-    let (sealer, source) = Sealer::load(
+    let (sealer, source) = load_factor_key(
         config.mfa.key_file.as_deref(),
         secrets.credentials_dir.as_deref(),
         &config.data_dir,

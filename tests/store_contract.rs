@@ -86,6 +86,7 @@ contract!(
     sets_expire_as_a_whole,
     set_sizes_follow_every_change,
     swap_has_exactly_one_winner_and_applies_its_ops_only_then,
+    create_only_swap_has_one_winner_and_never_overwrites,
     counters_count_up_and_down_within_their_window,
     get_many_answers_in_order,
     live_sessions_are_counted_without_scanning,
@@ -172,7 +173,7 @@ async fn set_sizes_follow_every_change(s: Stores) {
     s.apply(vec![set("k", "v", 10_000)]).await.unwrap();
     let swap = |expected: &'static str| Swap {
         key: "k".into(),
-        expected: Bytes::from_static(expected.as_bytes()),
+        expected: Some(Bytes::from_static(expected.as_bytes())),
         value: b"w".to_vec(),
         ttl: Duration::from_secs(10),
     };
@@ -218,7 +219,7 @@ async fn swap_has_exactly_one_winner_and_applies_its_ops_only_then(s: Stores) {
     s.apply(vec![set("session:k", "v0", 10_000)]).await.unwrap();
     let swap = |to: &str| Swap {
         key: "session:k".into(),
-        expected: Bytes::from_static(b"v0"),
+        expected: Some(Bytes::from_static(b"v0")),
         value: to.as_bytes().to_vec(),
         ttl: Duration::from_secs(10),
     };
@@ -251,6 +252,63 @@ async fn swap_has_exactly_one_winner_and_applies_its_ops_only_then(s: Stores) {
     assert!(!s.swap_then_apply(absent, marker("gone")).await.unwrap());
     assert_eq!(s.get("session:gone").await.unwrap(), None);
     assert_eq!(s.get("marker:gone").await.unwrap(), None);
+}
+
+/// `expected: None` [SET NX]: how an authorization code's first use claims it.
+async fn create_only_swap_has_one_winner_and_never_overwrites(s: Stores) {
+    let s = s.sessions;
+    let claim = |to: &str| Swap {
+        key: "oidc_code:c1".into(),
+        expected: None,
+        value: to.as_bytes().to_vec(),
+        ttl: Duration::from_millis(300),
+    };
+    let marker = |m: &str| vec![set(&format!("marker:{m}"), "1", 10_000)];
+    let attempts = (0..8).map(|i| {
+        let s = s.clone();
+        let to = format!("use{i}");
+        async move {
+            let won = s.swap_then_apply(claim(&to), marker(&to)).await.unwrap();
+            (won, to)
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let winners: Vec<&String> = results.iter().filter(|(w, _)| *w).map(|(_, v)| v).collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    assert_eq!(
+        s.get("oidc_code:c1").await.unwrap().as_deref(),
+        Some(winners[0].as_bytes())
+    );
+    for (won, to) in &results {
+        let marked = s.get(&format!("marker:{to}")).await.unwrap().is_some();
+        assert_eq!(marked, *won, "ops of {to} applied only if its claim won");
+    }
+    // A live value of any kind blocks it, a set included.
+    s.apply(vec![Op::SetAdd {
+        set: "oidc_code:c2".into(),
+        member: "m".into(),
+        ttl: Duration::from_secs(10),
+    }])
+    .await
+    .unwrap();
+    assert!(
+        !s.swap_then_apply(
+            Swap {
+                key: "oidc_code:c2".into(),
+                ..claim("x")
+            },
+            Vec::new()
+        )
+        .await
+        .unwrap()
+    );
+    // Once the value expired, the key can be claimed afresh.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(s.swap_then_apply(claim("again"), Vec::new()).await.unwrap());
+    assert_eq!(
+        s.get("oidc_code:c1").await.unwrap().as_deref(),
+        Some(&b"again"[..])
+    );
 }
 
 async fn counters_count_up_and_down_within_their_window(s: Stores) {

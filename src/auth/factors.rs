@@ -1,12 +1,10 @@
 //! The mechanics of second factors (GD-0010), without storage: TOTP codes (RFC 6238 through
-//! `totp-rs`), recovery codes, the key that seals TOTP secrets at rest, and the WebAuthn
+//! `totp-rs`), recovery codes, the key that seals TOTP secrets at rest (`sealing`), and the WebAuthn
 //! relying party (`webauthn-rs`). The rules that use them (who may enrol, what a login needs)
 //! are `service::factors`.
 
 use std::path::{Path, PathBuf};
 
-use aes_gcm::aead::Aead;
-use aes_gcm::{Aes256Gcm, KeyInit};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
@@ -14,6 +12,7 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
+use crate::auth::sealing::Sealer;
 use crate::config::Config;
 
 /// TOTP per the contract: SHA-1, 6 digits, 30 s steps, one step of drift either way.
@@ -71,133 +70,75 @@ impl FactorRules {
 
 /// Where the sealing key came from, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FactorKeySource {
+pub(crate) enum FactorKeySource {
     Configured(PathBuf),
     DataDir(PathBuf),
     Generated(PathBuf),
 }
 
-/// Seals TOTP secrets at rest with AES-256-GCM under a key kept outside the database (a file
-/// in the data dir, or one configured), so a copy of the database (a backup, a Redis dump)
-/// alone does not reveal them. The user id is the associated data: a sealed secret copied
-/// into another account does not open there.
-pub struct Sealer {
-    /// `(key id, cipher)`; the first seals, any opens (rotation: add the new key first).
-    keys: Vec<(String, Aes256Gcm)>,
-}
-
 const KEY_FILE: &str = "mfa_key";
 
-impl Sealer {
-    /// The key from `mfa.key_file`, else `$CREDENTIALS_DIRECTORY/mfa_key`, else
-    /// `<data_dir>/mfa_key`, generated (mode 0600) when absent.
-    pub fn load(
-        key_file: Option<&Path>,
-        credentials_dir: Option<&Path>,
-        data_dir: &Path,
-    ) -> Result<(Sealer, FactorKeySource), FactorKeyError> {
-        let credential = credentials_dir
-            .map(|dir| dir.join(KEY_FILE))
-            .filter(|p| p.is_file());
-        if let Some(path) = key_file.map(Path::to_owned).or(credential) {
-            return Ok((Sealer::read(&path)?, FactorKeySource::Configured(path)));
-        }
-        let path = data_dir.join(KEY_FILE);
-        match Sealer::read(&path) {
-            Ok(sealer) => Ok((sealer, FactorKeySource::DataDir(path))),
-            Err(FactorKeyError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                let mut raw = [0u8; 32];
-                getrandom::fill(&mut raw).map_err(|e| FactorKeyError::Random(e.to_string()))?;
-                let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-                crate::files::write_private(&path, format!("{hex}\n").as_bytes()).map_err(
-                    |source| FactorKeyError::Io {
-                        path: path.clone(),
-                        source,
-                    },
-                )?;
-                Ok((Sealer::from_keys(&[raw]), FactorKeySource::Generated(path)))
-            }
-            Err(e) => Err(e),
-        }
+/// The key that seals TOTP secrets at rest ([`Sealer`], the user id as associated data, so
+/// that a sealed secret copied into another account does not open there). It is kept outside
+/// the database, so a copy of the database (a backup, a Redis dump) alone does not reveal
+/// them: `mfa.key_file`, else `$CREDENTIALS_DIRECTORY/mfa_key`, else `<data_dir>/mfa_key`,
+/// generated (mode 0600) when absent.
+pub(crate) fn load_factor_key(
+    key_file: Option<&Path>,
+    credentials_dir: Option<&Path>,
+    data_dir: &Path,
+) -> Result<(Sealer, FactorKeySource), FactorKeyError> {
+    let credential = credentials_dir
+        .map(|dir| dir.join(KEY_FILE))
+        .filter(|p| p.is_file());
+    if let Some(path) = key_file.map(Path::to_owned).or(credential) {
+        return Ok((read_factor_key(&path)?, FactorKeySource::Configured(path)));
     }
-
-    fn read(path: &Path) -> Result<Sealer, FactorKeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| FactorKeyError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let malformed = || FactorKeyError::Malformed(path.to_owned());
-        let keys = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(|line| {
-                let bytes = (0..line.len())
-                    .step_by(2)
-                    .map(|i| {
-                        line.get(i..i + 2)
-                            .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    })
-                    .collect::<Option<Vec<u8>>>()
-                    .ok_or_else(malformed)?;
-                <[u8; 32]>::try_from(bytes).map_err(|_| malformed())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if keys.is_empty() {
-            return Err(malformed());
+    let path = data_dir.join(KEY_FILE);
+    match read_factor_key(&path) {
+        Ok(sealer) => Ok((sealer, FactorKeySource::DataDir(path))),
+        Err(FactorKeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            let mut raw = [0u8; 32];
+            getrandom::fill(&mut raw).map_err(|e| FactorKeyError::Random(e.to_string()))?;
+            let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            crate::files::write_private(&path, format!("{hex}\n").as_bytes()).map_err(
+                |source| FactorKeyError::Io {
+                    path: path.clone(),
+                    source,
+                },
+            )?;
+            Ok((Sealer::from_keys(&[raw]), FactorKeySource::Generated(path)))
         }
-        Ok(Sealer::from_keys(&keys))
+        Err(e) => Err(e),
     }
+}
 
-    /// A sealer over raw 256-bit keys (the first seals).
-    pub fn from_keys(keys: &[[u8; 32]]) -> Sealer {
-        Sealer {
-            keys: keys
-                .iter()
-                .map(|k| {
-                    let id = URL_SAFE_NO_PAD.encode(&Sha256::digest(k)[..6]);
-                    (id, Aes256Gcm::new(k.into()))
+fn read_factor_key(path: &Path) -> Result<Sealer, FactorKeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FactorKeyError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let malformed = || FactorKeyError::Malformed(path.to_owned());
+    let keys = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let bytes = (0..line.len())
+                .step_by(2)
+                .map(|i| {
+                    line.get(i..i + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
                 })
-                .collect(),
-        }
+                .collect::<Option<Vec<u8>>>()
+                .ok_or_else(malformed)?;
+            <[u8; 32]>::try_from(bytes).map_err(|_| malformed())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() {
+        return Err(malformed());
     }
-
-    /// `v1.<key id>.<nonce ‖ ciphertext ‖ tag, base64url>`.
-    pub fn seal(&self, user: Uuid, secret: &[u8]) -> Option<String> {
-        let (id, cipher) = self.keys.first()?;
-        let mut nonce = [0u8; 12];
-        getrandom::fill(&mut nonce).ok()?;
-        let payload = aes_gcm::aead::Payload {
-            msg: secret,
-            aad: user.as_bytes(),
-        };
-        let sealed = cipher.encrypt(&nonce.into(), payload).ok()?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&sealed);
-        Some(format!("v1.{id}.{}", URL_SAFE_NO_PAD.encode(out)))
-    }
-
-    /// The secret, if one of the keys sealed it for this user.
-    pub fn open(&self, user: Uuid, sealed: &str) -> Option<Vec<u8>> {
-        let mut parts = sealed.splitn(3, '.');
-        let (Some("v1"), Some(id), Some(data)) = (parts.next(), parts.next(), parts.next()) else {
-            return None;
-        };
-        let (_, cipher) = self.keys.iter().find(|(k, _)| k == id)?;
-        let data = URL_SAFE_NO_PAD.decode(data).ok()?;
-        if data.len() < 12 + 16 {
-            return None;
-        }
-        let (nonce, ciphertext) = data.split_at(12);
-        let nonce: [u8; 12] = nonce.try_into().ok()?;
-        let payload = aes_gcm::aead::Payload {
-            msg: ciphertext,
-            aad: user.as_bytes(),
-        };
-        cipher.decrypt(&nonce.into(), payload).ok()
-    }
+    Ok(Sealer::from_keys(&keys))
 }
 
 /// A new TOTP secret.
@@ -339,40 +280,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sealed_secrets_open_only_with_the_key_and_for_the_user() {
-        let sealer = Sealer::from_keys(&[[7; 32]]);
-        let (ada, bob) = (Uuid::now_v7(), Uuid::now_v7());
-        let sealed = sealer.seal(ada, b"secret").unwrap();
-        assert!(!sealed.contains("secret"));
-        assert_eq!(sealer.open(ada, &sealed).unwrap(), b"secret");
-        assert!(sealer.open(bob, &sealed).is_none(), "bound to the user");
-        assert!(Sealer::from_keys(&[[8; 32]]).open(ada, &sealed).is_none());
-        // Rotation: a new key first seals; the old one still opens.
-        let rotated = Sealer::from_keys(&[[8; 32], [7; 32]]);
-        assert_eq!(rotated.open(ada, &sealed).unwrap(), b"secret");
-        assert!(
-            sealer
-                .open(ada, &rotated.seal(ada, b"x").unwrap())
-                .is_none()
-        );
-        for junk in ["", "v1", "v1.x.y", "v2.a.b", &sealed[..sealed.len() - 2]] {
-            assert!(sealer.open(ada, junk).is_none(), "{junk}");
-        }
-    }
-
-    #[test]
     fn key_files_are_generated_once_and_read() {
         let dir = tempfile::tempdir().unwrap();
-        let (a, source) = Sealer::load(None, None, dir.path()).unwrap();
+        let (a, source) = load_factor_key(None, None, dir.path()).unwrap();
         assert!(matches!(source, FactorKeySource::Generated(_)));
-        let (b, source) = Sealer::load(None, None, dir.path()).unwrap();
+        let (b, source) = load_factor_key(None, None, dir.path()).unwrap();
         assert!(matches!(source, FactorKeySource::DataDir(_)));
         let user = Uuid::now_v7();
-        assert_eq!(b.open(user, &a.seal(user, b"s").unwrap()).unwrap(), b"s");
+        let sealed = a.seal(user.as_bytes(), b"s").unwrap();
+        assert_eq!(b.open(user.as_bytes(), &sealed).unwrap(), b"s");
         let bad = dir.path().join("bad");
         std::fs::write(&bad, "abcd\n").unwrap();
         assert!(matches!(
-            Sealer::load(Some(&bad), None, dir.path()),
+            load_factor_key(Some(&bad), None, dir.path()),
             Err(FactorKeyError::Malformed(_))
         ));
     }

@@ -7,6 +7,7 @@
 //! - [`secret`]: where the signing secret comes from; [`keys`]: asymmetric key pairs.
 //! - [`oidc`]: the OpenID Connect provider's clients, scopes, id_token keys and discovery.
 //! - [`regulation`]: bans after repeated failed logins.
+//! - [`sealing`]: AES-256-GCM for TOTP secrets at rest and authorization codes in flight.
 //! - [`service`]: the operations (register, login, refresh, logout, …) that the HTTP
 //!   handlers and the CLI call.
 
@@ -17,6 +18,7 @@ pub mod oidc;
 pub(crate) mod passwords;
 pub mod policy;
 pub(crate) mod regulation;
+pub mod sealing;
 pub mod secret;
 pub(crate) mod service;
 pub mod tokens;

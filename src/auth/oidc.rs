@@ -11,6 +11,8 @@
 
 use std::path::Path;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -19,9 +21,70 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::keys::{self, KeyError, KeySource};
+use super::sealing::{self, Sealer};
 use super::tokens::{Signer, TokenError};
 use crate::config::oidc::{Client, ClientSecret, KNOWN_SCOPES, Oidc};
 use crate::config::{Config, TokenAlgorithm};
+use crate::domain::factors::Amr;
+
+/// What the code-sealing keys are derived for from the RS256 keys (GD-0015).
+const CODE_KEY_PURPOSE: &[u8] = b"gatehouse oidc authorization code sealing v1";
+/// The associated data of every sealed code: a message sealed for another purpose under the
+/// same key would not open as a code.
+const CODE_AAD: &[u8] = b"gatehouse authorization code";
+/// Longer texts are refused before any decoding: a code of ours is a few hundred bytes, its
+/// request's `redirect_uri`, `nonce` and `scope` being bounded.
+const MAX_CODE_LEN: usize = 8192;
+
+/// What an authorization code stands for (GD-0015). It is sealed into the code itself
+/// (AES-256-GCM under a key derived from the provider's RS256 key), so issuing a code writes
+/// nothing; its first use is what the store records, under `id`, for single use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CodeGrant {
+    /// 128 random bits, base64url: names the code's use in the store.
+    pub id: String,
+    /// Unix ms from which the code is refused (`oidc.code_ttl` after issue).
+    pub exp_ms: u64,
+    pub client: String,
+    pub redirect_uri: String,
+    pub uid: Uuid,
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// The PKCE S256 challenge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<String>,
+    pub auth_time: u64,
+    /// How the browser signed in; the grant's `amr`.
+    #[serde(default, skip_serializing_if = "Amr::is_password_only")]
+    pub amr: Amr,
+    /// The user's credential version when the user allowed it.
+    pub cv: u64,
+}
+
+impl CodeGrant {
+    /// A new code's `id`.
+    pub fn new_id() -> Result<String, getrandom::Error> {
+        let mut raw = [0u8; 16];
+        getrandom::fill(&mut raw)?;
+        Ok(URL_SAFE_NO_PAD.encode(raw))
+    }
+
+    /// The code's text.
+    pub fn seal(&self, sealer: &Sealer) -> Option<String> {
+        sealer.seal(CODE_AAD, &serde_json::to_vec(self).ok()?)
+    }
+
+    /// The grant a code stands for, if one of the keys sealed it and it has not expired at
+    /// `now_ms`; `None` for anything else, whatever the text.
+    pub fn open(sealer: &Sealer, code: &str, now_ms: u64) -> Option<CodeGrant> {
+        if code.len() > MAX_CODE_LEN {
+            return None;
+        }
+        let grant: CodeGrant = serde_json::from_slice(&sealer.open(CODE_AAD, code)?).ok()?;
+        (now_ms < grant.exp_ms).then_some(grant)
+    }
+}
 
 /// The claims of an access token issued to a relying party (RFC 9068 shape).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,6 +130,9 @@ pub struct Provider {
     config: Oidc,
     /// One signer per id_token algorithm in use (RS256 always).
     id_signers: Vec<(TokenAlgorithm, Signer)>,
+    /// Seals authorization codes, under keys derived from the RS256 keys: the first seals,
+    /// all open, and nodes that share the key files share these.
+    codes: Sealer,
     /// Client id → SHA-256 of the last secret that verified against its argon2 hash, so a
     /// hashed secret costs one argon2 hash per secret, not per request.
     verified: Cache<String, [u8; 32]>,
@@ -102,6 +168,7 @@ impl Provider {
             }
         }
         let mut id_signers = Vec::with_capacity(algorithms.len());
+        let mut code_keys = Vec::new();
         for algorithm in algorithms {
             // RS256 keys are the provider's own; an EdDSA/ES256 client shares the access
             // tokens' key files when they use the same algorithm.
@@ -114,6 +181,12 @@ impl Provider {
             };
             let (pairs, source) = keys::load(algorithm, files, &config.data_dir)?;
             log_source(algorithm, &source);
+            if algorithm == TokenAlgorithm::RS256 {
+                code_keys = pairs
+                    .iter()
+                    .map(|p| sealing::derive_key(&p.private_der, CODE_KEY_PURPOSE))
+                    .collect();
+            }
             let shared = matches!(
                 config.sessions.backend,
                 crate::config::SessionBackend::Redis { .. }
@@ -136,6 +209,7 @@ impl Provider {
             issuer,
             config: config.oidc.clone(),
             id_signers,
+            codes: Sealer::from_keys(&code_keys),
             verified: Cache::builder()
                 .max_capacity(config.oidc.clients.len() as u64 * 4 + 16)
                 .build(),
@@ -144,6 +218,11 @@ impl Provider {
 
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// The sealer of authorization codes ([`CodeGrant`]).
+    pub fn codes(&self) -> &Sealer {
+        &self.codes
     }
 
     pub fn client(&self, id: &str) -> Option<&Client> {
@@ -309,6 +388,65 @@ pub fn pkce_well_formed(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn grant() -> CodeGrant {
+        CodeGrant {
+            id: CodeGrant::new_id().unwrap(),
+            exp_ms: 10_000,
+            client: "app".into(),
+            redirect_uri: "https://app.example.org/cb".into(),
+            uid: Uuid::now_v7(),
+            scope: "openid email".into(),
+            nonce: Some("n-0S6_WzA2Mj".into()),
+            challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+            auth_time: 5,
+            amr: Amr::default(),
+            cv: 3,
+        }
+    }
+
+    #[test]
+    fn codes_open_only_unaltered_unexpired_and_under_our_keys() {
+        let sealer = Sealer::from_keys(&[sealing::derive_key(b"rsa key", CODE_KEY_PURPOSE)]);
+        let g = grant();
+        let code = g.seal(&sealer).unwrap();
+        assert!(!code.contains("app.example.org") && !code.contains(&g.id));
+        assert_eq!(CodeGrant::open(&sealer, &code, 9_999), Some(g.clone()));
+        assert_eq!(CodeGrant::open(&sealer, &code, 10_000), None, "expired");
+        let other = Sealer::from_keys(&[sealing::derive_key(b"another", CODE_KEY_PURPOSE)]);
+        assert_eq!(
+            CodeGrant::open(&other, &code, 0),
+            None,
+            "another provider's key"
+        );
+        // Sealed under the same key for another purpose: not a code.
+        let foreign = sealer
+            .seal(b"user id", &serde_json::to_vec(&g).unwrap())
+            .unwrap();
+        assert_eq!(CodeGrant::open(&sealer, &foreign, 0), None);
+        // Two codes for the same request differ, and so do their ids.
+        let again = CodeGrant {
+            id: CodeGrant::new_id().unwrap(),
+            ..g.clone()
+        };
+        assert_ne!(again.id, g.id);
+        assert_ne!(g.seal(&sealer).unwrap(), code, "a fresh nonce each time");
+        for junk in [
+            "",
+            "abc",
+            "v1..",
+            &code[..code.len() - 1],
+            &"v1.x.".repeat(3000),
+        ] {
+            assert_eq!(CodeGrant::open(&sealer, junk, 0), None);
+        }
+        // A key rotation: codes sealed under the old key still open.
+        let rotated = Sealer::from_keys(&[
+            sealing::derive_key(b"new rsa key", CODE_KEY_PURPOSE),
+            sealing::derive_key(b"rsa key", CODE_KEY_PURPOSE),
+        ]);
+        assert_eq!(CodeGrant::open(&rotated, &code, 0), Some(g));
+    }
 
     #[test]
     fn scopes_and_pkce() {

@@ -182,7 +182,7 @@ impl Outbox {
             // Claimed and deleted in one step, so a node that claimed it meanwhile keeps it.
             let swap = Swap {
                 key: key.clone(),
-                expected: stored,
+                expected: Some(stored),
                 value: Vec::new(),
                 ttl,
             };
@@ -210,7 +210,7 @@ impl Outbox {
         let claimed_bytes = encode(&claimed);
         let claim = Swap {
             key: key.clone(),
-            expected: stored,
+            expected: Some(stored),
             value: claimed_bytes.clone(),
             ttl,
         };
@@ -247,7 +247,7 @@ impl Outbox {
                 };
                 let swap = Swap {
                     key,
-                    expected: Bytes::from(claimed_bytes),
+                    expected: Some(Bytes::from(claimed_bytes)),
                     value: encode(&retry),
                     ttl,
                 };

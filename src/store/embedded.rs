@@ -113,11 +113,11 @@ impl From<Op> for Write {
 }
 
 /// A [`Swap`] in stored forms: the expected value compares as stored bytes, since the same
-/// value always takes the same stored form.
+/// value always takes the same stored form; `None` expects no live value.
 struct StoredSwap {
     key: String,
     stored: Vec<u8>,
-    expected: (Kind, Vec<u8>),
+    expected: Option<(Kind, Vec<u8>)>,
     value: (Kind, Vec<u8>),
     ttl: Duration,
 }
@@ -301,7 +301,10 @@ impl SessionStore for EmbeddedStore {
     async fn swap_then_apply(&self, swap: Swap, ops: Vec<Op>) -> Result<bool, StoreError> {
         let swap = StoredSwap {
             stored: layout::key(&swap.key),
-            expected: layout::string_payload(&swap.key, &swap.expected),
+            expected: swap
+                .expected
+                .as_ref()
+                .map(|bytes| layout::string_payload(&swap.key, bytes)),
             value: layout::string_payload(&swap.key, &swap.value),
             key: swap.key,
             ttl: swap.ttl,
@@ -621,15 +624,22 @@ impl Writer {
                         Outcome::Done
                     }
                     Job::SwapThenApply { swap, writes, .. } => {
-                        // Undecodable bytes are no match: the caller reads again and gets
-                        // the error, and the rest of the batch commits.
-                        let swapped = t.get(&swap.stored)?.is_some_and(|bytes| {
-                            Stored::parse(&bytes).is_ok_and(|s| {
-                                s.expires_at > now
-                                    && s.kind == swap.expected.0
-                                    && s.payload == swap.expected.1.as_slice()
-                            })
-                        });
+                        // Undecodable bytes are no match (and not absent either): the caller
+                        // reads again and gets the error, and the rest of the batch commits.
+                        let current = t.get(&swap.stored)?;
+                        let swapped = match (&swap.expected, current) {
+                            (None, None) => true,
+                            (None, Some(bytes)) => {
+                                Stored::parse(&bytes).is_ok_and(|s| s.expires_at <= now)
+                            }
+                            (Some(_), None) => false,
+                            (Some((kind, payload)), Some(bytes)) => Stored::parse(&bytes)
+                                .is_ok_and(|s| {
+                                    s.expires_at > now
+                                        && s.kind == *kind
+                                        && s.payload == payload.as_slice()
+                                }),
+                        };
                         if swapped {
                             let (kind, payload) = &swap.value;
                             let at = expires_at(now, swap.ttl);
@@ -890,7 +900,7 @@ mod tests {
         );
         let swap = |to: &[u8]| Swap {
             key: "session:k".into(),
-            expected: Bytes::from_static(b"v"),
+            expected: Some(Bytes::from_static(b"v")),
             value: to.to_vec(),
             ttl: Duration::from_secs(5),
         };

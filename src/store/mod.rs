@@ -70,13 +70,15 @@ impl Op {
 }
 
 /// A compare-and-set: replace the value at `key` only if it still holds exactly `expected`
-/// [SET key value PX ttl IFEQ expected, as in Redis 8.4]. Every rotation of a session is
+/// [SET key value PX ttl IFEQ expected, as in Redis 8.4], or, with `expected: None`, create
+/// it only if it does not exist [SET key value PX ttl NX]. Every rotation of a session is
 /// one of these, so two concurrent rotations of the same token cannot both win, and a
-/// rotation never brings back a session that a concurrent logout deleted.
+/// rotation never brings back a session that a concurrent logout deleted; the first use of
+/// an authorization code is the creating kind, so only one use can claim it.
 #[derive(Debug, Clone)]
 pub struct Swap {
     pub key: String,
-    pub expected: Bytes,
+    pub expected: Option<Bytes>,
     pub value: Vec<u8>,
     pub ttl: Duration,
 }

@@ -192,9 +192,10 @@ impl RedisSessionStore {
         RedisSessionStore {
             conn,
             apply: Script::new(&format!("local i, k = 1, 1\n{APPLY_OPS}\nreturn 1")),
-            // ARGV: expected, value, ttl_ms, then the ops; KEYS: the swapped key, then the ops'.
+            // ARGV: "nx" (create only) or "eq" (then the expected value), value, ttl_ms, then
+            // the ops; KEYS: the swapped key, then the ops'.
             swap_then_apply: Script::new(&format!(
-                "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\nredis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\nlocal i, k = 4, 2\n{APPLY_OPS}\nreturn 1"
+                "if ARGV[1] == 'nx' then\n  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\nelseif redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end\nredis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])\nlocal i, k = 5, 2\n{APPLY_OPS}\nreturn 1"
             )),
             // Never below zero; the TTL is armed when the counter is created.
             incr: Script::new(
@@ -254,7 +255,8 @@ impl SessionStore for RedisSessionStore {
         invocation
             .key(self.conn.key(&swap.key))
             .key(keys)
-            .arg(swap.expected.as_ref())
+            .arg(if swap.expected.is_some() { "eq" } else { "nx" })
+            .arg(swap.expected.as_deref().unwrap_or_default())
             .arg(swap.value)
             .arg(millis(swap.ttl))
             .arg(args);

@@ -173,7 +173,7 @@ impl Service {
         };
         let swap = Swap {
             key: key.to_owned(),
-            expected: value.clone(),
+            expected: Some(value.clone()),
             value: value.to_vec(),
             ttl: Duration::from_secs(1),
         };
@@ -857,7 +857,7 @@ impl Service {
             let ttl = Duration::from_secs(self.refresh_ttl);
             let swap = Swap {
                 key: key.clone(),
-                expected: stored,
+                expected: Some(stored),
                 value: encode(&record),
                 ttl,
             };
@@ -904,14 +904,14 @@ impl Service {
     fn seal(&self, user: Uuid, secret: &[u8]) -> Result<String, AuthError> {
         self.factors
             .sealer
-            .seal(user, secret)
+            .seal(user.as_bytes(), secret)
             .ok_or_else(|| AuthError::Internal("cannot seal a TOTP secret".into()))
     }
 
     fn open(&self, user: Uuid, sealed: &[u8]) -> Result<Vec<u8>, AuthError> {
         std::str::from_utf8(sealed)
             .ok()
-            .and_then(|sealed| self.factors.sealer.open(user, sealed))
+            .and_then(|sealed| self.factors.sealer.open(user.as_bytes(), sealed))
             .ok_or_else(|| {
                 AuthError::Internal(
                     "a TOTP secret does not open with the second-factor key (mfa.key_file): was the database restored without its key, or do the nodes use different keys?".into(),

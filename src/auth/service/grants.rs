@@ -4,26 +4,24 @@
 //!
 //! A grant is a gatehouse session whose record names the client ([`Grant`]): it is listed
 //! with the user's sessions, ended by everything that ends sessions, and its refresh token
-//! rotates with the same reuse detection as gatehouse's own (`rotation`). A code is single
-//! use: redeeming it swaps its record (compare-and-set) for the grant session it made, so a
-//! second use finds that session and ends it.
+//! rotates with the same reuse detection as gatehouse's own (`rotation`). A code carries what
+//! it stands for, sealed ([`CodeGrant`], GD-0015), so issuing one writes nothing. It is single
+//! use: its first use creates the record of that use (create-only) together with the grant
+//! session it made, so a second use finds that session and ends it.
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{AuthError, ClientInfo, MAX_WRITE_ATTEMPTS, Service, decode};
+use super::{AuthError, ClientInfo, Service, decode};
 use crate::auth::oidc::{
-    self, GrantAccessClaims, IdTokenClaims, Provider, SecretCheck, parse_scope,
+    self, CodeGrant, GrantAccessClaims, IdTokenClaims, Provider, SecretCheck, parse_scope,
 };
 use crate::auth::regulation;
 use crate::auth::tokens::AccessClaims;
-use crate::clock::now_secs;
+use crate::clock::{now_ms, now_secs};
 use crate::config::oidc::{Client, Consent, KNOWN_SCOPES};
 use crate::domain::factors::Amr;
 use crate::domain::session::{self, Grant, SessionRecord, encode};
@@ -165,26 +163,14 @@ impl FreshLogin {
     const LIFETIME: u64 = 900;
 }
 
-/// What a code stands for until redeemed.
+/// The use of a code, recorded at its first use (for `REDEEMED_TTL`, longer than a code
+/// lives).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct CodeRecord {
+struct CodeUse {
     client: String,
-    redirect_uri: String,
     uid: Uuid,
-    scope: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    nonce: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    challenge: Option<String>,
-    auth_time: u64,
-    /// How the browser signed in; the grant's `amr`.
-    #[serde(default, skip_serializing_if = "Amr::is_password_only")]
-    amr: Amr,
-    /// The user's credential version when the user allowed it.
-    cv: u64,
-    /// Once redeemed: the grant session it made.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    redeemed: Option<String>,
+    /// The grant session the first use made (or would have made, when it failed a check).
+    redeemed: String,
     /// Set when a second use ended that session.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     replayed: bool,
@@ -228,16 +214,6 @@ fn redirect_with(base: &str, pairs: &[(&str, &str)]) -> String {
     url.push(if base.contains('?') { '&' } else { '?' });
     url.push_str(&query.finish());
     url
-}
-
-fn code_hash(code: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(code.as_bytes()))
-}
-
-fn random_code() -> Result<String, AuthError> {
-    let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).map_err(|e| AuthError::Internal(e.to_string()))?;
-    Ok(URL_SAFE_NO_PAD.encode(raw))
 }
 
 impl Service {
@@ -468,8 +444,9 @@ impl Service {
                 None => user,
             },
         };
-        let code = random_code()?;
-        let record = CodeRecord {
+        let grant = CodeGrant {
+            id: CodeGrant::new_id().map_err(|e| AuthError::Internal(e.to_string()))?,
+            exp_ms: now_ms() + provider.code_ttl() * 1000,
             client: client.id.clone(),
             redirect_uri: redirect_uri.to_owned(),
             uid: user.id,
@@ -479,16 +456,10 @@ impl Service {
             auth_time: browser.auth_time,
             amr: browser.amr,
             cv: user.credential_version,
-            redeemed: None,
-            replayed: false,
         };
-        self.store
-            .apply(vec![Op::set(
-                keys::oidc_code(&code_hash(&code)),
-                encode(&record),
-                Duration::from_secs(provider.code_ttl()),
-            )])
-            .await?;
+        let code = grant
+            .seal(provider.codes())
+            .ok_or_else(|| AuthError::Internal("cannot seal an authorization code".into()))?;
         tracing::info!(event = "oidc_code_issued", client = %client.id, user_id = %user.id);
         let mut pairs = vec![("code", code.as_str())];
         if let Some(state) = state {
@@ -634,10 +605,10 @@ impl Service {
         }
     }
 
-    /// `grant_type=authorization_code`. Claiming the code and writing the grant session it
-    /// makes are one compare-and-set (one durable commit): a claimed code always names a
-    /// session that exists, so a second use finds it and ends it. A request that fails a
-    /// check still uses the code up, so that a stolen code cannot be tried again.
+    /// `grant_type=authorization_code`. The code's first use is recorded (create-only)
+    /// in the same commit as the grant session it makes: a used code always names a session
+    /// that exists, so a second use finds it and ends it. A request that fails a check still
+    /// uses the code up, so that a stolen code cannot be tried again.
     pub async fn exchange_code(
         &self,
         client: &Client,
@@ -646,128 +617,123 @@ impl Service {
         verifier: Option<&str>,
         info: &ClientInfo,
     ) -> Result<TokenResponse, OAuthError> {
-        let key = keys::oidc_code(&code_hash(code));
         let invalid = |why: &str| OAuthError::InvalidGrant(why.to_owned());
+        let Some(code) = CodeGrant::open(self.oidc()?.codes(), code, now_ms()) else {
+            return Err(invalid(CODE_INVALID));
+        };
+        let key = keys::oidc_code(&code.id);
         let sid = session::new_id();
-        for _ in 0..MAX_WRITE_ATTEMPTS {
-            let Some(stored) = self.store.get(&key).await? else {
-                return Err(invalid(CODE_INVALID));
-            };
-            let record: CodeRecord = decode(&stored)?;
-            if let Some(first) = &record.redeemed {
-                self.code_replayed(&key, &record, first).await?;
-                return Err(invalid(CODE_INVALID));
-            }
-            let claim = Swap {
-                key: key.clone(),
-                expected: stored,
-                value: encode(&CodeRecord {
-                    redeemed: Some(sid.clone()),
-                    ..record.clone()
-                }),
-                ttl: REDEEMED_TTL,
-            };
-            let user = match self
-                .redeemable(&record, client, redirect_uri, verifier)
-                .await?
-            {
-                Ok(user) => user,
-                Err(why) => {
-                    if self.store.swap_then_apply(claim, Vec::new()).await? {
-                        return Err(invalid(why));
-                    }
-                    continue; // claimed meanwhile: a second use, judged as one above
+        let claim = Swap {
+            key: key.clone(),
+            expected: None,
+            value: encode(&CodeUse {
+                client: code.client.clone(),
+                uid: code.uid,
+                redeemed: sid.clone(),
+                replayed: false,
+            }),
+            ttl: REDEEMED_TTL,
+        };
+        let user = match self
+            .redeemable(&code, client, redirect_uri, verifier)
+            .await?
+        {
+            Ok(user) => user,
+            Err(why) => {
+                if !self.store.swap_then_apply(claim, Vec::new()).await? {
+                    self.code_replayed(&key).await?;
+                    return Err(invalid(CODE_INVALID));
                 }
-            };
-            let grant = Grant {
-                client: client.id.clone(),
-                scope: record.scope.clone(),
-                auth_time: record.auth_time,
-            };
-            let offline = record.scope.split(' ').any(|s| s == "offline_access");
-            let refresh =
-                session::new_refresh_token(&sid).map_err(|e| AuthError::Internal(e.to_string()))?;
-            let now = now_secs();
-            let session_record = SessionRecord {
-                uid: user.id,
-                created_at: now,
-                last_seen_at: now,
-                user_agent: info.user_agent.clone(),
-                ip: info.ip.clone(),
-                refresh: session::token_hash(&refresh),
-                cv: user.credential_version,
-                rotated: None,
-                grant: Some(grant.clone()),
-                amr: record.amr,
-            };
-            // Without offline_access the grant lives as long as its access token.
-            let ttl = Duration::from_secs(if offline {
-                self.refresh_ttl
-            } else {
-                self.access_ttl
-            });
-            let write = vec![
-                Op::set(keys::session(&sid), encode(&session_record), ttl),
-                Op::SetAdd {
-                    set: keys::user_sessions(&user.id.to_string()),
-                    member: sid.clone(),
-                    ttl: Duration::from_secs(self.refresh_ttl),
-                },
-            ];
-            if !self.store.swap_then_apply(claim, write).await? {
-                continue;
+                return Err(invalid(why));
             }
-            // A second use of the code that came right after the claim (it has ended the
-            // session already; answering with its tokens would hand out dead ones), or a
-            // credential change that raced this exchange (its logout-all may have read the
-            // user's sessions before this one was written).
-            let replayed = match self.store.get(&key).await? {
-                Some(bytes) => decode::<CodeRecord>(&bytes)?.replayed,
-                None => false,
-            };
-            let current = self.users.by_id(user.id).await?;
-            let still = current
-                .is_some_and(|u| !u.disabled && u.credential_version == user.credential_version);
-            if replayed || !still {
-                self.revoke_session(&sid, user.id).await?;
-                return Err(invalid("the code was used twice or the account changed"));
-            }
-            self.enforce_session_cap(user.id).await?;
-            tracing::info!(event = "oidc_grant", client = %client.id, user_id = %user.id, session_id = %sid);
-            let session = GrantSession {
-                sid: &sid,
-                grant: &grant,
-                amr: record.amr,
-            };
-            return self
-                .grant_tokens(
-                    &user,
-                    session,
-                    client,
-                    offline.then_some(refresh),
-                    record.nonce,
-                )
-                .map_err(Into::into);
+        };
+        let grant = Grant {
+            client: client.id.clone(),
+            scope: code.scope.clone(),
+            auth_time: code.auth_time,
+        };
+        let offline = code.scope.split(' ').any(|s| s == "offline_access");
+        let refresh =
+            session::new_refresh_token(&sid).map_err(|e| AuthError::Internal(e.to_string()))?;
+        let now = now_secs();
+        let session_record = SessionRecord {
+            uid: user.id,
+            created_at: now,
+            last_seen_at: now,
+            user_agent: info.user_agent.clone(),
+            ip: info.ip.clone(),
+            refresh: session::token_hash(&refresh),
+            cv: user.credential_version,
+            rotated: None,
+            grant: Some(grant.clone()),
+            amr: code.amr,
+        };
+        // Without offline_access the grant lives as long as its access token.
+        let ttl = Duration::from_secs(if offline {
+            self.refresh_ttl
+        } else {
+            self.access_ttl
+        });
+        let write = vec![
+            Op::set(keys::session(&sid), encode(&session_record), ttl),
+            Op::SetAdd {
+                set: keys::user_sessions(&user.id.to_string()),
+                member: sid.clone(),
+                ttl: Duration::from_secs(self.refresh_ttl),
+            },
+        ];
+        if !self.store.swap_then_apply(claim, write).await? {
+            self.code_replayed(&key).await?;
+            return Err(invalid(CODE_INVALID));
         }
-        Err(invalid(CODE_INVALID))
+        // A second use of the code that came right after this one (it has ended the session
+        // already; answering with its tokens would hand out dead ones), or a credential
+        // change that raced this exchange (its logout-all may have read the user's sessions
+        // before this one was written).
+        let replayed = match self.store.get(&key).await? {
+            Some(bytes) => decode::<CodeUse>(&bytes)?.replayed,
+            None => false,
+        };
+        let current = self.users.by_id(user.id).await?;
+        let still =
+            current.is_some_and(|u| !u.disabled && u.credential_version == user.credential_version);
+        if replayed || !still {
+            self.revoke_session(&sid, user.id).await?;
+            return Err(invalid("the code was used twice or the account changed"));
+        }
+        self.enforce_session_cap(user.id).await?;
+        tracing::info!(event = "oidc_grant", client = %client.id, user_id = %user.id, session_id = %sid);
+        let session = GrantSession {
+            sid: &sid,
+            grant: &grant,
+            amr: code.amr,
+        };
+        self.grant_tokens(
+            &user,
+            session,
+            client,
+            offline.then_some(refresh),
+            code.nonce,
+        )
+        .map_err(Into::into)
     }
 
-    /// Whether `record` may be redeemed by this request: the user it names (as now), or why
+    /// Whether `code` may be redeemed by this request: the user it names (as now), or why
     /// not.
     async fn redeemable(
         &self,
-        record: &CodeRecord,
+        code: &CodeGrant,
         client: &Client,
         redirect_uri: Option<&str>,
         verifier: Option<&str>,
     ) -> Result<Result<User, &'static str>, AuthError> {
-        if record.client != client.id {
+        if code.client != client.id {
             return Ok(Err("the code was issued to another client"));
         }
-        if redirect_uri != Some(record.redirect_uri.as_str()) {
+        if redirect_uri != Some(code.redirect_uri.as_str()) {
             return Ok(Err("redirect_uri differs from the authorization request's"));
         }
-        match (&record.challenge, verifier) {
+        match (&code.challenge, verifier) {
             (Some(challenge), Some(verifier))
                 if oidc::pkce_well_formed(verifier)
                     && bool::from(subtle::ConstantTimeEq::ct_eq(
@@ -780,37 +746,40 @@ impl Service {
             }
             (None, None) => {}
         }
-        Ok(match self.users.by_id(record.uid).await? {
-            Some(user) if !user.disabled && user.credential_version == record.cv => Ok(user),
+        Ok(match self.users.by_id(code.uid).await? {
+            Some(user) if !user.disabled && user.credential_version == code.cv => Ok(user),
             _ => Err("the account changed since the code was issued"),
         })
     }
 
-    /// A second use of a code: ends the session its first use made and marks the code
+    /// A second use of a code: ends the session its first use made and marks the use
     /// replayed (one write), so that a first exchange still under way answers with an error.
-    async fn code_replayed(
-        &self,
-        key: &str,
-        record: &CodeRecord,
-        first: &str,
-    ) -> Result<(), AuthError> {
-        let marked = CodeRecord {
+    async fn code_replayed(&self, key: &str) -> Result<(), AuthError> {
+        // The use record outlives the code, so it is there unless the store lost it.
+        let Some(stored) = self.store.get(key).await? else {
+            return Ok(());
+        };
+        let used: CodeUse = decode(&stored)?;
+        let uid = used.uid;
+        let client = used.client.clone();
+        let first = used.redeemed.clone();
+        let marked = CodeUse {
             replayed: true,
-            ..record.clone()
+            ..used
         };
         self.store
             .apply(vec![
                 Op::Delete {
-                    key: keys::session(first),
+                    key: keys::session(&first),
                 },
                 Op::SetRemove {
-                    set: keys::user_sessions(&record.uid.to_string()),
-                    member: first.to_owned(),
+                    set: keys::user_sessions(&uid.to_string()),
+                    member: first,
                 },
                 Op::set(key.to_owned(), encode(&marked), REDEEMED_TTL),
             ])
             .await?;
-        tracing::warn!(event = "oidc_code_replayed", client = %record.client, user_id = %record.uid,
+        tracing::warn!(event = "oidc_code_replayed", client = %client, user_id = %uid,
             "an authorization code was used twice; the grant it made is revoked");
         Ok(())
     }

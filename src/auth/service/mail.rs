@@ -216,7 +216,7 @@ impl Service {
         let key = keys::link(slot, &key_id(uid));
         let swap = Swap {
             key: key.clone(),
-            expected: stored,
+            expected: Some(stored),
             value: Vec::new(),
             ttl: Duration::from_secs(1),
         };

@@ -113,7 +113,7 @@ impl Service {
         let ttl = Duration::from_secs(self.refresh_ttl);
         let swap = Swap {
             key: keys::session(sid),
-            expected: stored,
+            expected: Some(stored),
             value: encode(&updated),
             ttl,
         };
