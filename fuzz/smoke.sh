@@ -25,7 +25,7 @@ if [[ -n ${FUZZ_TOOLCHAIN:-} ]]; then
 fi
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
-  targets=(json_bodies headers token config http_request access webauthn_json resp_frame store_entry)
+  targets=(json_bodies headers token config http_request access webauthn_json resp_frame store_entry oidc_code)
 fi
 
 start=$(date +%s)
