@@ -13,10 +13,12 @@ pub(crate) async fn serve(config: Config) -> Result<(), String> {
     let listen = config.listen;
     // The recorder first: the app registers its series (at zero) as it is built.
     if let Some(handle) = crate::http::metrics::install() {
-        // Histograms keep raw samples until upkeep folds them into buckets; without a
-        // scraper that would grow with every request.
+        // Histograms keep raw samples (in blocks of 64) until upkeep folds them into
+        // buckets; without a scraper that would grow with every request. Every second, not
+        // every five: at 100,000 requests/s five seconds of samples were about 5 MB of the
+        // heap under load (heaptrack), one second is a fifth of that for the same work.
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
                 tick.tick().await;
                 handle.run_upkeep();
