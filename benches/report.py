@@ -98,6 +98,29 @@ def headline_rows(res):
     return rows
 
 
+def ceiling_pct(res, key):
+    """A token check's share of the hyper hello: the median of the rounds in which they took turns
+    (run.py's interleaved_ceiling), else the two single runs of the scenarios."""
+    c = res.get("ceiling")
+    if c and c.get("rounds"):
+        turns = ", ".join(f"{r[key] / r['hello'] * 100:.0f} % ({rate(r[key])} vs {rate(r['hello'])})"
+                          for r in c["rounds"])
+        return (f"{c[key + '_pct']:.0f} % of the bare hyper hello, the median of {len(c['rounds'])} rounds taking "
+                f"turns in this run: {turns} req/s")
+    v = (_get(res, GH, key) or {}).get("rps")
+    hv = (_get(res, "hello", "verify") or {}).get("rps")
+    return f"{v / hv * 100:.0f} % ({rate(v)} vs {rate(hv)} req/s)" if v and hv else "–"
+
+
+def ceiling_met(res, key):
+    c = res.get("ceiling")
+    if c and c.get("rounds"):
+        return c[key + "_pct"] >= 60
+    v = (_get(res, GH, key) or {}).get("rps")
+    hv = (_get(res, "hello", "verify") or {}).get("rps")
+    return (v / hv >= 0.6) if v and hv else None
+
+
 def headline_table(res):
     hv = (_get(res, "hello", "verify") or {}).get("rps")
     fw = (_get(res, GH, "fwd") or {}).get("rps")
@@ -158,8 +181,8 @@ def summary(res):
     for key, what in (("verify", "`GET /auth/me`"), ("fwd", "forward-auth")):
         v = gh.get(key, {}).get("rps")
         if v and hv:
-            out.append(f"Token check, {what} (embedded store): {rate(v)} req/s at peak, {v / hv * 100:.0f} % of the "
-                       f"bare hyper hello's {rate(hv)} req/s in the same run (target ≥ 60 %); p99 "
+            out.append(f"Token check, {what} (embedded store): {ceiling_pct(res, key)} (target ≥ 60 %); "
+                       f"{rate(v)} req/s at peak in its own scenario; p99 "
                        f"{ms(gh.get(key + '_half', {}).get('p99_us'))} ms at half of its peak (target < 2 ms) and "
                        f"{ms(gh.get('flood_' + key, {}).get('p99_us'))} ms under the login flood (target < 5 ms).")
     g2 = res["systems"].get("gatehouse-redis", {})
@@ -192,8 +215,7 @@ def targets(res):
 
     v = gh.get("verify", {}).get("rps")
     hv = hello.get("verify", {}).get("rps")
-    row("verify ≥ 60 % of bare hyper", f"{v / hv * 100:.0f} % ({rate(v)} vs {rate(hv)} req/s)" if v and hv else "–",
-        (v / hv >= 0.6) if v and hv else None)
+    row("verify ≥ 60 % of bare hyper", ceiling_pct(res, "verify"), ceiling_met(res, "verify"))
     # The faster of fastapi-users' two strategies (the conservative comparison).
     fv = max((res["systems"].get(k, {}).get("verify", {}).get("rps") or 0
               for k in ("fastapi-users-jwt", "fastapi-users-redis")), default=0) or None
@@ -202,8 +224,7 @@ def targets(res):
     pv = max(pb.get("verify", {}).get("rps") or 0, pb.get("verify_nolog", {}).get("rps") or 0) or None
     row("verify ≈ 10× PocketBase (its faster configuration)", f"{ratio(v, pv)}" if v and pv else "–", (v / pv >= 10) if v and pv else None)
     fw = gh.get("fwd", {}).get("rps")
-    row("forward-auth ≥ 60 % of bare hyper", f"{fw / hv * 100:.0f} % ({rate(fw)} vs {rate(hv)} req/s)" if fw and hv else "–",
-        (fw / hv >= 0.6) if fw and hv else None)
+    row("forward-auth ≥ 60 % of bare hyper", ceiling_pct(res, "fwd"), ceiling_met(res, "fwd"))
     row("forward-auth ≈ 10× PocketBase's token check (its faster configuration)", f"{ratio(fw, pv)}" if fw and pv else "–",
         (fw / pv >= 10) if fw and pv else None)
     row("forward-auth ≥ 20× fastapi-users' token check, faster strategy (issue; targets.md: ≈ 50×)",
@@ -322,6 +343,11 @@ def markdown(res, chart=None, md_path=None):
         w("")
         w(headline_table(res))
         w("")
+        if res.get("ceiling", {}).get("rounds"):
+            w("The \"% of hyper hello\" column divides runs made minutes apart. The targets use the rounds in "
+              "which the hello, `/auth/me` and forward-auth took turns (10 s each, same connections): "
+              f"`/auth/me` {ceiling_pct(res, 'verify')}; forward-auth {ceiling_pct(res, 'fwd')}.")
+            w("")
     w("## Machine and method")
     w("")
     w(f"- Machine: {mc['nproc']} cores ({mc['cpu']}), {mc['ram_gib']} GiB RAM, {mc['os']}, kernel {mc['kernel']}.")
