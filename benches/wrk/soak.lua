@@ -2,13 +2,16 @@
 -- by one /auth/me with its access token, one refresh of its refresh token and a logout with
 -- the refreshed access token, which ends the session. Responses come back on whichever
 -- connection finishes first, so the steps are linked by queues of tokens rather than by
--- connection: a login's answer queues its access token (for /auth/me) and its refresh token;
--- a refresh's answer queues its new access token (for the logout). request() serves the
--- queues (/auth/me first: the logout ends the session its token names) before it starts a new login, so the live sessions stay about as many as the
--- connections. BENCH_USERS accounts soak<k>@bench.example.org take turns; BENCH_PASSWORD.
+-- connection: a login's answer queues its tokens; a refresh's answer queues its new access
+-- token for the logout. Every request() is two pipelined requests (wrk fixes the pipeline
+-- depth from the first call): the /auth/me and the refresh of one session go together on one
+-- connection, which answers them in order, so a session's logout (queued only once the
+-- refresh has answered) can never overtake its /auth/me; otherwise a logout or a login with a
+-- login. The queues are served first, so the live sessions stay about twice the connections.
+-- BENCH_USERS accounts soak<k>@bench.example.org take turns; BENCH_PASSWORD.
 local users = tonumber(os.getenv("BENCH_USERS") or "1")
 local pw = os.getenv("BENCH_PASSWORD")
-local me, refresh, logout, refreshing = {}, {}, {}, {}
+local me, logout, refreshing = {}, {}, {}
 local n = 0
 local counts = { login = 0, me = 0, refresh = 0, logout = 0 }
 local jsonh = { ["Content-Type"] = "application/json", ["User-Agent"] = "gatehouse-bench" }
@@ -19,32 +22,35 @@ local function pop(q)
   return t
 end
 
-function request()
-  if #me > 0 then
-    counts.me = counts.me + 1
-    wrk.thread:set("me", counts.me)
-    return wrk.format("GET", "/auth/me",
-      { ["Authorization"] = "Bearer " .. pop(me), ["User-Agent"] = "gatehouse-bench" })
-  end
-  if #refresh > 0 then
-    counts.refresh = counts.refresh + 1
-    wrk.thread:set("refresh", counts.refresh)
-    local rt = pop(refresh)
-    refreshing[rt:match("^([^.]+)%.") or ""] = true
-    return wrk.format("POST", "/auth/refresh", jsonh, '{"refresh_token":"' .. rt .. '"}')
-  end
-  if #logout > 0 then
-    counts.logout = counts.logout + 1
-    wrk.thread:set("logout", counts.logout)
-    return wrk.format("POST", "/auth/logout",
-      { ["Authorization"] = "Bearer " .. pop(logout), ["User-Agent"] = "gatehouse-bench" }, "")
-  end
+local function login()
   n = n + 1
   counts.login = counts.login + 1
   wrk.thread:set("login", counts.login)
   local k = 1 + ((tonumber(id) or 0) * 7919 + n) % users
   return wrk.format("POST", "/auth/login", jsonh,
     '{"email":"soak' .. k .. '@bench.example.org","password":"' .. pw .. '"}')
+end
+
+function request()
+  if #me > 0 then
+    local s = pop(me)
+    counts.me = counts.me + 1
+    counts.refresh = counts.refresh + 1
+    wrk.thread:set("me", counts.me)
+    wrk.thread:set("refresh", counts.refresh)
+    refreshing[s.rt:match("^([^.]+)%.") or ""] = true
+    return wrk.format("GET", "/auth/me",
+        { ["Authorization"] = "Bearer " .. s.access, ["User-Agent"] = "gatehouse-bench" })
+      .. wrk.format("POST", "/auth/refresh", jsonh, '{"refresh_token":"' .. s.rt .. '"}')
+  end
+  if #logout > 0 then
+    counts.logout = counts.logout + 1
+    wrk.thread:set("logout", counts.logout)
+    return wrk.format("POST", "/auth/logout",
+      { ["Authorization"] = "Bearer " .. pop(logout), ["User-Agent"] = "gatehouse-bench" }, "")
+      .. login()
+  end
+  return login() .. login()
 end
 
 function response(status, headers, body)
@@ -59,8 +65,7 @@ function response(status, headers, body)
     refreshing[sid] = nil
     logout[#logout + 1] = access
   else
-    me[#me + 1] = access
-    refresh[#refresh + 1] = rt
+    me[#me + 1] = { access = access, rt = rt }
   end
 end
 
