@@ -214,6 +214,35 @@ async fn set_sizes_follow_every_change(s: Stores) {
     assert_eq!(s.set_members("n").await.unwrap(), ["h"]);
 }
 
+/// Eight swaps made by `swap` from the values `<prefix>1`..`<prefix>8`, at once, each with a
+/// marker write as its op: exactly one wins, it holds the key, and only its marker was
+/// written.
+async fn one_of_eight_swaps_wins(
+    s: &Arc<dyn SessionStore>,
+    prefix: &str,
+    swap: impl Fn(&str) -> Swap,
+) {
+    let marker = |m: &str| vec![set(&format!("marker:{m}"), "1", 10_000)];
+    let attempts = (1..=8).map(|i| {
+        let to = format!("{prefix}{i}");
+        let (swap, ops) = (swap(&to), marker(&to));
+        let s = s.clone();
+        async move { (s.swap_then_apply(swap, ops).await.unwrap(), to) }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let winners: Vec<&String> = results.iter().filter(|(w, _)| *w).map(|(_, v)| v).collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    let key = swap("").key;
+    assert_eq!(
+        s.get(&key).await.unwrap().as_deref(),
+        Some(winners[0].as_bytes())
+    );
+    for (won, to) in &results {
+        let marked = s.get(&format!("marker:{to}")).await.unwrap().is_some();
+        assert_eq!(marked, *won, "ops of {to} applied only if its swap won");
+    }
+}
+
 async fn swap_has_exactly_one_winner_and_applies_its_ops_only_then(s: Stores) {
     let s = s.sessions;
     s.apply(vec![set("session:k", "v0", 10_000)]).await.unwrap();
@@ -223,27 +252,8 @@ async fn swap_has_exactly_one_winner_and_applies_its_ops_only_then(s: Stores) {
         value: to.as_bytes().to_vec(),
         ttl: Duration::from_secs(10),
     };
+    one_of_eight_swaps_wins(&s, "v", swap).await;
     let marker = |m: &str| vec![set(&format!("marker:{m}"), "1", 10_000)];
-    let attempts = (0..8).map(|i| {
-        let s = s.clone();
-        let to = format!("v{}", i + 1);
-        async move {
-            let won = s.swap_then_apply(swap(&to), marker(&to)).await.unwrap();
-            (won, to)
-        }
-    });
-    let results = futures::future::join_all(attempts).await;
-    let winners: Vec<&String> = results.iter().filter(|(w, _)| *w).map(|(_, v)| v).collect();
-    assert_eq!(winners.len(), 1, "{results:?}");
-    let winner = winners[0];
-    assert_eq!(
-        s.get("session:k").await.unwrap().as_deref(),
-        Some(winner.as_bytes())
-    );
-    for (won, to) in &results {
-        let marked = s.get(&format!("marker:{to}")).await.unwrap().is_some();
-        assert_eq!(marked, *won, "ops of {to} applied only if its swap won");
-    }
     // A swap of an absent key does nothing, not even create it.
     let absent = Swap {
         key: "session:gone".into(),
@@ -263,26 +273,7 @@ async fn create_only_swap_has_one_winner_and_never_overwrites(s: Stores) {
         value: to.as_bytes().to_vec(),
         ttl: Duration::from_millis(300),
     };
-    let marker = |m: &str| vec![set(&format!("marker:{m}"), "1", 10_000)];
-    let attempts = (0..8).map(|i| {
-        let s = s.clone();
-        let to = format!("use{i}");
-        async move {
-            let won = s.swap_then_apply(claim(&to), marker(&to)).await.unwrap();
-            (won, to)
-        }
-    });
-    let results = futures::future::join_all(attempts).await;
-    let winners: Vec<&String> = results.iter().filter(|(w, _)| *w).map(|(_, v)| v).collect();
-    assert_eq!(winners.len(), 1, "{results:?}");
-    assert_eq!(
-        s.get("oidc_code:c1").await.unwrap().as_deref(),
-        Some(winners[0].as_bytes())
-    );
-    for (won, to) in &results {
-        let marked = s.get(&format!("marker:{to}")).await.unwrap().is_some();
-        assert_eq!(marked, *won, "ops of {to} applied only if its claim won");
-    }
+    one_of_eight_swaps_wins(&s, "use", claim).await;
     // A live value of any kind blocks it, a set included.
     s.apply(vec![Op::SetAdd {
         set: "oidc_code:c2".into(),
