@@ -374,6 +374,33 @@ mod tests {
         assert!(!none.matches);
     }
 
+    /// A block buffer is a mapping of its own, gone from the address space once freed, even
+    /// after a larger block was freed first (which raises glibc's own threshold to its size).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn large_buffers_are_unmapped_when_freed() {
+        map_large_allocations();
+        drop(vec![7u8; 16 << 20]);
+        const SIZE: usize = 8 << 20;
+        // Whether `at` lies in a mapping of the buffer's size (plus glibc's header page),
+        // not in a malloc heap (64 MiB regions) or anything else.
+        let own_mapping = |at: usize| {
+            let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+            maps.lines().any(|line| {
+                let range = line.split(' ').next().unwrap_or("");
+                let (start, end) = range.split_once('-').unwrap();
+                let start = usize::from_str_radix(start, 16).unwrap();
+                let end = usize::from_str_radix(end, 16).unwrap();
+                (start..end).contains(&at) && (SIZE..SIZE + (64 << 10)).contains(&(end - start))
+            })
+        };
+        let buffer = vec![1u8; SIZE];
+        let at = buffer.as_ptr() as usize;
+        assert!(own_mapping(at), "an 8 MiB buffer is its own mapping");
+        drop(buffer);
+        assert!(!own_mapping(at), "and unmapped once freed");
+    }
+
     #[tokio::test]
     async fn idle_threads_give_their_buffers_back() {
         let hasher = Arc::new(Hasher::start(cheap(), 2, 16).unwrap());
